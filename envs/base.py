@@ -1,0 +1,547 @@
+"""The shared machinery of every task: physics, control, observations, subtasks, rewards, rendering.
+
+A task (one file under ``envs/tasks/``) subclasses :class:`ManipulationEnv` and says only
+which objects its scene holds, how an episode is drawn from ``self.np_random`` (colours,
+placements, the plan of subtasks and the instruction) and, where it differs from "every subtask
+done", when it is a success.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+from gymnasium import spaces
+
+from envs.language import COLOR_NAMES, COLORS, DIRECTIONS, Subtask
+from envs.rendering import renderer_error
+from envs.robot import ARM_JOINTS, FINGER_JOINTS, FINGER_OPEN, ArmController, IKConfig
+from envs.scene import CUBE_HALF, PAD_HALF, ObjectSpec, build_model
+
+ENV_VERSION = "0.1.0"
+"""Bumped whenever dynamics, observations or rewards change; recorded in every dataset."""
+
+CAMERAS: tuple[str, ...] = ("front", "wrist", "side")
+OBS_MODES: tuple[str, ...] = ("pixels", "state")
+REWARD_TYPES: tuple[str, ...] = ("dense", "sparse")
+IMAGE_PREFIX = "image_"
+PROPRIO = "proprio"
+OBJECT_STATE = "object_state"
+INSTRUCTION = "instruction"
+INSTRUCTION_CHARSET = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,.;:'-()_")
+INSTRUCTION_MAX_LEN = 400
+
+ACTION_DIM = 5
+"""Action: end-effector delta x, y, z, delta yaw, gripper (+1 close, -1 open), each in [-1, 1]."""
+POS_STEP = 0.025
+"""Metres of end-effector target motion per control step at action 1."""
+YAW_STEP = 0.15
+"""Radians of yaw target motion per control step at action 1."""
+YAW_LIMIT = 1.7
+WORKSPACE_LOW = np.array([-0.32, -0.32, 0.012])
+WORKSPACE_HIGH = np.array([0.25, 0.32, 0.35])
+MAX_LEAD = 0.06
+"""The pose target never runs further than this ahead of the real end effector (m)."""
+HOME_POS = np.array([-0.12, 0.0, 0.22])
+
+PLACE_XY = 0.02
+"""A cube stacked on another is placed when their centres are this close in xy (m)."""
+LIFT_HEIGHT = 0.03
+"""A cube is picked once held this far above its resting height (m)."""
+REACH_TOLERANCE = 0.025
+PUSH_TOLERANCE = 0.03
+PUSH_DISTANCE = 0.12
+"""How far "push the cube left" moves it (m)."""
+PROPRIO_DIM = 19
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Settings common to every task. Subclasses add task fields and register themselves in ``TASKS``."""
+
+    max_steps: int = 100
+    """Control steps before the episode is truncated."""
+    frame_skip: int = 10
+    """Physics steps (5 ms each) per control step: 10 gives a 20 Hz controller."""
+    obs_mode: str = "pixels"
+    """``pixels`` (camera images + proprioception + object state) or ``state`` (no images)."""
+    cameras: tuple[str, ...] = ("front", "wrist")
+    """Cameras rendered into the observation (keys ``image_<camera>``)."""
+    image_size: int = 64
+    """Height and width of observation images (px)."""
+    render_size: int = 256
+    """Height and width of ``render()`` frames, for videos (px)."""
+    reward_type: str = "dense"
+    """``dense`` (shaped progress in [0, 1]) or ``sparse`` (1 on success); both are always in ``info``."""
+    terminate_on_success: bool = True
+    """End the episode (terminated) at the first step that is a success."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.max_steps < 1:
+            problems.append(f"max_steps must be >= 1, got {self.max_steps}")
+        if not 1 <= self.frame_skip <= 100:
+            problems.append(f"frame_skip must be in [1, 100], got {self.frame_skip}")
+        if self.obs_mode not in OBS_MODES:
+            problems.append(f"obs_mode must be one of {OBS_MODES}, got {self.obs_mode!r}")
+        if self.reward_type not in REWARD_TYPES:
+            problems.append(f"reward_type must be one of {REWARD_TYPES}, got {self.reward_type!r}")
+        if not isinstance(self.cameras, tuple) or not self.cameras:
+            problems.append(f"cameras must be a non-empty tuple drawn from {CAMERAS}, got {self.cameras!r}")
+        else:
+            bad = [c for c in self.cameras if c not in CAMERAS]
+            if bad:
+                problems.append(f"unknown camera(s) {bad}; known cameras: {CAMERAS}")
+        for name in ("image_size", "render_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 16 <= value <= 640:
+                problems.append(f"{name} must be an int in [16, 640] (px), got {value!r}")
+        if problems:
+            raise ValueError(f"invalid {type(self).__name__}: " + "; ".join(problems))
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+@dataclass
+class Episode:
+    """What a task draws at reset: who is which colour, where things are, the plan and the words."""
+
+    colors: dict[str, str]
+    """Body name (``cube0``) -> colour name."""
+    placements: dict[str, tuple[float, float, float]]
+    """Body name -> (x, y, yaw) on the table (z for targets is the third entry of ``target_heights``)."""
+    plan: list[Subtask]
+    instruction: str
+    link_ends: list[int] = field(default_factory=list)
+    """Index one past the last subtask of each instruction link; default: one link, the whole plan."""
+    push_goals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Subtask label -> goal xy for pushes in a direction."""
+    target_heights: dict[str, float] = field(default_factory=dict)
+
+
+class ManipulationEnv(gym.Env):
+    """A five-joint arm with a parallel gripper at a table, driven by end-effector deltas."""
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 20}
+    task_name: ClassVar[str] = ""
+
+    def __init__(self, config: TaskConfig, render_mode: str | None = None) -> None:
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.config = config
+        self.render_mode = render_mode
+        self.objects: tuple[ObjectSpec, ...] = self._scene_objects()
+        self.model = build_model(self.objects)
+        self.data = mujoco.MjData(self.model)
+        self.controller = ArmController(self.model, IKConfig())
+        self.metadata = {**self.metadata, "render_fps": int(round(1.0 / self.control_dt))}
+
+        m = self.model
+        self._arm_qadr = np.array([m.joint(j).qposadr[0] for j in ARM_JOINTS])
+        self._arm_dadr = np.array([m.joint(j).dofadr[0] for j in ARM_JOINTS])
+        self._finger_qadr = np.array([m.joint(j).qposadr[0] for j in FINGER_JOINTS])
+        self._finger_geoms = (m.geom("finger_left").id, m.geom("finger_right").id)
+        self._ee_site = m.site("ee").id
+        self._body = {o.name: m.body(o.name).id for o in self.objects}
+        self._geom = {o.name: m.geom(o.name).id for o in self.objects}
+        self._qadr = {o.name: m.joint(o.name).qposadr[0] for o in self.objects if o.kind == "cube"}
+        self._dadr = {o.name: m.joint(o.name).dofadr[0] for o in self.objects if o.kind == "cube"}
+        self._mocap = {o.name: m.body(o.name).mocapid[0] for o in self.objects if o.kind == "target"}
+        self._badqacc = int(mujoco.mjtWarning.mjWARN_BADQACC)
+
+        self.home_q = self.controller.solve_converged(np.array([0.0, 0.3, 1.2, 0.1, 0.0]), HOME_POS, 0.0)
+
+        self.action_space = spaces.Box(-1.0, 1.0, (ACTION_DIM,), dtype=np.float32)
+        obs_spaces: dict[str, spaces.Space] = {}
+        if config.obs_mode == "pixels":
+            size = config.image_size
+            for cam in config.cameras:
+                obs_spaces[IMAGE_PREFIX + cam] = spaces.Box(0, 255, (size, size, 3), dtype=np.uint8)
+        obs_spaces[PROPRIO] = spaces.Box(-np.inf, np.inf, (PROPRIO_DIM,), dtype=np.float32)
+        obs_spaces[OBJECT_STATE] = spaces.Box(-np.inf, np.inf, (self.object_state_dim,), dtype=np.float32)
+        obs_spaces[INSTRUCTION] = spaces.Text(
+            INSTRUCTION_MAX_LEN, min_length=1, charset="".join(sorted(INSTRUCTION_CHARSET))
+        )
+        self.observation_space = spaces.Dict(obs_spaces)
+
+        self._obs_renderer: mujoco.Renderer | None = None
+        self._video_renderer: mujoco.Renderer | None = None
+        self._episode: Episode | None = None
+        self._semantic: dict[str, str] = {}
+        self._seed: int | None = None
+        self._last_obs: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ task hooks
+
+    def _scene_objects(self) -> tuple[ObjectSpec, ...]:
+        raise NotImplementedError
+
+    def _sample_episode(self, rng: np.random.Generator) -> Episode:
+        raise NotImplementedError
+
+    def _check_success(self) -> bool:
+        """Default: every subtask of the plan is done."""
+        return self._progress >= len(self.plan)
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def control_dt(self) -> float:
+        return self.model.opt.timestep * self.config.frame_skip
+
+    @property
+    def object_state_dim(self) -> int:
+        per_kind = {"cube": 3 + 4 + 3 + len(COLOR_NAMES), "pad": 3 + len(COLOR_NAMES), "target": 3 + len(COLOR_NAMES)}
+        return sum(per_kind[o.kind] for o in self.objects)
+
+    @property
+    def plan(self) -> list[Subtask]:
+        return self._require_episode().plan
+
+    @property
+    def instruction(self) -> str:
+        return self._require_episode().instruction
+
+    @property
+    def current_subtask(self) -> Subtask | None:
+        plan = self.plan
+        return plan[self._progress] if self._progress < len(plan) else None
+
+    @property
+    def names(self) -> dict[str, str]:
+        """Semantic name (``red_cube``) -> body name (``cube0``) for this episode."""
+        self._require_episode()
+        return dict(self._semantic)
+
+    def _require_episode(self) -> Episode:
+        if self._episode is None:
+            raise RuntimeError("call reset() before using the environment")
+        return self._episode
+
+    # ------------------------------------------------------------------ privileged state (experts)
+
+    def body_of(self, name: str) -> str:
+        """Body name of a semantic object name; body names pass through."""
+        if name in self._body:
+            return name
+        try:
+            return self._semantic[name]
+        except KeyError:
+            raise KeyError(f"no object {name!r} in this episode; objects: {sorted(self._semantic)}") from None
+
+    def object_pos(self, name: str) -> np.ndarray:
+        body = self.body_of(name)
+        return self.data.xpos[self._body[body]].copy()
+
+    def object_yaw(self, name: str) -> float:
+        w, x, y, z = self.data.xquat[self._body[self.body_of(name)]]
+        return float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
+
+    @property
+    def ee_pos(self) -> np.ndarray:
+        return self.data.site_xpos[self._ee_site].copy()
+
+    @property
+    def ee_yaw(self) -> float:
+        rot = self.data.site_xmat[self._ee_site]
+        return float(np.arctan2(rot[3], rot[0]))
+
+    @property
+    def gripper_opening(self) -> float:
+        """0 closed .. 1 fully open."""
+        return float(self.data.qpos[self._finger_qadr].mean() / FINGER_OPEN)
+
+    def _touching(self, geom: int) -> tuple[bool, bool]:
+        c = self.data.contact
+        g1, g2 = c.geom1, c.geom2
+        left, right = self._finger_geoms
+        hit_left = bool(np.any(((g1 == left) & (g2 == geom)) | ((g2 == left) & (g1 == geom))))
+        hit_right = bool(np.any(((g1 == right) & (g2 == geom)) | ((g2 == right) & (g1 == geom))))
+        return hit_left, hit_right
+
+    def is_grasped(self, name: str) -> bool:
+        left, right = self._touching(self._geom[self.body_of(name)])
+        return left and right
+
+    def is_touched(self, name: str) -> bool:
+        left, right = self._touching(self._geom[self.body_of(name)])
+        return left or right
+
+    def push_goal(self, subtask: Subtask) -> np.ndarray:
+        """Goal xy of a push: a pad's centre, or the drawn point for a push in a direction."""
+        if subtask.dest in DIRECTIONS:
+            return np.array(self._require_episode().push_goals[subtask.label])
+        return self.object_pos(subtask.dest)[:2]
+
+    # ------------------------------------------------------------------ subtasks
+
+    def _on_pad(self, obj: str, pad: str) -> bool:
+        p, q = self.object_pos(obj), self.object_pos(pad)
+        return bool(np.all(np.abs(p[:2] - q[:2]) < PAD_HALF - 0.005) and p[2] < CUBE_HALF + 0.01)
+
+    def _on_cube(self, obj: str, base: str) -> bool:
+        p, q = self.object_pos(obj), self.object_pos(base)
+        return bool(np.linalg.norm(p[:2] - q[:2]) < PLACE_XY and abs(p[2] - q[2] - 2 * CUBE_HALF) < 0.008)
+
+    def is_placed(self, obj: str, dest: str) -> bool:
+        """``obj`` rests on ``dest`` (a pad or a cube)."""
+        return self._on_cube(obj, dest) if dest.endswith("_cube") else self._on_pad(obj, dest)
+
+    def subtask_done(self, subtask: Subtask) -> bool:
+        if subtask.verb == "reach":
+            return bool(np.linalg.norm(self.ee_pos - self.object_pos(subtask.obj)) < REACH_TOLERANCE)
+        if subtask.verb == "pick":
+            return self.is_grasped(subtask.obj) and self.object_pos(subtask.obj)[2] > CUBE_HALF + LIFT_HEIGHT
+        if subtask.verb == "place":
+            return self.is_placed(subtask.obj, subtask.dest) and not self.is_touched(subtask.obj)
+        goal = self.push_goal(subtask)
+        if subtask.dest in DIRECTIONS:
+            return bool(np.linalg.norm(self.object_pos(subtask.obj)[:2] - goal) < PUSH_TOLERANCE)
+        return self._on_pad(subtask.obj, subtask.dest)
+
+    def _subtask_shaping(self, subtask: Subtask) -> float:
+        """Progress within a subtask in [0, 1)."""
+        ee = self.ee_pos
+        if subtask.verb == "reach":
+            return float(1 - np.tanh(10 * np.linalg.norm(ee - self.object_pos(subtask.obj))))
+        obj = self.object_pos(subtask.obj)
+        if subtask.verb == "pick":
+            near = 1 - np.tanh(10 * np.linalg.norm(ee - obj))
+            lift = np.clip((obj[2] - CUBE_HALF) / LIFT_HEIGHT, 0.0, 1.0) if self.is_grasped(subtask.obj) else 0.0
+            return float(0.6 * near + 0.4 * lift)
+        if subtask.verb == "place":
+            dest = self.object_pos(subtask.dest)
+            return float(1 - np.tanh(10 * np.linalg.norm(obj[:2] - dest[:2])))
+        goal = self.push_goal(subtask)
+        return float(1 - np.tanh(10 * np.linalg.norm(obj[:2] - goal)))
+
+    def _update_subtasks(self) -> tuple[list[str], list[str]]:
+        """Advance (or roll back) the plan pointer; return labels completed and reverted this step."""
+        completed, reverted = [], []
+        plan = self.plan
+        while self._progress < len(plan) and self.subtask_done(plan[self._progress]):
+            completed.append(plan[self._progress].label)
+            self._progress += 1
+        current = self.current_subtask
+        if (
+            current is not None
+            and current.verb == "place"
+            and self._progress > 0
+            and plan[self._progress - 1].verb == "pick"
+            and not self.is_grasped(current.obj)
+            and self.object_pos(current.obj)[2] < CUBE_HALF + 0.01
+        ):
+            self._progress -= 1
+            reverted.append(plan[self._progress].label)
+        return completed, reverted
+
+    def links_completed(self) -> int:
+        return sum(1 for end in self._require_episode().link_ends if self._progress >= end)
+
+    # ------------------------------------------------------------------ gymnasium API
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self._seed = int(seed)
+        if options:
+            raise ValueError(f"reset options are not supported yet, got keys {sorted(options)}")
+        m, d = self.model, self.data
+        episode = self._sample_episode(self.np_random)
+        self._episode = episode
+        self._semantic = {}
+        for body, color in episode.colors.items():
+            kind = next(o.kind for o in self.objects if o.name == body)
+            self._semantic[f"{color}_{kind}"] = body
+            m.geom_rgba[self._geom[body], :3] = COLORS[color]
+        self._color_index = {body: COLOR_NAMES.index(c) for body, c in episode.colors.items()}
+
+        mujoco.mj_resetData(m, d)
+        d.qpos[self._arm_qadr] = self.home_q
+        d.qpos[self._finger_qadr] = FINGER_OPEN
+        d.ctrl[:5] = self.home_q
+        d.ctrl[5:7] = FINGER_OPEN
+        for obj in self.objects:
+            x, y, yaw = episode.placements[obj.name]
+            if obj.kind == "cube":
+                a = self._qadr[obj.name]
+                d.qpos[a : a + 3] = (x, y, CUBE_HALF)
+                d.qpos[a + 3 : a + 7] = (np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2))
+            elif obj.kind == "pad":
+                m.body_pos[self._body[obj.name]] = (x, y, 0.0)
+            else:
+                d.mocap_pos[self._mocap[obj.name]] = (x, y, episode.target_heights.get(obj.name, 0.1))
+        mujoco.mj_forward(m, d)
+
+        self._q_target = self.home_q.copy()
+        self._target_pos = self.ee_pos
+        self._target_yaw = 0.0
+        self._prev_ee = self.ee_pos
+        self._step_count = 0
+        self._progress = 0
+        self._update_subtasks()
+        obs = self._observation()
+        self._last_obs = obs
+        return obs, self._info(success=self._check_success(), completed=[], reverted=[], unstable=False)
+
+    def _validate_action(self, action: Any) -> np.ndarray:
+        a = np.asarray(action, dtype=np.float64)
+        if a.shape != (ACTION_DIM,):
+            raise ValueError(
+                f"action must have shape ({ACTION_DIM},) = [dx, dy, dz, dyaw, gripper], got shape {a.shape}"
+            )
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"action must be finite, got {a.tolist()} (NaN or inf)")
+        return np.clip(a, -1.0, 1.0)
+
+    def step(self, action: Any):
+        self._require_episode()
+        a = self._validate_action(action)
+        m, d = self.model, self.data
+        ee = self.ee_pos
+        target = self._target_pos + a[:3] * POS_STEP
+        target = np.clip(target, ee - MAX_LEAD, ee + MAX_LEAD)
+        self._target_pos = np.clip(target, WORKSPACE_LOW, WORKSPACE_HIGH)
+        self._target_yaw = float(np.clip(self._target_yaw + a[3] * YAW_STEP, -YAW_LIMIT, YAW_LIMIT))
+        self._q_target = self.controller.solve(self._q_target, self._target_pos, self._target_yaw)
+        d.ctrl[:5] = self._q_target
+        d.ctrl[5:7] = FINGER_OPEN * (1.0 - a[4]) / 2.0
+
+        self._prev_ee = ee
+        bad_before = d.warning[self._badqacc].number
+        mujoco.mj_step(m, d, nstep=self.config.frame_skip)
+        self._step_count += 1
+        truncated = self._step_count >= self.config.max_steps
+
+        unstable = d.warning[self._badqacc].number > bad_before or not np.all(np.isfinite(d.qpos))
+        if unstable:
+            # MuJoCo reset the state or it holds NaNs: end the episode, hand back the last good observation.
+            info = self._info(success=False, completed=[], reverted=[], unstable=True)
+            return self._last_obs, 0.0, True, truncated, info
+
+        completed, reverted = self._update_subtasks()
+        success = self._check_success()
+        obs = self._observation()
+        self._last_obs = obs
+        info = self._info(success=success, completed=completed, reverted=reverted, unstable=False)
+        reward = info["reward_dense"] if self.config.reward_type == "dense" else info["reward_sparse"]
+        terminated = bool(success and self.config.terminate_on_success)
+        return obs, float(reward), terminated, truncated, info
+
+    def _info(self, *, success: bool, completed: list[str], reverted: list[str], unstable: bool) -> dict:
+        plan = self.plan
+        current = self.current_subtask
+        if success:
+            dense = 1.0
+        else:
+            shaping = self._subtask_shaping(current) if current is not None else 0.0
+            dense = (min(self._progress, len(plan) - 1) + 0.99 * shaping) / len(plan)
+        return {
+            "success": bool(success),
+            "is_success": bool(success),
+            "subtask": current.label if current is not None else "none",
+            "subtask_index": int(self._progress),
+            "num_subtasks": len(plan),
+            "subtasks_completed": completed,
+            "subtasks_reverted": reverted,
+            "links_completed": self.links_completed(),
+            "num_links": len(self._require_episode().link_ends),
+            "instruction": self.instruction,
+            "seed": self._seed,
+            "reward_dense": float(dense),
+            "reward_sparse": float(success),
+            "unstable": bool(unstable),
+        }
+
+    # ------------------------------------------------------------------ observations
+
+    def _proprio(self) -> np.ndarray:
+        d = self.data
+        ee = self.ee_pos
+        yaw = self.ee_yaw
+        out = np.empty(PROPRIO_DIM, dtype=np.float32)
+        out[0:3] = ee
+        out[3] = np.sin(yaw)
+        out[4] = np.cos(yaw)
+        out[5] = self.gripper_opening
+        out[6:9] = (ee - self._prev_ee) / self.control_dt
+        out[9:14] = d.qpos[self._arm_qadr]
+        out[14:19] = d.qvel[self._arm_dadr]
+        return out
+
+    def _object_state(self) -> np.ndarray:
+        d = self.data
+        parts = []
+        for obj in self.objects:
+            onehot = np.zeros(len(COLOR_NAMES))
+            onehot[self._color_index[obj.name]] = 1.0
+            bid = self._body[obj.name]
+            if obj.kind == "cube":
+                a = self._qadr[obj.name]
+                v = self._dadr[obj.name]
+                vel = d.qvel[v : v + 3]
+                parts += [d.qpos[a : a + 3], d.qpos[a + 3 : a + 7], vel, onehot]
+            else:
+                parts += [d.xpos[bid], onehot]
+        return np.concatenate(parts).astype(np.float32)
+
+    def _observation(self) -> dict[str, Any]:
+        obs: dict[str, Any] = {}
+        if self.config.obs_mode == "pixels":
+            for cam in self.config.cameras:
+                obs[IMAGE_PREFIX + cam] = self.render_camera(cam)
+        obs[PROPRIO] = self._proprio()
+        obs[OBJECT_STATE] = self._object_state()
+        obs[INSTRUCTION] = self.instruction
+        return obs
+
+    # ------------------------------------------------------------------ rendering
+
+    def _make_renderer(self, size: int, fast: bool) -> mujoco.Renderer:
+        quality = self.model.vis.quality
+        saved = quality.offsamples
+        quality.offsamples = 0 if fast else 4
+        try:
+            renderer = mujoco.Renderer(self.model, size, size)
+        except Exception as exc:  # the GL backend failed: say what to install
+            raise renderer_error(exc) from exc
+        finally:
+            quality.offsamples = saved
+        flags = renderer.scene.flags
+        flags[mujoco.mjtRndFlag.mjRND_SHADOW] = not fast
+        flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = not fast
+        return renderer
+
+    def render_camera(self, camera: str, size: int | None = None, fast: bool = True) -> np.ndarray:
+        """An RGB frame ``(H, W, 3) uint8`` from ``camera``: fast (observations) or pretty (videos)."""
+        if fast and (size is None or size == self.config.image_size):
+            if self._obs_renderer is None:
+                self._obs_renderer = self._make_renderer(self.config.image_size, fast=True)
+            renderer = self._obs_renderer
+        else:
+            size = size or self.config.render_size
+            if self._video_renderer is None or self._video_renderer.height != size:
+                if self._video_renderer is not None:
+                    self._video_renderer.close()
+                self._video_renderer = self._make_renderer(size, fast=False)
+            renderer = self._video_renderer
+        renderer.update_scene(self.data, camera=camera)
+        return renderer.render()
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        return self.render_camera("front", self.config.render_size, fast=False)
+
+    def close(self) -> None:
+        for renderer in (self._obs_renderer, self._video_renderer):
+            if renderer is not None:
+                renderer.close()
+        self._obs_renderer = self._video_renderer = None
+        super().close()
+

@@ -1,0 +1,140 @@
+"""Colours, object names, the subtask vocabulary and instruction templates.
+
+Objects are named by colour and kind (``red_cube``, ``green_pad``). A subtask is a verb with
+arguments and prints as a label from a small discrete vocabulary: ``reach(red_target)``,
+``pick(red_cube)``, ``place(green_pad)``, ``place(blue_cube)`` (stacking), ``push(red_cube, green_pad)``
+and ``push(blue_cube, left)``. Directions are the robot's own: it faces +x, so left is +y.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+COLORS: dict[str, tuple[float, float, float]] = {
+    "red": (0.85, 0.15, 0.12),
+    "green": (0.15, 0.70, 0.20),
+    "blue": (0.15, 0.30, 0.90),
+    "yellow": (0.95, 0.85, 0.10),
+    "purple": (0.55, 0.20, 0.75),
+    "orange": (0.98, 0.50, 0.05),
+}
+COLOR_NAMES: tuple[str, ...] = tuple(COLORS)
+KINDS: tuple[str, ...] = ("cube", "pad", "target")
+VERBS: tuple[str, ...] = ("reach", "pick", "place", "push")
+
+DIRECTIONS: dict[str, tuple[float, float]] = {
+    "left": (0.0, 1.0),
+    "right": (0.0, -1.0),
+    "forward": (1.0, 0.0),
+    "backward": (-1.0, 0.0),
+}
+
+
+@dataclass(frozen=True)
+class Subtask:
+    """One step of a plan. ``obj`` is what is acted on; ``dest`` is a named object or a direction."""
+
+    verb: str
+    obj: str
+    dest: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.verb not in VERBS:
+            raise ValueError(f"unknown subtask verb {self.verb!r}; known: {', '.join(VERBS)}")
+
+    @property
+    def label(self) -> str:
+        if self.verb == "place":
+            return f"place({self.dest})"
+        if self.verb == "push":
+            return f"push({self.obj}, {self.dest})"
+        return f"{self.verb}({self.obj})"
+
+    def __str__(self) -> str:
+        return self.label
+
+
+def _vocabulary() -> tuple[str, ...]:
+    names = {kind: [f"{c}_{kind}" for c in COLOR_NAMES] for kind in KINDS}
+    labels = ["none"]
+    labels += [f"reach({t})" for t in names["target"]]
+    labels += [f"pick({c})" for c in names["cube"]]
+    labels += [f"place({d})" for d in names["pad"] + names["cube"]]
+    for c in names["cube"]:
+        labels += [f"push({c}, {d})" for d in names["pad"] + list(DIRECTIONS)]
+    return tuple(labels)
+
+
+SUBTASK_VOCAB: tuple[str, ...] = _vocabulary()
+"""Every subtask label any task can emit; index 0 is ``none`` (no active subtask)."""
+SUBTASK_INDEX: dict[str, int] = {label: i for i, label in enumerate(SUBTASK_VOCAB)}
+
+
+def subtask_id(label: str) -> int:
+    try:
+        return SUBTASK_INDEX[label]
+    except KeyError:
+        raise KeyError(f"{label!r} is not in the subtask vocabulary ({len(SUBTASK_VOCAB)} labels)") from None
+
+
+def spoken(name: str) -> str:
+    """``red_cube`` -> ``red cube``."""
+    return name.replace("_", " ")
+
+
+TEMPLATES: dict[str, tuple[str, ...]] = {
+    "reach": (
+        "reach the {obj}",
+        "move the gripper to the {obj}",
+        "touch the {obj} with the gripper",
+        "go to the {obj}",
+    ),
+    "push_to": (
+        "push the {obj} onto the {dest}",
+        "slide the {obj} to the {dest}",
+        "nudge the {obj} over to the {dest}",
+        "push the {obj} into the {dest}",
+    ),
+    "push_dir": (
+        "push the {obj} to the {dest}",
+        "slide the {obj} {dest}",
+        "shove the {obj} to the {dest}",
+        "move the {obj} {dest} by pushing it",
+    ),
+    "pick_place": (
+        "put the {obj} on the {dest}",
+        "place the {obj} onto the {dest}",
+        "pick up the {obj} and put it on the {dest}",
+        "move the {obj} to the {dest}",
+    ),
+    "stack": (
+        "stack the {obj} on the {dest}",
+        "put the {obj} on top of the {dest}",
+        "place the {obj} onto the {dest}",
+        "pick up the {obj} and stack it on the {dest}",
+    ),
+    "sort": (
+        "sort the cubes onto the pads of their colour",
+        "put every cube on the pad of the same colour",
+        "place each cube on its matching pad",
+        "match the cubes to the pads by colour",
+    ),
+}
+JOINERS: tuple[str, ...] = (", then ", " and then ", ". After that, ", ", next ")
+
+
+def phrase(kind: str, rng: np.random.Generator, **names: str) -> str:
+    """One paraphrase of a meaning, drawn with ``rng``."""
+    options = TEMPLATES[kind]
+    text = options[int(rng.integers(len(options)))]
+    return text.format(**{k: spoken(v) for k, v in names.items()})
+
+
+def join_clauses(clauses: list[str], rng: np.random.Generator) -> str:
+    """Chain instructions into one sentence with varied connectives."""
+    text = clauses[0]
+    for clause in clauses[1:]:
+        text += JOINERS[int(rng.integers(len(JOINERS)))] + clause
+    return text
