@@ -46,6 +46,8 @@ WORKSPACE_HIGH = np.array([0.25, 0.32, 0.35])
 MAX_LEAD = 0.06
 """The pose target never runs further than this ahead of the real end effector (m)."""
 HOME_POS = np.array([-0.12, 0.0, 0.22])
+MAX_REACH = 0.62
+"""Largest horizontal distance of the end-effector target from the arm's base axis (m)."""
 
 PLACE_XY = 0.02
 """A cube stacked on another is placed when their centres are this close in xy (m)."""
@@ -147,6 +149,7 @@ class ManipulationEnv(gym.Env):
         self._finger_qadr = np.array([m.joint(j).qposadr[0] for j in FINGER_JOINTS])
         self._finger_geoms = (m.geom("finger_left").id, m.geom("finger_right").id)
         self._ee_site = m.site("ee").id
+        self._base_xy = m.body("arm_base").pos[:2].copy()
         self._body = {o.name: m.body(o.name).id for o in self.objects}
         self._geom = {o.name: m.geom(o.name).id for o in self.objects}
         self._qadr = {o.name: m.joint(o.name).qposadr[0] for o in self.objects if o.kind == "cube"}
@@ -175,6 +178,10 @@ class ManipulationEnv(gym.Env):
         self._semantic: dict[str, str] = {}
         self._seed: int | None = None
         self._last_obs: dict[str, Any] | None = None
+        self._step_count = 0
+        self._reset_count = 0
+        self._contacts_key: tuple[int, int] | None = None
+        self._contacts: tuple[set[int], set[int]] = (set(), set())
 
     # ------------------------------------------------------------------ task hooks
 
@@ -254,15 +261,30 @@ class ManipulationEnv(gym.Env):
     @property
     def gripper_opening(self) -> float:
         """0 closed .. 1 fully open."""
-        return float(self.data.qpos[self._finger_qadr].mean() / FINGER_OPEN)
+        left, right = self._finger_qadr
+        qpos = self.data.qpos
+        return float((qpos[left] + qpos[right]) * (0.5 / FINGER_OPEN))
+
+    def _finger_contacts(self) -> tuple[set[int], set[int]]:
+        """Geoms touching the left and the right finger, computed once per physics state."""
+        key = (self._step_count, self._reset_count)
+        if self._contacts_key != key:
+            left, right = self._finger_geoms
+            touching_left: set[int] = set()
+            touching_right: set[int] = set()
+            c = self.data.contact
+            for g1, g2 in zip(c.geom1.tolist(), c.geom2.tolist()):
+                if g1 == left or g2 == left:
+                    touching_left.add(g2 if g1 == left else g1)
+                elif g1 == right or g2 == right:
+                    touching_right.add(g2 if g1 == right else g1)
+            self._contacts = (touching_left, touching_right)
+            self._contacts_key = key
+        return self._contacts
 
     def _touching(self, geom: int) -> tuple[bool, bool]:
-        c = self.data.contact
-        g1, g2 = c.geom1, c.geom2
-        left, right = self._finger_geoms
-        hit_left = bool(np.any(((g1 == left) & (g2 == geom)) | ((g2 == left) & (g1 == geom))))
-        hit_right = bool(np.any(((g1 == right) & (g2 == geom)) | ((g2 == right) & (g1 == geom))))
-        return hit_left, hit_right
+        left, right = self._finger_contacts()
+        return geom in left, geom in right
 
     def is_grasped(self, name: str) -> bool:
         left, right = self._touching(self._geom[self.body_of(name)])
@@ -377,12 +399,14 @@ class ManipulationEnv(gym.Env):
             else:
                 d.mocap_pos[self._mocap[obj.name]] = (x, y, episode.target_heights.get(obj.name, 0.1))
         mujoco.mj_forward(m, d)
+        self._layout_object_state()
 
         self._q_target = self.home_q.copy()
         self._target_pos = self.ee_pos
         self._target_yaw = 0.0
         self._prev_ee = self.ee_pos
         self._step_count = 0
+        self._reset_count += 1
         self._progress = 0
         self._update_subtasks()
         obs = self._observation()
@@ -395,9 +419,9 @@ class ManipulationEnv(gym.Env):
             raise ValueError(
                 f"action must have shape ({ACTION_DIM},) = [dx, dy, dz, dyaw, gripper], got shape {a.shape}"
             )
-        if not np.all(np.isfinite(a)):
+        if not np.isfinite(a).all():
             raise ValueError(f"action must be finite, got {a.tolist()} (NaN or inf)")
-        return np.clip(a, -1.0, 1.0)
+        return np.minimum(np.maximum(a, -1.0), 1.0)
 
     def step(self, action: Any):
         self._require_episode()
@@ -405,9 +429,14 @@ class ManipulationEnv(gym.Env):
         m, d = self.model, self.data
         ee = self.ee_pos
         target = self._target_pos + a[:3] * POS_STEP
-        target = np.clip(target, ee - MAX_LEAD, ee + MAX_LEAD)
-        self._target_pos = np.clip(target, WORKSPACE_LOW, WORKSPACE_HIGH)
-        self._target_yaw = float(np.clip(self._target_yaw + a[3] * YAW_STEP, -YAW_LIMIT, YAW_LIMIT))
+        target = np.minimum(np.maximum(target, ee - MAX_LEAD), ee + MAX_LEAD)
+        target = np.minimum(np.maximum(target, WORKSPACE_LOW), WORKSPACE_HIGH)
+        radial = target[:2] - self._base_xy
+        reach = float(np.hypot(radial[0], radial[1]))
+        if reach > MAX_REACH:  # keep the target where the arm can follow it
+            target[:2] = self._base_xy + radial * (MAX_REACH / reach)
+        self._target_pos = target
+        self._target_yaw = min(max(self._target_yaw + float(a[3]) * YAW_STEP, -YAW_LIMIT), YAW_LIMIT)
         self._q_target = self.controller.solve(self._q_target, self._target_pos, self._target_yaw)
         d.ctrl[:5] = self._q_target
         d.ctrl[5:7] = FINGER_OPEN * (1.0 - a[4]) / 2.0
@@ -418,7 +447,7 @@ class ManipulationEnv(gym.Env):
         self._step_count += 1
         truncated = self._step_count >= self.config.max_steps
 
-        unstable = d.warning[self._badqacc].number > bad_before or not np.all(np.isfinite(d.qpos))
+        unstable = d.warning[self._badqacc].number > bad_before or not np.isfinite(d.qpos).all()
         if unstable:
             # MuJoCo reset the state or it holds NaNs: end the episode, hand back the last good observation.
             info = self._info(success=False, completed=[], reverted=[], unstable=True)
@@ -469,26 +498,43 @@ class ManipulationEnv(gym.Env):
         out[3] = np.sin(yaw)
         out[4] = np.cos(yaw)
         out[5] = self.gripper_opening
-        out[6:9] = (ee - self._prev_ee) / self.control_dt
+        out[6:9] = (ee - self._prev_ee) * (1.0 / self.control_dt)
         out[9:14] = d.qpos[self._arm_qadr]
         out[14:19] = d.qvel[self._arm_dadr]
         return out
 
-    def _object_state(self) -> np.ndarray:
+    def _layout_object_state(self) -> None:
+        """Precompute, per episode, where each object's numbers go in ``object_state``.
+
+        Per cube: position (3), quaternion (4), linear velocity (3), colour one-hot; per pad or
+        target: position (3), colour one-hot. Static parts are written once into a template.
+        """
         d = self.data
-        parts = []
+        template = np.zeros(self.object_state_dim, dtype=np.float32)
+        qpos_slots, qpos_src, qvel_slots, qvel_src = [], [], [], []
+        i = 0
         for obj in self.objects:
-            onehot = np.zeros(len(COLOR_NAMES))
-            onehot[self._color_index[obj.name]] = 1.0
-            bid = self._body[obj.name]
             if obj.kind == "cube":
-                a = self._qadr[obj.name]
-                v = self._dadr[obj.name]
-                vel = d.qvel[v : v + 3]
-                parts += [d.qpos[a : a + 3], d.qpos[a + 3 : a + 7], vel, onehot]
+                a, v = self._qadr[obj.name], self._dadr[obj.name]
+                qpos_slots += range(i, i + 7)
+                qpos_src += range(a, a + 7)
+                qvel_slots += range(i + 7, i + 10)
+                qvel_src += range(v, v + 3)
+                i += 10
             else:
-                parts += [d.xpos[bid], onehot]
-        return np.concatenate(parts).astype(np.float32)
+                template[i : i + 3] = d.xpos[self._body[obj.name]]
+                i += 3
+            template[i + self._color_index[obj.name]] = 1.0
+            i += len(COLOR_NAMES)
+        self._state_template = template
+        self._state_index = tuple(np.array(x, dtype=np.intp) for x in (qpos_slots, qpos_src, qvel_slots, qvel_src))
+
+    def _object_state(self) -> np.ndarray:
+        out = self._state_template.copy()
+        qpos_slots, qpos_src, qvel_slots, qvel_src = self._state_index
+        out[qpos_slots] = self.data.qpos[qpos_src]
+        out[qvel_slots] = self.data.qvel[qvel_src]
+        return out
 
     def _observation(self) -> dict[str, Any]:
         obs: dict[str, Any] = {}

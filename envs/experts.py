@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.base import POS_STEP, YAW_STEP, ManipulationEnv
+from envs.base import POS_STEP, YAW_LIMIT, YAW_STEP, ManipulationEnv
 from envs.language import DIRECTIONS, Subtask
 from envs.scene import CUBE_HALF
 
@@ -26,13 +26,11 @@ PUSH_BEHIND = 0.042
 """End-effector distance behind a cube's centre when pushing it (m)."""
 
 
-def _wrap_quarter(angle: float) -> float:
-    """An angle modulo pi/2, in [-pi/4, pi/4): a cube looks the same every quarter turn."""
-    return float((angle + np.pi / 4) % (np.pi / 2) - np.pi / 4)
-
-
-def _wrap_half(angle: float) -> float:
-    return float((angle + np.pi / 2) % np.pi - np.pi / 2)
+def closest_equivalent(angle: float, period: float, current: float, limit: float = YAW_LIMIT - 0.05) -> float:
+    """Of ``angle + k * period`` inside [-limit, limit], the one nearest ``current``."""
+    base = angle - period * np.round(angle / period)
+    candidates = [base + k * period for k in range(-4, 5) if abs(base + k * period) <= limit]
+    return float(min(candidates, key=lambda a: abs(a - current)))
 
 
 @dataclass
@@ -80,7 +78,7 @@ class ScriptedExpert:
         norm = np.max(np.abs(delta))
         if norm > 1.0:
             delta = delta / norm
-        dyaw = np.clip(_wrap_half(yaw - env.ee_yaw) / YAW_STEP, -1.0, 1.0)
+        dyaw = np.clip((yaw - env.ee_yaw) / YAW_STEP, -1.0, 1.0)
         return np.array([*delta, dyaw, grip], dtype=np.float32)
 
     def _travel(self, goal: np.ndarray, yaw: float, grip: float, tolerance: float = 0.02) -> np.ndarray:
@@ -93,9 +91,18 @@ class ScriptedExpert:
             return self._servo(np.array([goal[0], goal[1], max(goal[2], min(ee[2], SAFE_Z))]), yaw, grip)
         return self._servo(goal, yaw, grip)
 
+    def _holding(self, name: str) -> bool:
+        """The cube sits between the closed fingers (robust to a contact flickering for one step)."""
+        env = self.env
+        if env.is_grasped(name):
+            return True
+        offset = env.object_pos(name) - env.ee_pos
+        return bool(env.gripper_opening < 0.6 and np.linalg.norm(offset[:2]) < 0.02 and abs(offset[2]) < 0.025
+                    and env.is_touched(name))
+
     def _grasp_yaw(self, name: str) -> float:
-        cube_yaw = self.env.object_yaw(name)
-        return self.env.ee_yaw + _wrap_quarter(cube_yaw - self.env.ee_yaw)
+        """A hand yaw that lines the fingers up with the cube's faces (a cube repeats every quarter turn)."""
+        return closest_equivalent(self.env.object_yaw(name), np.pi / 2, self.env.ee_yaw)
 
     # ------------------------------------------------------------------ skills
 
@@ -110,7 +117,7 @@ class ScriptedExpert:
         if env.is_grasped(subtask.obj):
             return self._servo(np.array([ee[0], ee[1], cube[2] + 0.07]), yaw, 1.0)
         xy_err = np.linalg.norm(cube[:2] - ee[:2])
-        yaw_err = abs(_wrap_quarter(env.object_yaw(subtask.obj) - env.ee_yaw))
+        yaw_err = abs(yaw - env.ee_yaw)
         at_grasp = xy_err < 0.012 and abs(ee[2] - cube[2]) < 0.012
         if at_grasp and env.gripper_opening > 0.12:
             return self._servo(cube, yaw, 1.0)  # close on it
@@ -130,7 +137,7 @@ class ScriptedExpert:
         yaw = self._grasp_yaw(subtask.dest) if subtask.dest.endswith("_cube") else env.ee_yaw
         ee = env.ee_pos
         offset = ee - cube  # keep the cube, not the hand, over the destination
-        if not env.is_grasped(subtask.obj):
+        if not self._holding(subtask.obj):
             # released (or dropped): open and rise; the env rolls back to pick if it fell off
             return self._servo(np.array([ee[0], ee[1], max(ee[2], top + HOVER)]), env.ee_yaw, -1.0)
         xy_err = np.linalg.norm(dest[:2] - cube[:2])
@@ -151,8 +158,7 @@ class ScriptedExpert:
         to_goal = goal - cube[:2]
         dist = np.linalg.norm(to_goal)
         u = to_goal / dist if dist > 1e-6 else np.array(DIRECTIONS.get(subtask.dest, (1.0, 0.0)))
-        yaw = float(np.arctan2(u[1], u[0]))
-        yaw = env.ee_yaw + _wrap_half(yaw - env.ee_yaw)
+        yaw = closest_equivalent(float(np.arctan2(u[1], u[0])), np.pi, env.ee_yaw)
         ee = env.ee_pos
         behind = cube[:2] - PUSH_BEHIND * u
         rel = ee[:2] - cube[:2]

@@ -31,7 +31,7 @@ class IKConfig:
 
     damping: float = 0.02
     """Levenberg-Marquardt damping lambda (larger: smoother near singularities, slower convergence)."""
-    iterations: int = 2
+    iterations: int = 1
     """Newton iterations per control step, warm-started from the previous joint targets."""
     rotation_weight: float = 0.3
     """Weight of the orientation error (rad) against the position error (m)."""
@@ -56,7 +56,13 @@ class ArmController:
         self.upper = np.array([j.range[1] for j in joints])
         self._jacp = np.zeros((3, model.nv))
         self._jacr = np.zeros((3, model.nv))
-        self._eye = np.eye(6) * config.damping**2
+        n = len(joints)
+        self._damp = np.eye(n) * config.damping**2
+        self._jac = np.zeros((6, n))
+        self._normal = np.zeros((n, n))
+        self._rhs = np.zeros(n)
+        self._dq = np.zeros(n)
+        self._error = np.zeros(6)
 
     def forward(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Site position (3,) and rotation (3, 3) at arm joint positions ``q`` (5,)."""
@@ -67,25 +73,34 @@ class ArmController:
 
     def solve(self, q_seed: np.ndarray, target_pos: np.ndarray, target_yaw: float) -> np.ndarray:
         """Joint targets (5,) that bring the site to ``target_pos`` with the hand turned by ``target_yaw``."""
-        m, s, cfg = self.model, self._scratch, self.config
+        m, s, cfg, site = self.model, self._scratch, self.config, self.site_id
         target_rot = yaw_rotation(target_yaw)
-        q = np.clip(np.asarray(q_seed, dtype=np.float64).copy(), self.lower, self.upper)
-        error = np.empty(6)
+        q = np.minimum(np.maximum(q_seed, self.lower), self.upper)
+        error, jac, normal, rhs, dq = self._error, self._jac, self._normal, self._rhs, self._dq
+        half_w = 0.5 * cfg.rotation_weight
         for _ in range(cfg.iterations):
             s.qpos[self.qpos_adr] = q
             mujoco.mj_kinematics(m, s)
             mujoco.mj_comPos(m, s)
-            rot = s.site_xmat[self.site_id].reshape(3, 3)
-            error[:3] = target_pos - s.site_xpos[self.site_id]
-            error[3:] = cfg.rotation_weight * 0.5 * (
-                np.cross(rot[:, 0], target_rot[:, 0])
-                + np.cross(rot[:, 1], target_rot[:, 1])
-                + np.cross(rot[:, 2], target_rot[:, 2])
-            )
-            mujoco.mj_jacSite(m, s, self._jacp, self._jacr, self.site_id)
-            jac = np.vstack((self._jacp[:, self.dof_adr], cfg.rotation_weight * self._jacr[:, self.dof_adr]))
-            q += jac.T @ np.linalg.solve(jac @ jac.T + self._eye, error)
-            np.clip(q, self.lower, self.upper, out=q)
+            rot = s.site_xmat[site].reshape(3, 3)
+            error[:3] = target_pos - s.site_xpos[site]
+            # orientation error 0.5 * sum_i rot[:, i] x target[:, i]: the axial vector of target @ rot.T
+            rel = target_rot @ rot.T
+            error[3] = half_w * (rel[2, 1] - rel[1, 2])
+            error[4] = half_w * (rel[0, 2] - rel[2, 0])
+            error[5] = half_w * (rel[1, 0] - rel[0, 1])
+            mujoco.mj_jacSite(m, s, self._jacp, self._jacr, site)
+            jac[:3] = self._jacp[:, self.dof_adr]
+            jac[3:] = self._jacr[:, self.dof_adr]
+            jac[3:] *= cfg.rotation_weight
+            # damped least squares: (J^T J + lambda^2 I) dq = J^T e, by Cholesky in MuJoCo's C
+            np.matmul(jac.T, jac, out=normal)
+            normal += self._damp
+            np.matmul(jac.T, error, out=rhs)
+            mujoco.mju_cholFactor(normal, 0.0)
+            mujoco.mju_cholSolve(dq, normal, rhs)
+            q += dq
+            np.minimum(np.maximum(q, self.lower, out=q), self.upper, out=q)
         return q
 
     def solve_converged(

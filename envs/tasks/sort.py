@@ -57,3 +57,15 @@ class SortEnv(ManipulationEnv):
         return all(
             self.is_placed(f"{c}_cube", f"{c}_pad") and not self.is_touched(f"{c}_cube") for c in colors
         )
+
+    def _update_subtasks(self) -> tuple[list[str], list[str]]:
+        """As the base, and when the plan is done but a cube was knocked off its pad, go back to it."""
+        completed, reverted = super()._update_subtasks()
+        if self._progress >= len(self.plan) and not self._check_success():
+            for i in range(0, len(self.plan), 2):
+                place = self.plan[i + 1]
+                if not self.is_placed(place.obj, place.dest):
+                    self._progress = i
+                    reverted.append(self.plan[i].label)
+                    break
+        return completed, reverted

@@ -1,0 +1,48 @@
+"""The one interface that evaluation, video and comparison code use: ``reset(instruction)``, ``act(obs)``."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from envs.base import ManipulationEnv
+from envs.experts import ScriptedExpert
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """Anything that turns observations into actions for one episode at a time."""
+
+    def reset(self, instruction: str) -> None:
+        """Start an episode with this instruction; forget everything about the previous one."""
+
+    def act(self, obs: dict[str, Any]) -> np.ndarray:
+        """The next action, shape ``(5,)`` in [-1, 1]."""
+
+    @property
+    def subtask(self) -> str:
+        """The subtask the agent is pursuing now (``none`` for agents without one)."""
+
+
+class ExpertAgent:
+    """The scripted expert as an ``Agent``. It reads privileged state, so it is bound to one env."""
+
+    def __init__(self, env: ManipulationEnv, noise: float = 0.0, seed: int | None = None) -> None:
+        self.expert = ScriptedExpert(env, noise=noise, seed=seed)
+        self._subtask = "none"
+        self.last_clean_action: np.ndarray | None = None
+
+    def reset(self, instruction: str) -> None:
+        self._subtask = "none"
+        self.last_clean_action = None
+
+    def act(self, obs: dict[str, Any]) -> np.ndarray:
+        step = self.expert.act(obs)
+        self._subtask = step.subtask
+        self.last_clean_action = step.action
+        return step.executed
+
+    @property
+    def subtask(self) -> str:
+        return self._subtask

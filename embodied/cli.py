@@ -1,0 +1,248 @@
+"""The command line: ``wm-sandbox <verb> ...`` or ``python -m embodied <verb> ...``.
+
+``main(argv)`` takes a list, so tests call it in-process. User errors print one line naming
+what was wrong and what is accepted, and return exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+class UsageError(Exception):
+    """A bad command-line value; the message says what is accepted."""
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _env_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for item in getattr(args, "set", None) or []:
+        if "=" not in item:
+            raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        overrides[key.strip().replace("-", "_")] = _parse_value(value)
+    if getattr(args, "image_size", None) is not None:
+        overrides["image_size"] = args.image_size
+    if getattr(args, "obs_mode", None) is not None:
+        overrides["obs_mode"] = args.obs_mode
+    if getattr(args, "cameras", None):
+        overrides["cameras"] = tuple(c.strip() for c in args.cameras.split(",") if c.strip())
+    if isinstance(overrides.get("cameras"), list):
+        overrides["cameras"] = tuple(overrides["cameras"])
+    return overrides
+
+
+def _check_task(name: str) -> str:
+    import envs
+
+    if name not in envs.TASKS:
+        raise UsageError(f"unknown task {name!r}; known tasks: {', '.join(envs.TASKS.names())}")
+    return name
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
+
+
+def _non_negative_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}") from None
+    if not number >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}")
+    return number
+
+
+def _add_env_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--obs-mode", choices=("pixels", "state"), help="observation mode (default: pixels)")
+    p.add_argument("--image-size", type=_positive, help="observation image size in px (16-640, default 64)")
+    p.add_argument("--cameras", help="comma-separated observation cameras from front,wrist,side")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other task config field")
+
+
+# ---------------------------------------------------------------- verbs
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    import envs
+
+    rows = []
+    for name in envs.TASKS.names():
+        cls = envs.TASKS.get(name)
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        rows.append({"task": name, "gym_id": envs.gym_id(name), "max_steps": cls().max_steps, "description": doc})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        width = max(len(r["task"]) for r in rows)
+        id_width = max(len(r["gym_id"]) for r in rows)
+        for r in rows:
+            print(f"{r['task']:<{width}}  {r['gym_id']:<{id_width}}  {r['max_steps']:>4} steps  {r['description']}")
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from embodied.collect import collect
+
+    summary = collect(
+        _check_task(args.task),
+        args.episodes,
+        args.out,
+        seed=args.seed,
+        noise=args.noise,
+        workers=args.workers,
+        progress=not args.quiet,
+        **_env_overrides(args),
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    import envs
+    from embodied.agent import ExpertAgent
+    from embodied.rollout import run_episode
+    from embodied.video import VIDEO_SUFFIXES, write_video
+
+    out = Path(args.out)
+    if out.suffix not in VIDEO_SUFFIXES:
+        raise UsageError(f"--out must end in one of {', '.join(VIDEO_SUFFIXES)}, got {args.out!r}")
+    if not 16 <= args.size <= 640:
+        raise UsageError(f"--size must be in [16, 640] px, got {args.size}")
+    overrides = _env_overrides(args)
+    overrides.setdefault("obs_mode", "state")
+    env = envs.make(_check_task(args.task), **overrides)
+    if args.camera not in envs.base.CAMERAS:
+        raise UsageError(f"unknown camera {args.camera!r}; known cameras: {', '.join(envs.base.CAMERAS)}")
+    try:
+        rollout = run_episode(env, ExpertAgent(env, noise=args.noise, seed=args.seed), args.seed,
+                              video_size=args.size, camera=args.camera)
+        fps = env.metadata["render_fps"]
+    finally:
+        env.close()
+    write_video(rollout.frames, out, fps=fps)
+    written = [str(out)]
+    if args.gif and out.suffix != ".gif":
+        write_video(rollout.frames, out.with_suffix(".gif"), fps=fps)
+        written.append(str(out.with_suffix(".gif")))
+    print(json.dumps({"task": args.task, "seed": args.seed, "success": rollout.success, "steps": rollout.length,
+                      "instruction": rollout.instruction, "files": written}, indent=2))
+    return 0
+
+
+def cmd_bench_env(args: argparse.Namespace) -> int:
+    from embodied.bench_env import format_table, run_env_benchmark
+    from embodied.dataset import write_json_atomic
+
+    tasks = [_check_task(t) for t in args.tasks.split(",")] if args.tasks else None
+    result = run_env_benchmark(tasks=tasks, steps=args.steps, peers=not args.no_peers)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out, result)
+    print(format_table(result))
+    return 0
+
+
+def cmd_bench_experts(args: argparse.Namespace) -> int:
+    from embodied.bench_experts import bench_experts
+    from embodied.dataset import write_json_atomic
+
+    tasks = [_check_task(t) for t in args.tasks.split(",")] if args.tasks else None
+    result = bench_experts(tasks=tasks, episodes=args.episodes, noise=args.noise, seed=args.seed,
+                           progress=not args.quiet)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out, result)
+    for task, r in result["tasks"].items():
+        lo, hi = r["ci95"]
+        print(f"{task:<11} success {r['success_rate']:.1%}  (95% CI {lo:.1%}-{hi:.1%})  "
+              f"links {r['mean_links_fraction']:.1%}  mean length {r['mean_length']:.0f}")
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wm-sandbox", description="Embodied-AI world-model sandbox: tasks, demos, videos, benchmarks."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("tasks", help="list the registered tasks and their Gymnasium ids")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("collect", help="collect scripted-expert demos into a dataset directory (resumable)")
+    p.add_argument("--task", required=True, help="task name (see `tasks`)")
+    p.add_argument("--episodes", type=_positive, required=True, help="number of episodes in the dataset")
+    p.add_argument("--seed", type=int, default=0, help="episode i uses seed + i")
+    p.add_argument("--out", required=True, help="dataset directory (resumes when it exists)")
+    p.add_argument("--noise", type=_non_negative_float, default=0.0, help="std of Gaussian noise on executed actions")
+    p.add_argument("--workers", type=_positive, default=1, help="parallel collection processes")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_env_options(p)
+    p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("render", help="render a scripted-expert episode to mp4 or gif with overlays")
+    p.add_argument("--task", required=True, help="task name (see `tasks`)")
+    p.add_argument("--seed", type=int, default=0, help="episode seed")
+    p.add_argument("--out", required=True, help="video file, .mp4 or .gif")
+    p.add_argument("--size", type=int, default=320, help="video frame size in px (16-640)")
+    p.add_argument("--camera", default="front", help="camera: front, side or wrist")
+    p.add_argument("--noise", type=_non_negative_float, default=0.0, help="expert action noise")
+    p.add_argument("--gif", action="store_true", help="also write a .gif beside the .mp4")
+    _add_env_options(p)
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("bench", help="benchmarks")
+    bench = p.add_subparsers(dest="bench", metavar="WHAT", required=True)
+    b = bench.add_parser("env", help="env steps/s (state, 64px images) vs raw physics and peer envs, one core")
+    b.add_argument("--out", required=True, help="JSON file for the results")
+    b.add_argument("--steps", type=_positive, default=2000, help="control steps per measurement")
+    b.add_argument("--tasks", help="comma-separated subset of tasks (default: all)")
+    b.add_argument("--no-peers", action="store_true", help="skip FetchPush / Meta-World / Pusher")
+    b.set_defaults(func=cmd_bench_env)
+    b = bench.add_parser("experts", help="scripted-expert success rate per task over seeded episodes")
+    b.add_argument("--out", required=True, help="JSON file for the results")
+    b.add_argument("--episodes", type=_positive, default=100, help="episodes per task (seeds seed..seed+N-1)")
+    b.add_argument("--noise", type=_non_negative_float, default=0.0, help="expert action noise")
+    b.add_argument("--seed", type=int, default=0, help="first seed")
+    b.add_argument("--tasks", help="comma-separated subset of tasks (default: all)")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(func=cmd_bench_experts)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from embodied.dataset import DatasetError
+
+    try:
+        return int(args.func(args) or 0)
+    except (UsageError, DatasetError, ValueError, TypeError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"wm-sandbox {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
