@@ -88,7 +88,9 @@ def bench_task(task: str, steps: int) -> dict[str, Any]:
             mujoco.mj_step(model, data, nstep=skip)
 
     out["state_steps_per_s"] = _rate(env_run, steps)
-    out["raw_physics_steps_per_s"] = _rate(raw_run, steps)  # control-step equivalents: frame_skip mj_steps each
+    out["raw_physics_steps_per_s"] = _rate(
+        raw_run, steps
+    )  # control-step equivalents: frame_skip mj_steps each
     out["state_over_raw"] = out["state_steps_per_s"] / out["raw_physics_steps_per_s"]
     env.close()
 
@@ -123,12 +125,32 @@ def bench_peer(label: str, steps: int) -> dict[str, Any]:
         return {"error": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]}
 
 
-def run_env_benchmark(tasks: list[str] | None = None, steps: int = 2000, peers: bool = True) -> dict[str, Any]:
+def run_env_benchmark(
+    tasks: list[str] | None = None, steps: int = 2000, peers: bool = True
+) -> dict[str, Any]:
+    """Run every measurement on one core; the process's CPU affinity is restored afterwards."""
+    try:
+        saved = os.sched_getaffinity(0)
+    except AttributeError:
+        saved = None
+    try:
+        return _run_env_benchmark(tasks, steps, peers)
+    finally:
+        if saved is not None:
+            os.sched_setaffinity(0, saved)
+
+
+def _run_env_benchmark(tasks: list[str] | None, steps: int, peers: bool) -> dict[str, Any]:
     core = pin_to_one_core()
     tasks = tasks or envs.TASKS.names()
     result: dict[str, Any] = {
-        "machine": {"cpu_count": os.cpu_count(), "pinned_core": core, "python": platform.python_version(),
-                    "mujoco": mujoco.__version__, "gl_backend": os.environ.get("MUJOCO_GL")},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "pinned_core": core,
+            "python": platform.python_version(),
+            "mujoco": mujoco.__version__,
+            "gl_backend": os.environ.get("MUJOCO_GL"),
+        },
         "steps": steps,
         "tasks": {},
         "peers": {},

@@ -25,7 +25,11 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
 
 
 def bench_experts(
-    tasks: list[str] | None = None, episodes: int = 100, noise: float = 0.0, seed: int = 0, progress: bool = True
+    tasks: list[str] | None = None,
+    episodes: int = 100,
+    noise: float = 0.0,
+    seed: int = 0,
+    progress: bool = True,
 ) -> dict[str, Any]:
     results: dict[str, Any] = {"episodes": episodes, "noise": noise, "seed": seed, "tasks": {}}
     for task in tasks or envs.TASKS.names():
@@ -40,7 +44,9 @@ def bench_experts(
         results["tasks"][task] = {
             "success_rate": wins / episodes,
             "ci95": wilson_interval(wins, episodes),
-            "mean_links_fraction": float(np.mean([r.links_completed / r.num_links for r in rollouts])),
+            "mean_links_fraction": float(
+                np.mean([r.links_completed / r.num_links for r in rollouts])
+            ),
             "mean_length": float(np.mean([r.length for r in rollouts])),
             "failed_seeds": [r.seed for r in rollouts if not r.success],
             "seconds": round(time.perf_counter() - start, 2),

@@ -71,10 +71,16 @@ def _non_negative_float(value: str) -> float:
 
 
 def _add_env_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--obs-mode", choices=("pixels", "state"), help="observation mode (default: pixels)")
-    p.add_argument("--image-size", type=_positive, help="observation image size in px (16-640, default 64)")
+    p.add_argument(
+        "--obs-mode", choices=("pixels", "state"), help="observation mode (default: pixels)"
+    )
+    p.add_argument(
+        "--image-size", type=_positive, help="observation image size in px (16-640, default 64)"
+    )
     p.add_argument("--cameras", help="comma-separated observation cameras from front,wrist,side")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other task config field")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="any other task config field"
+    )
 
 
 # ---------------------------------------------------------------- verbs
@@ -87,14 +93,23 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     for name in envs.TASKS.names():
         cls = envs.TASKS.get(name)
         doc = (cls.__doc__ or "").strip().splitlines()[0]
-        rows.append({"task": name, "gym_id": envs.gym_id(name), "max_steps": cls().max_steps, "description": doc})
+        rows.append(
+            {
+                "task": name,
+                "gym_id": envs.gym_id(name),
+                "max_steps": cls().max_steps,
+                "description": doc,
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         width = max(len(r["task"]) for r in rows)
         id_width = max(len(r["gym_id"]) for r in rows)
         for r in rows:
-            print(f"{r['task']:<{width}}  {r['gym_id']:<{id_width}}  {r['max_steps']:>4} steps  {r['description']}")
+            print(
+                f"{r['task']:<{width}}  {r['gym_id']:<{id_width}}  {r['max_steps']:>4} steps  {r['description']}"
+            )
     return 0
 
 
@@ -130,10 +145,17 @@ def cmd_render(args: argparse.Namespace) -> int:
     overrides.setdefault("obs_mode", "state")
     env = envs.make(_check_task(args.task), **overrides)
     if args.camera not in envs.base.CAMERAS:
-        raise UsageError(f"unknown camera {args.camera!r}; known cameras: {', '.join(envs.base.CAMERAS)}")
+        raise UsageError(
+            f"unknown camera {args.camera!r}; known cameras: {', '.join(envs.base.CAMERAS)}"
+        )
     try:
-        rollout = run_episode(env, ExpertAgent(env, noise=args.noise, seed=args.seed), args.seed,
-                              video_size=args.size, camera=args.camera)
+        rollout = run_episode(
+            env,
+            ExpertAgent(env, noise=args.noise, seed=args.seed),
+            args.seed,
+            video_size=args.size,
+            camera=args.camera,
+        )
         fps = env.metadata["render_fps"]
     finally:
         env.close()
@@ -142,8 +164,19 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.gif and out.suffix != ".gif":
         write_video(rollout.frames, out.with_suffix(".gif"), fps=fps)
         written.append(str(out.with_suffix(".gif")))
-    print(json.dumps({"task": args.task, "seed": args.seed, "success": rollout.success, "steps": rollout.length,
-                      "instruction": rollout.instruction, "files": written}, indent=2))
+    print(
+        json.dumps(
+            {
+                "task": args.task,
+                "seed": args.seed,
+                "success": rollout.success,
+                "steps": rollout.length,
+                "instruction": rollout.instruction,
+                "files": written,
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
@@ -165,15 +198,39 @@ def cmd_bench_experts(args: argparse.Namespace) -> int:
     from embodied.dataset import write_json_atomic
 
     tasks = [_check_task(t) for t in args.tasks.split(",")] if args.tasks else None
-    result = bench_experts(tasks=tasks, episodes=args.episodes, noise=args.noise, seed=args.seed,
-                           progress=not args.quiet)
+    result = bench_experts(
+        tasks=tasks,
+        episodes=args.episodes,
+        noise=args.noise,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out, result)
     for task, r in result["tasks"].items():
         lo, hi = r["ci95"]
-        print(f"{task:<11} success {r['success_rate']:.1%}  (95% CI {lo:.1%}-{hi:.1%})  "
-              f"links {r['mean_links_fraction']:.1%}  mean length {r['mean_length']:.0f}")
+        print(
+            f"{task:<11} success {r['success_rate']:.1%}  (95% CI {lo:.1%}-{hi:.1%})  "
+            f"links {r['mean_links_fraction']:.1%}  mean length {r['mean_length']:.0f}"
+        )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from embodied.demo import run_demo
+
+    tasks = [_check_task(t) for t in args.tasks.split(",")] if args.tasks else None
+    run_demo(
+        args.out,
+        episodes=args.episodes,
+        seed=args.seed,
+        noise=args.noise,
+        tasks=tasks,
+        workers=args.workers,
+        progress=not args.quiet,
+    )
+    print((Path(args.out) / "report.md").read_text())
     return 0
 
 
@@ -182,7 +239,8 @@ def cmd_bench_experts(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="wm-sandbox", description="Embodied-AI world-model sandbox: tasks, demos, videos, benchmarks."
+        prog="wm-sandbox",
+        description="Embodied-AI world-model sandbox: tasks, demos, videos, benchmarks.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -190,18 +248,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_tasks)
 
-    p = sub.add_parser("collect", help="collect scripted-expert demos into a dataset directory (resumable)")
+    p = sub.add_parser(
+        "collect", help="collect scripted-expert demos into a dataset directory (resumable)"
+    )
     p.add_argument("--task", required=True, help="task name (see `tasks`)")
-    p.add_argument("--episodes", type=_positive, required=True, help="number of episodes in the dataset")
+    p.add_argument(
+        "--episodes", type=_positive, required=True, help="number of episodes in the dataset"
+    )
     p.add_argument("--seed", type=int, default=0, help="episode i uses seed + i")
     p.add_argument("--out", required=True, help="dataset directory (resumes when it exists)")
-    p.add_argument("--noise", type=_non_negative_float, default=0.0, help="std of Gaussian noise on executed actions")
+    p.add_argument(
+        "--noise",
+        type=_non_negative_float,
+        default=0.0,
+        help="std of Gaussian noise on executed actions",
+    )
     p.add_argument("--workers", type=_positive, default=1, help="parallel collection processes")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_env_options(p)
     p.set_defaults(func=cmd_collect)
 
-    p = sub.add_parser("render", help="render a scripted-expert episode to mp4 or gif with overlays")
+    p = sub.add_parser(
+        "render", help="render a scripted-expert episode to mp4 or gif with overlays"
+    )
     p.add_argument("--task", required=True, help="task name (see `tasks`)")
     p.add_argument("--seed", type=int, default=0, help="episode seed")
     p.add_argument("--out", required=True, help="video file, .mp4 or .gif")
@@ -212,17 +281,35 @@ def build_parser() -> argparse.ArgumentParser:
     _add_env_options(p)
     p.set_defaults(func=cmd_render)
 
+    p = sub.add_parser("demo", help="the main demo: demos for every task, expert videos, a report")
+    p.add_argument("--out", default="demo", help="output directory (resumes when it exists)")
+    p.add_argument("--episodes", type=_positive, default=20, help="demos per task")
+    p.add_argument("--seed", type=int, default=0, help="first episode seed")
+    p.add_argument(
+        "--noise", type=_non_negative_float, default=0.1, help="expert action noise in the demos"
+    )
+    p.add_argument("--tasks", help="comma-separated subset of tasks (default: all)")
+    p.add_argument("--workers", type=_positive, default=2, help="parallel collection processes")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_demo)
+
     p = sub.add_parser("bench", help="benchmarks")
     bench = p.add_subparsers(dest="bench", metavar="WHAT", required=True)
-    b = bench.add_parser("env", help="env steps/s (state, 64px images) vs raw physics and peer envs, one core")
+    b = bench.add_parser(
+        "env", help="env steps/s (state, 64px images) vs raw physics and peer envs, one core"
+    )
     b.add_argument("--out", required=True, help="JSON file for the results")
     b.add_argument("--steps", type=_positive, default=2000, help="control steps per measurement")
     b.add_argument("--tasks", help="comma-separated subset of tasks (default: all)")
     b.add_argument("--no-peers", action="store_true", help="skip FetchPush / Meta-World / Pusher")
     b.set_defaults(func=cmd_bench_env)
-    b = bench.add_parser("experts", help="scripted-expert success rate per task over seeded episodes")
+    b = bench.add_parser(
+        "experts", help="scripted-expert success rate per task over seeded episodes"
+    )
     b.add_argument("--out", required=True, help="JSON file for the results")
-    b.add_argument("--episodes", type=_positive, default=100, help="episodes per task (seeds seed..seed+N-1)")
+    b.add_argument(
+        "--episodes", type=_positive, default=100, help="episodes per task (seeds seed..seed+N-1)"
+    )
     b.add_argument("--noise", type=_non_negative_float, default=0.0, help="expert action noise")
     b.add_argument("--seed", type=int, default=0, help="first seed")
     b.add_argument("--tasks", help="comma-separated subset of tasks (default: all)")

@@ -22,7 +22,6 @@ from embodied.dataset import (
     OBS_PREFIX,
     SUMMARY_FILE,
     DatasetError,
-    episode_path,
     load_episode,
     read_json,
     write_episode,
@@ -32,17 +31,31 @@ from envs.base import INSTRUCTION, ManipulationEnv
 from envs.language import subtask_id
 
 
-def record_episode(env: ManipulationEnv, seed: int, noise: float) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def record_episode(
+    env: ManipulationEnv, seed: int, noise: float
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Run the expert for one episode; return the arrays and metadata of an episode file."""
     agent = ExpertAgent(env, noise=noise, seed=seed)
     obs, info = env.reset(seed=seed)
     agent.reset(info["instruction"])
     keys = [k for k in obs if k != INSTRUCTION]
     observations: dict[str, list[np.ndarray]] = {k: [obs[k]] for k in keys}
-    steps: dict[str, list[Any]] = {k: [] for k in (
-        "action", "expert_action", "reward", "reward_dense", "reward_sparse", "success", "terminated",
-        "truncated", "subtask_id", "subtask_index", "links_completed",
-    )}
+    steps: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "action",
+            "expert_action",
+            "reward",
+            "reward_dense",
+            "reward_sparse",
+            "success",
+            "terminated",
+            "truncated",
+            "subtask_id",
+            "subtask_index",
+            "links_completed",
+        )
+    }
     done = False
     unstable = False
     while not done:
@@ -64,9 +77,17 @@ def record_episode(env: ManipulationEnv, seed: int, noise: float) -> tuple[dict[
         unstable |= info["unstable"]
         done = terminated or truncated
     dtypes = {
-        "action": np.float32, "expert_action": np.float32, "reward": np.float32, "reward_dense": np.float32,
-        "reward_sparse": np.float32, "success": bool, "terminated": bool, "truncated": bool,
-        "subtask_id": np.int16, "subtask_index": np.int16, "links_completed": np.int16,
+        "action": np.float32,
+        "expert_action": np.float32,
+        "reward": np.float32,
+        "reward_dense": np.float32,
+        "reward_sparse": np.float32,
+        "success": bool,
+        "terminated": bool,
+        "truncated": bool,
+        "subtask_id": np.int16,
+        "subtask_index": np.int16,
+        "links_completed": np.int16,
     }
     arrays = {OBS_PREFIX + k: np.stack(v) for k, v in observations.items()}
     arrays |= {k: np.asarray(v, dtype=dtypes[k]) for k, v in steps.items()}
@@ -107,7 +128,9 @@ def _worker_run(job: tuple[Path, int, int, float]) -> dict[str, Any]:
 # ---------------------------------------------------------------- collection
 
 
-def _dataset_meta(task: str, config: envs.TaskConfig, seed: int, noise: float, obs_keys: list[str]) -> dict[str, Any]:
+def _dataset_meta(
+    task: str, config: envs.TaskConfig, seed: int, noise: float, obs_keys: list[str]
+) -> dict[str, Any]:
     return {
         "format_version": FORMAT_VERSION,
         "task": task,
@@ -125,7 +148,15 @@ def _check_same_collection(root: Path, wanted: dict[str, Any]) -> None:
     have = read_json(root / META_FILE)
     diffs = [
         f"{k}: on disk {have.get(k)!r}, asked {wanted[k]!r}"
-        for k in ("format_version", "task", "env_version", "env_config", "seed", "noise", "obs_keys")
+        for k in (
+            "format_version",
+            "task",
+            "env_version",
+            "env_config",
+            "seed",
+            "noise",
+            "obs_keys",
+        )
         if _jsonable(have.get(k)) != _jsonable(wanted[k])
     ]
     if diffs:
@@ -185,7 +216,9 @@ def collect(
     todo = [i for i in range(episodes) if i not in done]
 
     start = time.perf_counter()
-    bar = tqdm(total=episodes, initial=len(done), desc=f"collect {task}", unit="ep", disable=not progress)
+    bar = tqdm(
+        total=episodes, initial=len(done), desc=f"collect {task}", unit="ep", disable=not progress
+    )
     jobs = [(root, i, seed + i, noise) for i in todo]
     if workers == 1 or len(jobs) <= 1:
         env = config.build()
@@ -211,7 +244,9 @@ def collect(
         "gym_id": envs.gym_id(task),
         "episodes": episodes,
         "success_rate": float(np.mean([m["success"] for m in metas])),
-        "mean_links_completed": float(np.mean([m["links_completed"] / m["num_links"] for m in metas])),
+        "mean_links_completed": float(
+            np.mean([m["links_completed"] / m["num_links"] for m in metas])
+        ),
         "mean_length": float(np.mean([m["length"] for m in metas])),
         "unstable_episodes": int(sum(m["unstable"] for m in metas)),
         "seed": seed,

@@ -33,7 +33,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import struct
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,12 +85,16 @@ def read_json(path: Path) -> dict[str, Any]:
         with open(path) as fh:
             return json.load(fh)
     except FileNotFoundError:
-        raise DatasetError(f"{path}: missing; is this a dataset directory written by `collect`?") from None
+        raise DatasetError(
+            f"{path}: missing; is this a dataset directory written by `collect`?"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path}: corrupt JSON ({exc})") from None
 
 
-def write_episode(root: Path, index: int, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
+def write_episode(
+    root: Path, index: int, arrays: dict[str, np.ndarray], meta: dict[str, Any]
+) -> Path:
     """Write one episode atomically: a temp file in the same directory, fsync, then rename."""
     path = episode_path(root, index)
     tmp = path.with_name(f".{path.stem}.tmp.npz")
@@ -127,14 +133,25 @@ def load_episode(path: str | os.PathLike) -> Episode:
             arrays = {name: data[name] for name in data.files}
     except FileNotFoundError:
         raise DatasetError(f"{path}: episode file is missing") from None
-    except (zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError) as exc:
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        struct.error,
+        EOFError,
+        ValueError,
+        OSError,
+        KeyError,
+    ) as exc:
         raise DatasetError(
             f"{path}: corrupt or truncated episode file ({type(exc).__name__}: {exc}); "
             "delete it and run `collect` again with the same arguments to regenerate it"
         ) from None
     if "meta_json" not in arrays:
         raise DatasetError(f"{path}: not an episode file (no meta_json member)")
-    meta = json.loads(str(arrays.pop("meta_json")))
+    try:
+        meta = json.loads(str(arrays.pop("meta_json")))
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}: corrupt episode metadata ({exc})") from None
     missing = [k for k in STEP_KEYS if k not in arrays]
     if missing:
         raise DatasetError(f"{path}: episode file lacks arrays {missing}")
@@ -150,10 +167,16 @@ def load_episode(path: str | os.PathLike) -> Episode:
 
 def list_episode_files(root: Path) -> list[Path]:
     """Episode files in index order; raises if indices have a gap (a file was lost)."""
-    found = sorted((int(m.group(1)), root / name) for name in os.listdir(root) if (m := EPISODE_PATTERN.match(name)))
+    found = sorted(
+        (int(m.group(1)), root / name)
+        for name in os.listdir(root)
+        if (m := EPISODE_PATTERN.match(name))
+    )
     for expected, (index, path) in enumerate(found):
         if index != expected:
-            raise DatasetError(f"{root}: episode {expected:06d} is missing (next file is {path.name})")
+            raise DatasetError(
+                f"{root}: episode {expected:06d} is missing (next file is {path.name})"
+            )
     return [path for _, path in found]
 
 
@@ -225,7 +248,9 @@ class SequenceLoader:
         self.obs_keys = list(obs_keys) if obs_keys is not None else dataset.obs_keys
         unknown = sorted(set(self.obs_keys) - set(dataset.obs_keys))
         if unknown:
-            raise DatasetError(f"{dataset.root}: no observation keys {unknown}; it has {dataset.obs_keys}")
+            raise DatasetError(
+                f"{dataset.root}: no observation keys {unknown}; it has {dataset.obs_keys}"
+            )
         self.step_keys = step_keys
         self.rng = np.random.default_rng(seed)
         indices = range(len(dataset)) if episodes is None else episodes

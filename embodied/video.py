@@ -56,7 +56,9 @@ def annotate(
         draw.rectangle([0, top, width, height], fill=(0, 0, 0, 150))
         draw.text((4, top + 2), "  ".join(status), font=font, fill=(255, 255, 255, 255))
         if success is not None:
-            label, color = ("SUCCESS", (60, 220, 90, 255)) if success else ("...", (230, 230, 230, 255))
+            label, color = (
+                ("SUCCESS", (60, 220, 90, 255)) if success else ("...", (230, 230, 230, 255))
+            )
             text_w = draw.textlength(label, font=font)
             draw.text((width - text_w - 4, top + 2), label, font=font, fill=color)
     return np.asarray(Image.alpha_composite(image, layer).convert("RGB"))
@@ -87,14 +89,21 @@ def write_video(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: int 
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     if path.suffix == ".mp4":
         with imageio.get_writer(
-            tmp, fps=fps, codec="libx264", quality=7, macro_block_size=16, pixelformat="yuv420p",
+            tmp,
+            fps=fps,
+            codec="libx264",
+            quality=7,
+            macro_block_size=16,
+            pixelformat="yuv420p",
             ffmpeg_log_level="error",
         ) as writer:
             for frame in frames:
                 writer.append_data(_pad16(frame))
     else:
         images = [Image.fromarray(f) for f in frames]
-        images[0].save(tmp, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+        images[0].save(
+            tmp, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0
+        )
     os.replace(tmp, path)
     return path
 

@@ -34,7 +34,9 @@ def make_config(task: str, **overrides: Any) -> TaskConfig:
     known = cls.field_names()
     unknown = sorted(set(overrides) - set(known))
     if unknown:
-        raise TypeError(f"unknown option(s) {unknown} for task {task!r}; accepted: {', '.join(known)}")
+        raise TypeError(
+            f"unknown option(s) {unknown} for task {task!r}; accepted: {', '.join(known)}"
+        )
     if "cameras" in overrides and isinstance(overrides["cameras"], list):
         overrides["cameras"] = tuple(overrides["cameras"])
     return dataclasses.replace(cls(), **overrides)
@@ -60,4 +62,14 @@ for _name in TASKS.names():
             disable_env_checker=False,
         )
 
-__all__ = ["ENV_VERSION", "GL_BACKEND", "NAMESPACE", "TASKS", "ManipulationEnv", "TaskConfig", "gym_id", "make", "make_config"]
+__all__ = [
+    "ENV_VERSION",
+    "GL_BACKEND",
+    "NAMESPACE",
+    "TASKS",
+    "ManipulationEnv",
+    "TaskConfig",
+    "gym_id",
+    "make",
+    "make_config",
+]

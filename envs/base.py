@@ -8,6 +8,7 @@ done", when it is a success.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -31,7 +32,9 @@ IMAGE_PREFIX = "image_"
 PROPRIO = "proprio"
 OBJECT_STATE = "object_state"
 INSTRUCTION = "instruction"
-INSTRUCTION_CHARSET = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,.;:'-()_")
+INSTRUCTION_CHARSET = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,.;:'-()_"
+)
 INSTRUCTION_MAX_LEN = 400
 
 ACTION_DIM = 5
@@ -58,6 +61,8 @@ PUSH_TOLERANCE = 0.03
 PUSH_DISTANCE = 0.12
 """How far "push the cube left" moves it (m)."""
 PROPRIO_DIM = 19
+OBS_BOUND = 100.0
+"""State observations are clipped to [-OBS_BOUND, OBS_BOUND] (velocities are the only entries that can get near)."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,9 @@ class TaskConfig:
         if self.reward_type not in REWARD_TYPES:
             problems.append(f"reward_type must be one of {REWARD_TYPES}, got {self.reward_type!r}")
         if not isinstance(self.cameras, tuple) or not self.cameras:
-            problems.append(f"cameras must be a non-empty tuple drawn from {CAMERAS}, got {self.cameras!r}")
+            problems.append(
+                f"cameras must be a non-empty tuple drawn from {CAMERAS}, got {self.cameras!r}"
+            )
         else:
             bad = [c for c in self.cameras if c not in CAMERAS]
             if bad:
@@ -141,11 +148,16 @@ class ManipulationEnv(gym.Env):
         self.model = build_model(self.objects)
         self.data = mujoco.MjData(self.model)
         self.controller = ArmController(self.model, IKConfig())
+        self._control_dt = float(self.model.opt.timestep * config.frame_skip)
         self.metadata = {**self.metadata, "render_fps": int(round(1.0 / self.control_dt))}
 
         m = self.model
-        self._arm_qadr = np.array([m.joint(j).qposadr[0] for j in ARM_JOINTS])
-        self._arm_dadr = np.array([m.joint(j).dofadr[0] for j in ARM_JOINTS])
+        qadr = [int(m.joint(j).qposadr[0]) for j in ARM_JOINTS]
+        dadr = [int(m.joint(j).dofadr[0]) for j in ARM_JOINTS]
+        if qadr != list(range(qadr[0], qadr[0] + 5)) or dadr != list(range(dadr[0], dadr[0] + 5)):
+            raise RuntimeError(f"arm joints must be contiguous in qpos/qvel, got {qadr}, {dadr}")
+        self._arm_qadr = slice(qadr[0], qadr[0] + 5)
+        self._arm_dadr = slice(dadr[0], dadr[0] + 5)
         self._finger_qadr = np.array([m.joint(j).qposadr[0] for j in FINGER_JOINTS])
         self._finger_geoms = (m.geom("finger_left").id, m.geom("finger_right").id)
         self._ee_site = m.site("ee").id
@@ -154,10 +166,22 @@ class ManipulationEnv(gym.Env):
         self._geom = {o.name: m.geom(o.name).id for o in self.objects}
         self._qadr = {o.name: m.joint(o.name).qposadr[0] for o in self.objects if o.kind == "cube"}
         self._dadr = {o.name: m.joint(o.name).dofadr[0] for o in self.objects if o.kind == "cube"}
-        self._mocap = {o.name: m.body(o.name).mocapid[0] for o in self.objects if o.kind == "target"}
-        self._badqacc = int(mujoco.mjtWarning.mjWARN_BADQACC)
+        self._mocap = {
+            o.name: m.body(o.name).mocapid[0] for o in self.objects if o.kind == "target"
+        }
+        bad = [
+            int(w)
+            for w in (
+                mujoco.mjtWarning.mjWARN_BADQPOS,
+                mujoco.mjtWarning.mjWARN_BADQVEL,
+                mujoco.mjtWarning.mjWARN_BADQACC,
+            )
+        ]
+        self._instability_warnings = np.array(bad)
 
-        self.home_q = self.controller.solve_converged(np.array([0.0, 0.3, 1.2, 0.1, 0.0]), HOME_POS, 0.0)
+        self.home_q = self.controller.solve_converged(
+            np.array([0.0, 0.3, 1.2, 0.1, 0.0]), HOME_POS, 0.0
+        )
 
         self.action_space = spaces.Box(-1.0, 1.0, (ACTION_DIM,), dtype=np.float32)
         obs_spaces: dict[str, spaces.Space] = {}
@@ -165,8 +189,10 @@ class ManipulationEnv(gym.Env):
             size = config.image_size
             for cam in config.cameras:
                 obs_spaces[IMAGE_PREFIX + cam] = spaces.Box(0, 255, (size, size, 3), dtype=np.uint8)
-        obs_spaces[PROPRIO] = spaces.Box(-np.inf, np.inf, (PROPRIO_DIM,), dtype=np.float32)
-        obs_spaces[OBJECT_STATE] = spaces.Box(-np.inf, np.inf, (self.object_state_dim,), dtype=np.float32)
+        obs_spaces[PROPRIO] = spaces.Box(-OBS_BOUND, OBS_BOUND, (PROPRIO_DIM,), dtype=np.float32)
+        obs_spaces[OBJECT_STATE] = spaces.Box(
+            -OBS_BOUND, OBS_BOUND, (self.object_state_dim,), dtype=np.float32
+        )
         obs_spaces[INSTRUCTION] = spaces.Text(
             INSTRUCTION_MAX_LEN, min_length=1, charset="".join(sorted(INSTRUCTION_CHARSET))
         )
@@ -178,6 +204,7 @@ class ManipulationEnv(gym.Env):
         self._semantic: dict[str, str] = {}
         self._seed: int | None = None
         self._last_obs: dict[str, Any] | None = None
+        self._proprio_buffer = np.zeros(PROPRIO_DIM, dtype=np.float32)
         self._step_count = 0
         self._reset_count = 0
         self._contacts_key: tuple[int, int] | None = None
@@ -199,11 +226,15 @@ class ManipulationEnv(gym.Env):
 
     @property
     def control_dt(self) -> float:
-        return self.model.opt.timestep * self.config.frame_skip
+        return self._control_dt
 
     @property
     def object_state_dim(self) -> int:
-        per_kind = {"cube": 3 + 4 + 3 + len(COLOR_NAMES), "pad": 3 + len(COLOR_NAMES), "target": 3 + len(COLOR_NAMES)}
+        per_kind = {
+            "cube": 3 + 4 + 3 + len(COLOR_NAMES),
+            "pad": 3 + len(COLOR_NAMES),
+            "target": 3 + len(COLOR_NAMES),
+        }
         return sum(per_kind[o.kind] for o in self.objects)
 
     @property
@@ -239,7 +270,9 @@ class ManipulationEnv(gym.Env):
         try:
             return self._semantic[name]
         except KeyError:
-            raise KeyError(f"no object {name!r} in this episode; objects: {sorted(self._semantic)}") from None
+            raise KeyError(
+                f"no object {name!r} in this episode; objects: {sorted(self._semantic)}"
+            ) from None
 
     def object_pos(self, name: str) -> np.ndarray:
         body = self.body_of(name)
@@ -308,7 +341,9 @@ class ManipulationEnv(gym.Env):
 
     def _on_cube(self, obj: str, base: str) -> bool:
         p, q = self.object_pos(obj), self.object_pos(base)
-        return bool(np.linalg.norm(p[:2] - q[:2]) < PLACE_XY and abs(p[2] - q[2] - 2 * CUBE_HALF) < 0.008)
+        return bool(
+            np.linalg.norm(p[:2] - q[:2]) < PLACE_XY and abs(p[2] - q[2] - 2 * CUBE_HALF) < 0.008
+        )
 
     def is_placed(self, obj: str, dest: str) -> bool:
         """``obj`` rests on ``dest`` (a pad or a cube)."""
@@ -316,31 +351,38 @@ class ManipulationEnv(gym.Env):
 
     def subtask_done(self, subtask: Subtask) -> bool:
         if subtask.verb == "reach":
-            return bool(np.linalg.norm(self.ee_pos - self.object_pos(subtask.obj)) < REACH_TOLERANCE)
+            return _dist(self.ee_pos, self.object_pos(subtask.obj)) < REACH_TOLERANCE
         if subtask.verb == "pick":
-            return self.is_grasped(subtask.obj) and self.object_pos(subtask.obj)[2] > CUBE_HALF + LIFT_HEIGHT
+            return (
+                self.is_grasped(subtask.obj)
+                and self.object_pos(subtask.obj)[2] > CUBE_HALF + LIFT_HEIGHT
+            )
         if subtask.verb == "place":
             return self.is_placed(subtask.obj, subtask.dest) and not self.is_touched(subtask.obj)
         goal = self.push_goal(subtask)
         if subtask.dest in DIRECTIONS:
-            return bool(np.linalg.norm(self.object_pos(subtask.obj)[:2] - goal) < PUSH_TOLERANCE)
+            return _dist(self.object_pos(subtask.obj)[:2], goal) < PUSH_TOLERANCE
         return self._on_pad(subtask.obj, subtask.dest)
 
     def _subtask_shaping(self, subtask: Subtask) -> float:
         """Progress within a subtask in [0, 1)."""
         ee = self.ee_pos
         if subtask.verb == "reach":
-            return float(1 - np.tanh(10 * np.linalg.norm(ee - self.object_pos(subtask.obj))))
+            return 1.0 - math.tanh(10.0 * _dist(ee, self.object_pos(subtask.obj)))
         obj = self.object_pos(subtask.obj)
         if subtask.verb == "pick":
-            near = 1 - np.tanh(10 * np.linalg.norm(ee - obj))
-            lift = np.clip((obj[2] - CUBE_HALF) / LIFT_HEIGHT, 0.0, 1.0) if self.is_grasped(subtask.obj) else 0.0
+            near = 1.0 - math.tanh(10.0 * _dist(ee, obj))
+            lift = (
+                min(max((obj[2] - CUBE_HALF) / LIFT_HEIGHT, 0.0), 1.0)
+                if self.is_grasped(subtask.obj)
+                else 0.0
+            )
             return float(0.6 * near + 0.4 * lift)
         if subtask.verb == "place":
             dest = self.object_pos(subtask.dest)
-            return float(1 - np.tanh(10 * np.linalg.norm(obj[:2] - dest[:2])))
+            return 1.0 - math.tanh(10.0 * _dist(obj[:2], dest[:2]))
         goal = self.push_goal(subtask)
-        return float(1 - np.tanh(10 * np.linalg.norm(obj[:2] - goal)))
+        return 1.0 - math.tanh(10.0 * _dist(obj[:2], goal))
 
     def _update_subtasks(self) -> tuple[list[str], list[str]]:
         """Advance (or roll back) the plan pointer; return labels completed and reverted this step."""
@@ -397,7 +439,11 @@ class ManipulationEnv(gym.Env):
             elif obj.kind == "pad":
                 m.body_pos[self._body[obj.name]] = (x, y, 0.0)
             else:
-                d.mocap_pos[self._mocap[obj.name]] = (x, y, episode.target_heights.get(obj.name, 0.1))
+                d.mocap_pos[self._mocap[obj.name]] = (
+                    x,
+                    y,
+                    episode.target_heights.get(obj.name, 0.1),
+                )
         mujoco.mj_forward(m, d)
         self._layout_object_state()
 
@@ -411,7 +457,9 @@ class ManipulationEnv(gym.Env):
         self._update_subtasks()
         obs = self._observation()
         self._last_obs = obs
-        return obs, self._info(success=self._check_success(), completed=[], reverted=[], unstable=False)
+        return obs, self._info(
+            success=self._check_success(), completed=[], reverted=[], unstable=False
+        )
 
     def _validate_action(self, action: Any) -> np.ndarray:
         a = np.asarray(action, dtype=np.float64)
@@ -436,18 +484,20 @@ class ManipulationEnv(gym.Env):
         if reach > MAX_REACH:  # keep the target where the arm can follow it
             target[:2] = self._base_xy + radial * (MAX_REACH / reach)
         self._target_pos = target
-        self._target_yaw = min(max(self._target_yaw + float(a[3]) * YAW_STEP, -YAW_LIMIT), YAW_LIMIT)
+        self._target_yaw = min(
+            max(self._target_yaw + float(a[3]) * YAW_STEP, -YAW_LIMIT), YAW_LIMIT
+        )
         self._q_target = self.controller.solve(self._q_target, self._target_pos, self._target_yaw)
         d.ctrl[:5] = self._q_target
         d.ctrl[5:7] = FINGER_OPEN * (1.0 - a[4]) / 2.0
 
         self._prev_ee = ee
-        bad_before = d.warning[self._badqacc].number
+        bad_before = self._instability_count()
         mujoco.mj_step(m, d, nstep=self.config.frame_skip)
         self._step_count += 1
         truncated = self._step_count >= self.config.max_steps
 
-        unstable = d.warning[self._badqacc].number > bad_before or not np.isfinite(d.qpos).all()
+        unstable = self._instability_count() > bad_before or not np.isfinite(d.qpos).all()
         if unstable:
             # MuJoCo reset the state or it holds NaNs: end the episode, hand back the last good observation.
             info = self._info(success=False, completed=[], reverted=[], unstable=True)
@@ -458,11 +508,19 @@ class ManipulationEnv(gym.Env):
         obs = self._observation()
         self._last_obs = obs
         info = self._info(success=success, completed=completed, reverted=reverted, unstable=False)
-        reward = info["reward_dense"] if self.config.reward_type == "dense" else info["reward_sparse"]
+        reward = (
+            info["reward_dense"] if self.config.reward_type == "dense" else info["reward_sparse"]
+        )
         terminated = bool(success and self.config.terminate_on_success)
         return obs, float(reward), terminated, truncated, info
 
-    def _info(self, *, success: bool, completed: list[str], reverted: list[str], unstable: bool) -> dict:
+    def _instability_count(self) -> int:
+        """How often MuJoCo found NaN / huge positions, velocities or accelerations (it then resets)."""
+        return int(self.data.warning.number[self._instability_warnings].sum())
+
+    def _info(
+        self, *, success: bool, completed: list[str], reverted: list[str], unstable: bool
+    ) -> dict:
         plan = self.plan
         current = self.current_subtask
         if success:
@@ -491,17 +549,18 @@ class ManipulationEnv(gym.Env):
 
     def _proprio(self) -> np.ndarray:
         d = self.data
-        ee = self.ee_pos
-        yaw = self.ee_yaw
-        out = np.empty(PROPRIO_DIM, dtype=np.float32)
+        ee = d.site_xpos[self._ee_site]
+        rot = d.site_xmat[self._ee_site]
+        yaw = math.atan2(rot[3], rot[0])
+        out = self._proprio_buffer
         out[0:3] = ee
-        out[3] = np.sin(yaw)
-        out[4] = np.cos(yaw)
+        out[3] = math.sin(yaw)
+        out[4] = math.cos(yaw)
         out[5] = self.gripper_opening
         out[6:9] = (ee - self._prev_ee) * (1.0 / self.control_dt)
         out[9:14] = d.qpos[self._arm_qadr]
         out[14:19] = d.qvel[self._arm_dadr]
-        return out
+        return np.minimum(np.maximum(out, -OBS_BOUND), OBS_BOUND)
 
     def _layout_object_state(self) -> None:
         """Precompute, per episode, where each object's numbers go in ``object_state``.
@@ -527,14 +586,16 @@ class ManipulationEnv(gym.Env):
             template[i + self._color_index[obj.name]] = 1.0
             i += len(COLOR_NAMES)
         self._state_template = template
-        self._state_index = tuple(np.array(x, dtype=np.intp) for x in (qpos_slots, qpos_src, qvel_slots, qvel_src))
+        self._state_index = tuple(
+            np.array(x, dtype=np.intp) for x in (qpos_slots, qpos_src, qvel_slots, qvel_src)
+        )
 
     def _object_state(self) -> np.ndarray:
         out = self._state_template.copy()
         qpos_slots, qpos_src, qvel_slots, qvel_src = self._state_index
         out[qpos_slots] = self.data.qpos[qpos_src]
         out[qvel_slots] = self.data.qvel[qvel_src]
-        return out
+        return np.minimum(np.maximum(out, -OBS_BOUND, out=out), OBS_BOUND, out=out)
 
     def _observation(self) -> dict[str, Any]:
         obs: dict[str, Any] = {}
@@ -591,3 +652,7 @@ class ManipulationEnv(gym.Env):
         self._obs_renderer = self._video_renderer = None
         super().close()
 
+
+def _dist(a: np.ndarray, b: np.ndarray) -> float:
+    """Euclidean distance of two small vectors (cheaper than np.linalg.norm on the hot path)."""
+    return math.dist(a.tolist(), b.tolist())

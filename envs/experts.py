@@ -26,7 +26,9 @@ PUSH_BEHIND = 0.042
 """End-effector distance behind a cube's centre when pushing it (m)."""
 
 
-def closest_equivalent(angle: float, period: float, current: float, limit: float = YAW_LIMIT - 0.05) -> float:
+def closest_equivalent(
+    angle: float, period: float, current: float, limit: float = YAW_LIMIT - 0.05
+) -> float:
     """Of ``angle + k * period`` inside [-limit, limit], the one nearest ``current``."""
     base = angle - period * np.round(angle / period)
     candidates = [base + k * period for k in range(-4, 5) if abs(base + k * period) <= limit]
@@ -58,10 +60,17 @@ class ScriptedExpert:
         env = self.env
         subtask = env.current_subtask
         if subtask is None:  # all done: hold still, open, above the table
-            action = self._servo(np.array([*env.ee_pos[:2], max(env.ee_pos[2], SAFE_Z)]), env.ee_yaw, -1.0)
+            action = self._servo(
+                np.array([*env.ee_pos[:2], max(env.ee_pos[2], SAFE_Z)]), env.ee_yaw, -1.0
+            )
             label = "none"
         else:
-            skill = {"reach": self._reach, "pick": self._pick, "place": self._place, "push": self._push}
+            skill = {
+                "reach": self._reach,
+                "pick": self._pick,
+                "place": self._place,
+                "push": self._push,
+            }
             action = skill[subtask.verb](subtask)
             label = subtask.label
         executed = action.copy()
@@ -81,14 +90,18 @@ class ScriptedExpert:
         dyaw = np.clip((yaw - env.ee_yaw) / YAW_STEP, -1.0, 1.0)
         return np.array([*delta, dyaw, grip], dtype=np.float32)
 
-    def _travel(self, goal: np.ndarray, yaw: float, grip: float, tolerance: float = 0.02) -> np.ndarray:
+    def _travel(
+        self, goal: np.ndarray, yaw: float, grip: float, tolerance: float = 0.02
+    ) -> np.ndarray:
         """Go to ``goal``: rise to a safe height first when it is far in xy and the hand is low."""
         ee = self.env.ee_pos
         far = np.linalg.norm(goal[:2] - ee[:2]) > tolerance
         if far and ee[2] < min(SAFE_Z, goal[2]) - 0.025:
             return self._servo(np.array([ee[0], ee[1], SAFE_Z]), yaw, grip)
         if far:
-            return self._servo(np.array([goal[0], goal[1], max(goal[2], min(ee[2], SAFE_Z))]), yaw, grip)
+            return self._servo(
+                np.array([goal[0], goal[1], max(goal[2], min(ee[2], SAFE_Z))]), yaw, grip
+            )
         return self._servo(goal, yaw, grip)
 
     def _holding(self, name: str) -> bool:
@@ -97,8 +110,12 @@ class ScriptedExpert:
         if env.is_grasped(name):
             return True
         offset = env.object_pos(name) - env.ee_pos
-        return bool(env.gripper_opening < 0.6 and np.linalg.norm(offset[:2]) < 0.02 and abs(offset[2]) < 0.025
-                    and env.is_touched(name))
+        return bool(
+            env.gripper_opening < 0.6
+            and np.linalg.norm(offset[:2]) < 0.02
+            and abs(offset[2]) < 0.025
+            and env.is_touched(name)
+        )
 
     def _grasp_yaw(self, name: str) -> float:
         """A hand yaw that lines the fingers up with the cube's faces (a cube repeats every quarter turn)."""
@@ -172,5 +189,7 @@ class ScriptedExpert:
             return self._servo(target, yaw, 1.0)
         pre = np.array([*(cube[:2] - (PUSH_BEHIND + 0.015) * u), low])
         if np.linalg.norm(ee[:2] - pre[:2]) > 0.015:
-            return self._travel(np.array([pre[0], pre[1], low + HOVER * 0.6]), yaw, 1.0, tolerance=0.015)
+            return self._travel(
+                np.array([pre[0], pre[1], low + HOVER * 0.6]), yaw, 1.0, tolerance=0.015
+            )
         return self._servo(pre, yaw, 1.0)

@@ -76,7 +76,9 @@ def subtask_id(label: str) -> int:
     try:
         return SUBTASK_INDEX[label]
     except KeyError:
-        raise KeyError(f"{label!r} is not in the subtask vocabulary ({len(SUBTASK_VOCAB)} labels)") from None
+        raise KeyError(
+            f"{label!r} is not in the subtask vocabulary ({len(SUBTASK_VOCAB)} labels)"
+        ) from None
 
 
 def spoken(name: str) -> str:

@@ -7,7 +7,12 @@ import numpy as np
 OBJECT_LOW = np.array([-0.15, -0.18])
 OBJECT_HIGH = np.array([0.12, 0.18])
 """The region of the table where objects are placed (xy, m): comfortably inside the arm's reach."""
-MIN_GAP = {("cube", "cube"): 0.075, ("cube", "pad"): 0.085, ("pad", "pad"): 0.11, ("target", "target"): 0.08}
+MIN_GAP = {
+    ("cube", "cube"): 0.075,
+    ("cube", "pad"): 0.085,
+    ("pad", "pad"): 0.11,
+    ("target", "target"): 0.08,
+}
 
 
 def min_gap(kind_a: str, kind_b: str) -> float:
@@ -34,7 +39,9 @@ def sample_layout(
                 break
         if len(points) == len(kinds):
             return points
-    raise RuntimeError(f"could not place objects {kinds} in {attempts} attempts; the region is too small")
+    raise RuntimeError(
+        f"could not place objects {kinds} in {attempts} attempts; the region is too small"
+    )
 
 
 def random_colors(rng: np.random.Generator, palette: tuple[str, ...], n: int) -> list[str]:

@@ -74,4 +74,6 @@ def select_backend() -> str | None:
 def renderer_error(exc: BaseException) -> RuntimeError:
     """The error raised when an offscreen renderer cannot be created."""
     backend = os.environ.get("MUJOCO_GL", "(unset)")
-    return RuntimeError(f"cannot create an offscreen renderer with MUJOCO_GL={backend}: {exc}\n{INSTALL_HINT}")
+    return RuntimeError(
+        f"cannot create an offscreen renderer with MUJOCO_GL={backend}: {exc}\n{INSTALL_HINT}"
+    )

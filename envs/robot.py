@@ -38,13 +38,17 @@ class IKConfig:
 
     def __post_init__(self) -> None:
         if self.damping <= 0 or self.iterations < 1 or self.rotation_weight <= 0:
-            raise ValueError(f"invalid IKConfig {self}: damping, iterations and rotation_weight must be > 0")
+            raise ValueError(
+                f"invalid IKConfig {self}: damping, iterations and rotation_weight must be > 0"
+            )
 
 
 class ArmController:
     """Turns end-effector pose targets into joint position targets."""
 
-    def __init__(self, model: mujoco.MjModel, config: IKConfig = IKConfig(), site: str = "ee") -> None:
+    def __init__(
+        self, model: mujoco.MjModel, config: IKConfig = IKConfig(), site: str = "ee"
+    ) -> None:
         self.model = model
         self.config = config
         self._scratch = mujoco.MjData(model)

@@ -74,7 +74,9 @@ def build_model(objects: tuple[ObjectSpec, ...]) -> mujoco.MjModel:
 def step_warnings(model: mujoco.MjModel, data: mujoco.MjData, seconds: float = 1.0) -> list[str]:
     """Step ``seconds`` of simulation from ``data`` holding the controls; return MuJoCo's warnings."""
     mujoco.mj_step(model, data, nstep=int(round(seconds / model.opt.timestep)))
-    found = [f"{mujoco.mjtWarning(i).name} x{w.number}" for i, w in enumerate(data.warning) if w.number]
+    found = [
+        f"{mujoco.mjtWarning(i).name} x{w.number}" for i, w in enumerate(data.warning) if w.number
+    ]
     if not np.isfinite(data.qpos).all():
         found.append("non-finite qpos")
     return found

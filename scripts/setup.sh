@@ -30,9 +30,15 @@ VPY=.venv/bin/python
 # 3. Python packages: torch first (CPU build, pinned), then the project.
 stamp=.venv/.installed-$(cat pyproject.toml scripts/setup.sh | sha1sum | cut -c1-12)-${EXTRAS//,/_}
 if [ ! -f "$stamp" ]; then
-  "$VPY" -m pip install -q --upgrade pip
-  "$VPY" -m pip install -q "torch==2.13.0"
-  "$VPY" -m pip install -q -e ".[${EXTRAS}]"
+  echo "[setup] installing Python packages (torch==2.13.0 CPU first, then .[${EXTRAS}]); log: .venv/install.log"
+  log=.venv/install.log
+  if ! { "$VPY" -m pip install -q --upgrade pip &&
+         "$VPY" -m pip install -q "torch==2.13.0" &&
+         "$VPY" -m pip install -q -e ".[${EXTRAS}]"; } >"$log" 2>&1; then
+    tail -n 40 "$log"
+    echo "[setup] pip install failed; the full log is in $log" >&2
+    exit 1
+  fi
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

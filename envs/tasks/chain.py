@@ -54,7 +54,9 @@ class ChainEnv(ManipulationEnv):
         pads = tuple(ObjectSpec(f"pad{i}", "pad") for i in range(N_PADS))
         return cubes + pads
 
-    def _push_goal(self, start: np.ndarray, direction: str, others: list[np.ndarray]) -> np.ndarray | None:
+    def _push_goal(
+        self, start: np.ndarray, direction: str, others: list[np.ndarray]
+    ) -> np.ndarray | None:
         """The goal of pushing a cube at ``start``, or None when the push would leave the table region
         or pass near another object."""
         u = np.array(DIRECTIONS[direction])

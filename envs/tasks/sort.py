@@ -45,7 +45,8 @@ class SortEnv(ManipulationEnv):
             cube, pad = f"{colors[i]}_cube", f"{colors[i]}_pad"
             plan += [Subtask("pick", cube), Subtask("place", cube, pad)]
         return Episode(
-            colors={f"cube{i}": colors[i] for i in range(N_CUBES)} | {f"pad{i}": colors[i] for i in range(N_CUBES)},
+            colors={f"cube{i}": colors[i] for i in range(N_CUBES)}
+            | {f"pad{i}": colors[i] for i in range(N_CUBES)},
             placements=placements,
             plan=plan,
             instruction=phrase("sort", rng),
@@ -55,7 +56,8 @@ class SortEnv(ManipulationEnv):
     def _check_success(self) -> bool:
         colors = [self._episode.colors[f"cube{i}"] for i in range(N_CUBES)]
         return all(
-            self.is_placed(f"{c}_cube", f"{c}_pad") and not self.is_touched(f"{c}_cube") for c in colors
+            self.is_placed(f"{c}_cube", f"{c}_pad") and not self.is_touched(f"{c}_cube")
+            for c in colors
         )
 
     def _update_subtasks(self) -> tuple[list[str], list[str]]:
