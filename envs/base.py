@@ -505,6 +505,9 @@ class ManipulationEnv(gym.Env):
 
         completed, reverted = self._update_subtasks()
         success = self._check_success()
+        if success and self._progress < len(self.plan):  # a state-based success completes the plan
+            completed += [s.label for s in self.plan[self._progress :]]
+            self._progress = len(self.plan)
         obs = self._observation()
         self._last_obs = obs
         info = self._info(success=success, completed=completed, reverted=reverted, unstable=False)

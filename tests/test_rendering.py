@@ -1,0 +1,36 @@
+"""Headless GL backend selection and its error message."""
+
+import envs.rendering as rendering
+
+
+def test_user_choice_is_kept(monkeypatch):
+    monkeypatch.setenv("MUJOCO_GL", "osmesa")
+    monkeypatch.setattr(
+        rendering, "probe_backend", lambda b: (_ for _ in ()).throw(AssertionError("probed"))
+    )
+    assert rendering.select_backend() == "osmesa"
+
+
+def test_probe_prefers_egl_then_osmesa_and_caches(monkeypatch, tmp_path):
+    monkeypatch.delenv("MUJOCO_GL", raising=False)
+    monkeypatch.delenv("PYOPENGL_PLATFORM", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    probed = []
+    monkeypatch.setattr(rendering, "probe_backend", lambda b: probed.append(b) or b == "osmesa")
+    assert rendering.select_backend() == "osmesa"
+    assert probed == ["egl", "osmesa"]
+    monkeypatch.delenv("MUJOCO_GL")
+    assert rendering.select_backend() == "osmesa" and probed == ["egl", "osmesa"]  # from the cache
+
+
+def test_no_backend_says_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.delenv("MUJOCO_GL", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(rendering, "probe_backend", lambda b: False)
+    assert rendering.select_backend() is None
+    message = str(rendering.renderer_error(RuntimeError("no display")))
+    assert "libegl1" in message and "libosmesa6" in message and "scripts/setup.sh" in message
+
+
+def test_the_backend_in_use_really_renders():
+    assert rendering.probe_backend(rendering.select_backend() or "egl")
