@@ -182,7 +182,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_bench_env(args: argparse.Namespace) -> int:
     from embodied.bench_env import format_table, run_env_benchmark
-    from embodied.dataset import write_json_atomic
+    from sandbox_common.atomic import write_json_atomic
 
     tasks = [_check_task(t) for t in args.tasks.split(",")] if args.tasks else None
     result = run_env_benchmark(tasks=tasks, steps=args.steps, peers=not args.no_peers)
@@ -195,7 +195,7 @@ def cmd_bench_env(args: argparse.Namespace) -> int:
 
 def cmd_bench_experts(args: argparse.Namespace) -> int:
     from embodied.bench_experts import bench_experts
-    from embodied.dataset import write_json_atomic
+    from sandbox_common.atomic import write_json_atomic
 
     tasks = [_check_task(t) for t in args.tasks.split(",")] if args.tasks else None
     result = bench_experts(

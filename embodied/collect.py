@@ -205,7 +205,7 @@ def collect(
     else:
         write_json_atomic(root / META_FILE, wanted)
     for name in os.listdir(root):  # episodes that were in flight when a run died
-        if name.startswith(".episode_") and name.endswith(".tmp.npz"):
+        if name.startswith(".episode_") and name.endswith(".npz.tmp"):
             os.remove(root / name)
 
     done: dict[int, dict[str, Any]] = {}

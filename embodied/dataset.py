@@ -43,6 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from sandbox_common.atomic import atomic_write
+
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
 SUMMARY_FILE = "summary.json"
@@ -71,15 +73,6 @@ def episode_path(root: Path, index: int) -> Path:
     return Path(root) / f"episode_{index:06d}.npz"
 
 
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(payload, fh, indent=2, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def read_json(path: Path) -> dict[str, Any]:
     try:
         with open(path) as fh:
@@ -96,16 +89,9 @@ def write_episode(
     root: Path, index: int, arrays: dict[str, np.ndarray], meta: dict[str, Any]
 ) -> Path:
     """Write one episode atomically: a temp file in the same directory, fsync, then rename."""
-    path = episode_path(root, index)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
     payload = dict(arrays)
     payload["meta_json"] = np.array(json.dumps(meta, sort_keys=True))
-    with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **payload)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return path
+    return atomic_write(episode_path(root, index), lambda fh: np.savez_compressed(fh, **payload))
 
 
 @dataclass

@@ -13,9 +13,9 @@ from typing import Any
 import envs
 from embodied.agent import ExpertAgent
 from embodied.collect import collect
-from embodied.dataset import write_json_atomic
 from embodied.rollout import run_episode
 from embodied.video import write_video
+from sandbox_common.atomic import write_json_atomic
 
 
 def _dir_size(path: Path) -> int:

@@ -1,5 +1,5 @@
 """The one registry of tasks: name -> frozen ``TaskConfig`` subclass."""
 
-from envs.registry import Registry
+from sandbox_common.registry import Registry
 
 TASKS: Registry = Registry("task")

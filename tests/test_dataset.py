@@ -77,7 +77,7 @@ def test_interrupted_collection_resumes_to_the_same_files(tmp_path, monkeypatch)
     def crash_on_second(root, index, arrays, meta):
         calls["n"] += 1
         if calls["n"] == 2:  # die half-way through writing episode 1: a temp file is left behind
-            (root / f".episode_{index:06d}.tmp.npz").write_bytes(b"partial")
+            (root / f".episode_{index:06d}.npz.tmp").write_bytes(b"partial")
             raise KeyboardInterrupt
         return real_write(root, index, arrays, meta)
 
@@ -89,7 +89,7 @@ def test_interrupted_collection_resumes_to_the_same_files(tmp_path, monkeypatch)
 
     summary = collect("push", 3, crashed, seed=2, noise=0.1, progress=False, obs_mode="state")
     assert summary["newly_collected"] == 2
-    assert not [n for n in os.listdir(crashed) if n.endswith(".tmp.npz")]
+    assert not [n for n in os.listdir(crashed) if n.endswith(".npz.tmp")]
     for i in range(3):
         a, b = load_episode(episode_path(reference, i)), load_episode(episode_path(crashed, i))
         assert a.meta == b.meta
