@@ -25,10 +25,10 @@ from embodied.dataset import (
     load_episode,
     read_json,
     write_episode,
-    write_json_atomic,
 )
 from envs.base import INSTRUCTION, ManipulationEnv
 from envs.language import subtask_id
+from sandbox_common.atomic import write_json_atomic
 
 
 def record_episode(

@@ -143,8 +143,12 @@ def load_episode(path: str | os.PathLike) -> Episode:
         raise DatasetError(f"{path}: episode file lacks arrays {missing}")
     obs = {k[len(OBS_PREFIX) :]: v for k, v in arrays.items() if k.startswith(OBS_PREFIX)}
     steps = {k: arrays[k] for k in STEP_KEYS}
+    # derived: a subtask was completed by step t (the plan pointer moved forward)
+    steps["subtask_done"] = np.diff(steps["subtask_index"].astype(np.int64), prepend=0) > 0
     length = len(steps["action"])
-    bad = {k: len(v) for k, v in steps.items() if len(v) != length}
+    bad = {
+        k: len(v) for k, v in steps.items() if len(v) != length
+    }  # (subtask_done is derived: same length)
     bad |= {f"obs/{k}": len(v) for k, v in obs.items() if len(v) != length + 1}
     if bad or length != meta.get("length", length):
         raise DatasetError(f"{path}: inconsistent lengths (actions: {length}, mismatching: {bad})")
@@ -223,7 +227,7 @@ class SequenceLoader:
         batch_size: int,
         seed: int = 0,
         obs_keys: list[str] | None = None,
-        step_keys: tuple[str, ...] = STEP_KEYS,
+        step_keys: tuple[str, ...] = STEP_KEYS + ("subtask_done",),
         episodes: list[int] | None = None,
     ) -> None:
         if seq_len < 1 or batch_size < 1:
@@ -246,14 +250,16 @@ class SequenceLoader:
         starts = np.array([len(dataset[i]) - seq_len + 1 for i in self.episodes], dtype=np.float64)
         self._weights = starts / starts.sum()
 
-    def sample(self) -> dict[str, np.ndarray]:
-        chosen = self.rng.choice(len(self.episodes), size=self.batch_size, p=self._weights)
+    def sample(self, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+        """One batch, drawn with ``rng`` (default: the loader's own seeded generator)."""
+        rng = rng if rng is not None else self.rng
+        chosen = rng.choice(len(self.episodes), size=self.batch_size, p=self._weights)
         out: dict[str, list[np.ndarray]] = {OBS_PREFIX + k: [] for k in self.obs_keys}
         out |= {k: [] for k in self.step_keys}
         T = self.seq_len
         for c in chosen:
             episode = self.dataset[self.episodes[c]]
-            s = int(self.rng.integers(0, len(episode) - T + 1))
+            s = int(rng.integers(0, len(episode) - T + 1))
             for k in self.obs_keys:
                 out[OBS_PREFIX + k].append(episode.obs[k][s : s + T + 1])
             for k in self.step_keys:

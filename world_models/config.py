@@ -29,11 +29,15 @@ class ObsSpec:
 
     def __post_init__(self) -> None:
         if len(self.vector_keys) != len(self.vector_dims):
-            raise ValueError(f"vector_keys {self.vector_keys} and vector_dims {self.vector_dims} differ in length")
+            raise ValueError(
+                f"vector_keys {self.vector_keys} and vector_dims {self.vector_dims} differ in length"
+            )
         if self.action_dim < 1:
             raise ValueError(f"action_dim must be >= 1, got {self.action_dim}")
         if self.image_keys and self.image_size < 8:
-            raise ValueError(f"image_size must be >= 8 when there are images, got {self.image_size}")
+            raise ValueError(
+                f"image_size must be >= 8 when there are images, got {self.image_size}"
+            )
 
     @property
     def vector_dim(self) -> int:
@@ -102,8 +106,16 @@ class LatentWorldModelConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("latent_dim", "hidden_dim", "horizon", "batch_size", "steps", "eval_every", "checkpoint_every",
-                     "decoder_frames"):
+        for name in (
+            "latent_dim",
+            "hidden_dim",
+            "horizon",
+            "batch_size",
+            "steps",
+            "eval_every",
+            "checkpoint_every",
+            "decoder_frames",
+        ):
             if int(getattr(self, name)) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 < self.rho <= 1:
@@ -115,9 +127,18 @@ class LatentWorldModelConfig:
         if len(self.conv_channels) < 1 or any(c < 1 for c in self.conv_channels):
             problems.append(f"conv_channels must be positive, got {self.conv_channels}")
         if len(self.decoder_channels) != 3 or any(c < 1 for c in self.decoder_channels):
-            problems.append(f"decoder_channels must be three positive ints, got {self.decoder_channels}")
-        for name in ("consistency_coef", "state_coef", "reward_coef", "success_coef", "subtask_coef",
-                     "variance_coef", "decoder_coef"):
+            problems.append(
+                f"decoder_channels must be three positive ints, got {self.decoder_channels}"
+            )
+        for name in (
+            "consistency_coef",
+            "state_coef",
+            "reward_coef",
+            "success_coef",
+            "subtask_coef",
+            "variance_coef",
+            "decoder_coef",
+        ):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if problems:
@@ -136,7 +157,9 @@ class LatentWorldModelConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown LatentWorldModelConfig fields {unknown}; known: {sorted(known)}")
+            raise ValueError(
+                f"unknown LatentWorldModelConfig fields {unknown}; known: {sorted(known)}"
+            )
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
@@ -144,12 +167,24 @@ WORLD_MODELS.register("latent")(LatentWorldModelConfig)
 
 PRESETS: dict[str, LatentWorldModelConfig] = {
     "debug": LatentWorldModelConfig(
-        latent_dim=16, hidden_dim=32, conv_channels=(4, 8), decoder_channels=(8, 8, 4), decoder_frames=2,
-        horizon=3, batch_size=4, steps=6, eval_every=3, checkpoint_every=2,
+        latent_dim=16,
+        hidden_dim=32,
+        conv_channels=(4, 8),
+        decoder_channels=(8, 8, 4),
+        decoder_frames=2,
+        horizon=3,
+        batch_size=4,
+        steps=6,
+        eval_every=3,
+        checkpoint_every=2,
     ),
-    "state": LatentWorldModelConfig(use_images=False, decoder=False, steps=4000, batch_size=64, eval_every=500),
+    "state": LatentWorldModelConfig(
+        use_images=False, decoder=False, steps=4000, batch_size=64, eval_every=500
+    ),
     "default": LatentWorldModelConfig(),
-    "large": LatentWorldModelConfig(latent_dim=128, hidden_dim=512, conv_channels=(32, 64, 64), steps=10000),
+    "large": LatentWorldModelConfig(
+        latent_dim=128, hidden_dim=512, conv_channels=(32, 64, 64), steps=10000
+    ),
 }
 """``debug`` for tests; ``state`` the state-only variant; ``default`` the pixel model; ``large`` for real runs."""
 
@@ -158,7 +193,9 @@ def preset(name: str, **overrides: Any) -> LatentWorldModelConfig:
     try:
         base = PRESETS[name]
     except KeyError:
-        raise KeyError(f"unknown world-model preset {name!r}; known presets: {', '.join(PRESETS)}") from None
+        raise KeyError(
+            f"unknown world-model preset {name!r}; known presets: {', '.join(PRESETS)}"
+        ) from None
     return replace(base, **overrides) if overrides else base
 
 

@@ -1,0 +1,273 @@
+"""The latent world model: encode observations to z, step z with actions, read heads off z.
+
+Batches are dicts of arrays (any Gymnasium env's data fits):
+
+    obs/<key>      (B, T + 1, H, W, 3) uint8 images or (B, T + 1, D) float vectors
+    action         (B, T, A)
+    reward         (B, T)        optional: reward of the transition into step t + 1
+    success        (B, T)        optional: success after step t
+    subtask_done   (B, T)        optional: a subtask was completed by step t
+
+Anti-collapse: the prediction target comes from an EMA copy of the encoder (stop-gradient), the
+latent must also predict the vector observation and the reward / success / subtask signals
+(grounding), and a hinge keeps every latent dimension's spread over the batch above a floor.
+The image decoder trains on stop-gradient latents, so it never shapes z.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from world_models.config import LatentWorldModelConfig, ObsSpec
+from world_models.networks import ImageDecoder, ImageEncoder, mlp
+
+PRIVILEGED_KEYS = ("object_state",)
+"""Vector keys a pixel model predicts but never sees (true object poses are not available on a robot)."""
+STD_FLOOR = 0.5
+"""Each latent dimension's standard deviation over a batch is pushed above this."""
+
+
+def to_tensor(x, dtype: torch.dtype | None = None) -> torch.Tensor:
+    t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
+    return t.to(dtype) if dtype is not None else t
+
+
+class LatentWorldModel(nn.Module):
+    """Small verbs: ``encode``, ``next``, ``imagine``, ``reward``, ``success``, ``subtask``, ``state``,
+    ``decode``, ``loss``. Tensors are batch-first; shapes are in the docstrings."""
+
+    def __init__(self, config: LatentWorldModelConfig, spec: ObsSpec) -> None:
+        super().__init__()
+        self.config = config
+        self.spec = spec
+        c = config
+        self.image_keys = spec.image_keys if c.use_images else ()
+        if c.use_images and not spec.image_keys:
+            raise ValueError(
+                "the pixel world model needs image observations; the data has none "
+                "(use the `state` preset, use_images=False)"
+            )
+        hidden = self.image_keys and PRIVILEGED_KEYS
+        self.input_vector_keys = tuple(k for k in spec.vector_keys if k not in (hidden or ()))
+        dims = dict(zip(spec.vector_keys, spec.vector_dims))
+        self.input_vector_dim = sum(dims[k] for k in self.input_vector_keys)
+        self.encoders = nn.ModuleDict(
+            {k: ImageEncoder(spec.image_size, c.conv_channels) for k in self.image_keys}
+        )
+        feat = sum(e.out_dim for e in self.encoders.values())
+        self.vector_encoder = (
+            mlp(self.input_vector_dim, c.hidden_dim, c.hidden_dim, layers=1)
+            if self.input_vector_dim
+            else None
+        )
+        feat += c.hidden_dim if self.vector_encoder is not None else 0
+        self.fuse = mlp(feat, c.hidden_dim, c.latent_dim, layers=1, norm_out=True)
+        self.dynamics = mlp(c.latent_dim + spec.action_dim, c.hidden_dim, c.latent_dim, layers=2)
+        self.latent_norm = nn.LayerNorm(c.latent_dim, elementwise_affine=False)
+        self.reward_head = mlp(c.latent_dim, c.hidden_dim, 1, layers=1)
+        self.success_head = mlp(c.latent_dim, c.hidden_dim, 1, layers=1)
+        self.subtask_head = mlp(c.latent_dim, c.hidden_dim, 1, layers=1)
+        self.state_head = (
+            mlp(c.latent_dim, c.hidden_dim, spec.vector_dim, layers=1) if spec.vector_dim else None
+        )
+        self.decoder = (
+            ImageDecoder(c.latent_dim, spec.image_size, c.decoder_channels)
+            if c.decoder and spec.image_keys
+            else None
+        )
+        # normalisation of vectors and actions, set from data statistics before training
+        self.register_buffer("vector_mean", torch.zeros(spec.vector_dim))
+        self.register_buffer("vector_std", torch.ones(spec.vector_dim))
+        self.register_buffer("action_scale", torch.ones(spec.action_dim))
+        offsets, start = {}, 0
+        for key, dim in zip(spec.vector_keys, spec.vector_dims):
+            offsets[key] = range(start, start + dim)
+            start += dim
+        index = [i for key in self.input_vector_keys for i in offsets[key]]
+        self.register_buffer("input_index", torch.tensor(index, dtype=torch.long), persistent=False)
+        self._target: list[
+            nn.Module
+        ] = []  # held in a list so it is not a submodule of the online model
+
+    # ------------------------------------------------------------------ normalisation and target
+
+    def set_normalizer(self, vectors: np.ndarray, actions: np.ndarray) -> None:
+        """Statistics from data: ``vectors (N, vector_dim)``, ``actions (N, A)``."""
+        if self.spec.vector_dim:
+            self.vector_mean.copy_(torch.as_tensor(vectors.mean(0), dtype=torch.float32))
+            self.vector_std.copy_(torch.as_tensor(vectors.std(0) + 1e-3, dtype=torch.float32))
+        self.action_scale.copy_(torch.as_tensor(np.abs(actions).max(0) + 1e-6, dtype=torch.float32))
+
+    @property
+    def target_encoder(self) -> "LatentWorldModel":
+        """An EMA copy of this model whose ``encode`` gives prediction targets (no gradients)."""
+        if not self._target:
+            target = copy.deepcopy(self)
+            target._target = []
+            target.requires_grad_(False)
+            self._target.append(target)
+        return self._target[0]
+
+    @torch.no_grad()
+    def update_target(self) -> None:
+        tau = self.config.target_ema
+        target = self.target_encoder
+        for p_t, p in zip(target.parameters(), self.parameters()):
+            p_t.lerp_(p, tau)
+        for b_t, b in zip(target.buffers(), self.buffers()):
+            b_t.copy_(b)
+
+    def target_state_dict(self) -> dict[str, torch.Tensor]:
+        return self.target_encoder.state_dict()
+
+    def load_target_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.target_encoder.load_state_dict(state)
+
+    # ------------------------------------------------------------------ verbs
+
+    def normalize_vectors(self, obs: dict) -> torch.Tensor | None:
+        """Concatenate all vector keys, normalised: ``(..., vector_dim)``."""
+        if not self.spec.vector_keys:
+            return None
+        x = torch.cat([to_tensor(obs[k], torch.float32) for k in self.spec.vector_keys], dim=-1)
+        return (x - self.vector_mean) / self.vector_std
+
+    def encode(self, obs: dict) -> torch.Tensor:
+        """Observations with leading dims ``(...,)`` (e.g. ``(B,)`` or ``(B, T)``) -> ``z (..., latent)``."""
+        feats = []
+        lead = None
+        for key in self.image_keys:
+            images = to_tensor(obs[key])
+            lead = images.shape[:-3]
+            flat = images.reshape(-1, *images.shape[-3:]).permute(0, 3, 1, 2)
+            feats.append(self.encoders[key](flat))
+        if self.vector_encoder is not None:
+            vec = torch.cat(
+                [to_tensor(obs[k], torch.float32) for k in self.input_vector_keys], dim=-1
+            )
+            idx = self.input_index
+            vec = (vec - self.vector_mean[idx]) / self.vector_std[idx]
+            lead = vec.shape[:-1]
+            feats.append(self.vector_encoder(vec.reshape(-1, vec.shape[-1])))
+        z = self.fuse(torch.cat(feats, dim=-1))
+        return z.reshape(*lead, -1)
+
+    def next(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """One latent step: ``z (N, latent)``, ``action (N, A)`` -> ``z' (N, latent)``."""
+        a = to_tensor(action, torch.float32) / self.action_scale
+        return self.latent_norm(z + self.dynamics(torch.cat([z, a], dim=-1)))
+
+    def imagine(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Roll ``z (N, latent)`` through ``actions (N, H, A)`` -> ``(N, H, latent)``."""
+        actions = to_tensor(actions, torch.float32)
+        out = []
+        for t in range(actions.shape[1]):
+            z = self.next(z, actions[:, t])
+            out.append(z)
+        return torch.stack(out, dim=1)
+
+    def reward(self, z: torch.Tensor) -> torch.Tensor:
+        """Predicted reward of arriving in ``z``: ``(...,)``."""
+        return self.reward_head(z).squeeze(-1)
+
+    def success(self, z: torch.Tensor) -> torch.Tensor:
+        """Probability that ``z`` is a success: ``(...,)``."""
+        return torch.sigmoid(self.success_head(z).squeeze(-1))
+
+    def subtask(self, z: torch.Tensor) -> torch.Tensor:
+        """Probability that a subtask was just completed in ``z``: ``(...,)``."""
+        return torch.sigmoid(self.subtask_head(z).squeeze(-1))
+
+    def state(self, z: torch.Tensor) -> torch.Tensor:
+        """The vector observation read off ``z``, in data units: ``(..., vector_dim)``."""
+        if self.state_head is None:
+            raise ValueError("this world model has no vector observations to predict")
+        return self.state_head(z) * self.vector_std + self.vector_mean
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Frames of the first image key: ``z (..., latent)`` -> ``(..., H, W, 3) uint8``."""
+        if self.decoder is None:
+            raise ValueError("this world model has no image decoder (decoder=False or no images)")
+        lead = z.shape[:-1]
+        images = self.decoder(z.reshape(-1, z.shape[-1])).permute(0, 2, 3, 1)
+        return (
+            (images * 255).round().clamp(0, 255).to(torch.uint8).reshape(*lead, *images.shape[1:])
+        )
+
+    # ------------------------------------------------------------------ training loss
+
+    def loss(
+        self, batch: dict, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The training loss of a batch (see the module docstring) and its parts as floats."""
+        c = self.config
+        obs = {k[4:]: v for k, v in batch.items() if k.startswith("obs/")}
+        actions = to_tensor(batch["action"], torch.float32)
+        B, T = actions.shape[:2]
+        z_obs = self.encode(obs)  # (B, T+1, Z)
+        with torch.no_grad():
+            z_target = self.target_encoder.encode(
+                {k: v[:, 1:] for k, v in obs.items()}
+            )  # (B, T, Z)
+        z_pred = self.imagine(z_obs[:, 0], actions)  # (B, T, Z)
+        weights = c.rho ** torch.arange(T, dtype=torch.float32)
+        weights = weights / weights.sum()
+
+        def weighted(per_step: torch.Tensor) -> torch.Tensor:  # (B, T) -> ()
+            return (per_step.mean(0) * weights).sum()
+
+        parts: dict[str, torch.Tensor] = {}
+        parts["consistency"] = weighted(((z_pred - z_target) ** 2).mean(-1))
+        if "reward" in batch:
+            parts["reward"] = weighted(
+                (self.reward(z_pred) - to_tensor(batch["reward"], torch.float32)) ** 2
+            )
+        if "success" in batch:
+            logits = self.success_head(z_pred).squeeze(-1)
+            parts["success"] = weighted(
+                F.binary_cross_entropy_with_logits(
+                    logits, to_tensor(batch["success"], torch.float32), reduction="none"
+                )
+            )
+        if "subtask_done" in batch:
+            logits = self.subtask_head(z_pred).squeeze(-1)
+            target = to_tensor(batch["subtask_done"], torch.float32)
+            parts["subtask"] = weighted(
+                F.binary_cross_entropy_with_logits(
+                    logits, target, reduction="none", pos_weight=torch.tensor(5.0)
+                )
+            )
+        if self.state_head is not None:
+            vec = self.normalize_vectors(obs)  # (B, T+1, D)
+            now = ((self.state_head(z_obs) - vec) ** 2).mean()
+            ahead = weighted(((self.state_head(z_pred) - vec[:, 1:]) ** 2).mean(-1))
+            parts["state"] = 0.5 * (now + ahead)
+        flat = z_obs.reshape(-1, z_obs.shape[-1])
+        parts["variance"] = F.relu(STD_FLOOR - flat.std(0)).mean()
+        if self.decoder is not None:
+            key = self.spec.image_keys[0]
+            frames = to_tensor(obs[key]).reshape(-1, *to_tensor(obs[key]).shape[-3:])
+            n = min(c.decoder_frames, frames.shape[0])
+            pick = torch.randperm(frames.shape[0], generator=generator)[:n]
+            latents = z_obs.reshape(-1, z_obs.shape[-1])[pick].detach()
+            recon = self.decoder(latents)
+            parts["decoder"] = F.mse_loss(recon, frames[pick].permute(0, 3, 1, 2).float() / 255.0)
+        coefs = {
+            "consistency": c.consistency_coef,
+            "reward": c.reward_coef,
+            "success": c.success_coef,
+            "subtask": c.subtask_coef,
+            "state": c.state_coef,
+            "variance": c.variance_coef,
+            "decoder": c.decoder_coef,
+        }
+        total = sum(coefs[k] * v for k, v in parts.items())
+        metrics = {k: float(v.detach()) for k, v in parts.items()}
+        metrics["latent_std"] = float(flat.detach().std(0).mean())
+        metrics["loss"] = float(total.detach())
+        return total, metrics

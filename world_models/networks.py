@@ -1,0 +1,68 @@
+"""Small building blocks: MLPs, a lean image encoder and a transposed-conv decoder."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def mlp(
+    in_dim: int, hidden: int, out_dim: int, layers: int = 2, norm_out: bool = False
+) -> nn.Sequential:
+    """``layers`` hidden Linear-LayerNorm-Mish blocks, then a Linear to ``out_dim``."""
+    blocks: list[nn.Module] = []
+    dim = in_dim
+    for _ in range(layers):
+        blocks += [nn.Linear(dim, hidden), nn.LayerNorm(hidden), nn.Mish()]
+        dim = hidden
+    blocks.append(nn.Linear(dim, out_dim))
+    if norm_out:
+        blocks.append(nn.LayerNorm(out_dim, elementwise_affine=False))
+    return nn.Sequential(*blocks)
+
+
+class ImageEncoder(nn.Module):
+    """``(N, 3, H, W) uint8 -> (N, F)``: an 8x8 stride-4 conv, a 4x4 stride-2 conv, then 3x3 convs.
+
+    Striding early keeps it cheap on a CPU (about 1 MMAC per 64x64 image at the default widths).
+    """
+
+    def __init__(self, image_size: int, channels: tuple[int, ...]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(3, channels[0], 8, stride=4), nn.Mish()]
+        previous = channels[0]
+        for i, ch in enumerate(channels[1:]):
+            kernel, stride = (4, 2) if i == 0 else (3, 1)
+            layers += [nn.Conv2d(previous, ch, kernel, stride=stride), nn.Mish()]
+            previous = ch
+        self.net = nn.Sequential(*layers, nn.Flatten())
+        with torch.no_grad():
+            self.out_dim = int(self.net(torch.zeros(1, 3, image_size, image_size)).shape[1])
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images.float() * (1.0 / 255.0) - 0.5)
+
+
+class ImageDecoder(nn.Module):
+    """``(N, latent) -> (N, 3, size, size)`` in [0, 1]: a linear map to 8x8, then three 2x upsamplings."""
+
+    def __init__(self, latent_dim: int, image_size: int, channels: tuple[int, int, int]) -> None:
+        super().__init__()
+        if image_size % 8:
+            raise ValueError(f"the decoder needs an image size divisible by 8, got {image_size}")
+        self.base = image_size // 8
+        self.channels = channels
+        self.fc = nn.Linear(latent_dim, channels[0] * self.base * self.base)
+        c0, c1, c2 = channels
+        self.net = nn.Sequential(
+            nn.Mish(),
+            nn.ConvTranspose2d(c0, c1, 4, stride=2, padding=1),
+            nn.Mish(),
+            nn.ConvTranspose2d(c1, c2, 4, stride=2, padding=1),
+            nn.Mish(),
+            nn.ConvTranspose2d(c2, 3, 4, stride=2, padding=1),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.fc(z).view(-1, self.channels[0], self.base, self.base)
+        return torch.sigmoid(self.net(x))
