@@ -234,6 +234,65 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_world_model(args: argparse.Namespace) -> int:
+    from embodied.train_world_model import train_world_model
+
+    summary = train_world_model(
+        args.data,
+        args.out,
+        preset_name=args.preset,
+        seed=args.seed,
+        steps=args.steps,
+        progress=not args.quiet,
+        threads=args.threads,
+    )
+    rows = summary.get("per_horizon", {})
+    print(f"world model written to {args.out} (eval.json, eval.png, checkpoint.pt, tensorboard/)")
+    for h, row in rows.items():
+        print(
+            f"  horizon {h:>2}: model {row['model']:.4f}  nothing-moves {row['nothing_moves']:.4f}  "
+            f"linear {row['linear']:.4f}  ({summary['error_space']} space)"
+        )
+    return 0
+
+
+def cmd_imagine(args: argparse.Namespace) -> int:
+    from embodied.imagine import imagine_video
+    from embodied.video import VIDEO_SUFFIXES
+
+    if Path(args.out).suffix not in VIDEO_SUFFIXES:
+        raise UsageError(f"--out must end in one of {', '.join(VIDEO_SUFFIXES)}, got {args.out!r}")
+    result = imagine_video(
+        args.world_model,
+        _check_task(args.task),
+        args.seed,
+        args.out,
+        noise=args.noise,
+        size=args.size,
+    )
+    result.pop("state_error_by_step", None)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_bench_world_model(args: argparse.Namespace) -> int:
+    from embodied.bench_world_model import format_summary, run_world_model_benchmark
+    from sandbox_common.atomic import write_json_atomic
+
+    result = run_world_model_benchmark(
+        args.work_dir,
+        episodes=args.episodes,
+        seed=args.seed,
+        steps=args.steps,
+        train=not args.no_training,
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out, result)
+    print(format_summary(result))
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -281,6 +340,37 @@ def build_parser() -> argparse.ArgumentParser:
     _add_env_options(p)
     p.set_defaults(func=cmd_render)
 
+    p = sub.add_parser("train", help="train a model on a dataset directory")
+    train = p.add_subparsers(dest="what", metavar="WHAT", required=True)
+    t = train.add_parser(
+        "world-model", help="train (or resume) a latent world model, then evaluate it"
+    )
+    t.add_argument("--data", required=True, help="dataset directory written by `collect`")
+    t.add_argument(
+        "--out", required=True, help="run directory (resumes when it holds a checkpoint)"
+    )
+    t.add_argument("--preset", default="default", help="debug, state, default or large")
+    t.add_argument("--seed", type=int, default=0, help="training seed")
+    t.add_argument("--steps", type=_positive, help="training updates (default: the preset's)")
+    t.add_argument(
+        "--threads", type=_positive, default=1, help="torch threads (1 is fastest on 2 busy cores)"
+    )
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train_world_model)
+
+    p = sub.add_parser(
+        "imagine", help="real | imagined video of one action sequence, with the error over time"
+    )
+    p.add_argument(
+        "--world-model", required=True, help="world-model run directory or checkpoint file"
+    )
+    p.add_argument("--task", required=True, help="task name (see `tasks`)")
+    p.add_argument("--seed", type=int, default=0, help="episode seed")
+    p.add_argument("--out", required=True, help="video file, .mp4 or .gif")
+    p.add_argument("--noise", type=_non_negative_float, default=0.1, help="expert action noise")
+    p.add_argument("--size", type=int, default=256, help="size of each panel in px")
+    p.set_defaults(func=cmd_imagine)
+
     p = sub.add_parser("demo", help="the main demo: demos for every task, expert videos, a report")
     p.add_argument("--out", default="demo", help="output directory (resumes when it exists)")
     p.add_argument("--episodes", type=_positive, default=20, help="demos per task")
@@ -315,17 +405,33 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--tasks", help="comma-separated subset of tasks (default: all)")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_bench_experts)
+    b = bench.add_parser(
+        "world-model", help="world-model throughput, imagination speed, prediction quality"
+    )
+    b.add_argument("--out", required=True, help="JSON file for the results")
+    b.add_argument(
+        "--work-dir",
+        default="runs/bench-world-model",
+        help="where demos and runs are kept (resumable)",
+    )
+    b.add_argument("--episodes", type=_positive, default=100, help="demos per task")
+    b.add_argument("--seed", type=int, default=0, help="seed of demos and training")
+    b.add_argument("--steps", type=_positive, help="training updates (default: the preset's)")
+    b.add_argument(
+        "--no-training", action="store_true", help="only throughput and imagination speed"
+    )
+    b.set_defaults(func=cmd_bench_world_model)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from embodied.dataset import DatasetError
+    from sandbox_common.errors import InputError
 
     try:
         return int(args.func(args) or 0)
-    except (UsageError, DatasetError, ValueError, TypeError, KeyError) as exc:
+    except (UsageError, InputError, ValueError, TypeError, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"wm-sandbox {args.command}: error: {message}", file=sys.stderr)
         return 2

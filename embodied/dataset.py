@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from sandbox_common.atomic import atomic_write
+from sandbox_common.errors import InputError
 
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
@@ -65,7 +66,7 @@ STEP_KEYS = (
 )
 
 
-class DatasetError(RuntimeError):
+class DatasetError(InputError):
     """A dataset on disk is missing, corrupt, truncated or does not match what was asked."""
 
 

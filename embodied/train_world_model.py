@@ -129,6 +129,7 @@ def train_world_model(
         "task": ds.meta.get("task"),
         "env_version": ds.meta.get("env_version"),
         "meta_sha1": _meta_digest(ds),
+        "env_config": ds.meta.get("env_config"),
         "episodes_train": train_idx,
         "episodes_val": val_idx,
     }
@@ -145,7 +146,7 @@ def train_world_model(
         [episode_arrays(ds, i, keys) for i in val_idx],
         [episode_arrays(ds, i, keys) for i in train_idx[:EVAL_TRAIN_EPISODES]],
     )
-    space = "state" if spec.vector_keys else "latent"
+    space = "latent" if model.image_keys or not model.input_vector_keys else "state"
     summary = {
         "task": ds.meta.get("task"),
         "preset": preset_name,

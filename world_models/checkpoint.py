@@ -18,11 +18,12 @@ from typing import Any
 import torch
 
 from sandbox_common.atomic import atomic_write
+from sandbox_common.errors import InputError
 
 FORMAT_VERSION = 1
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(InputError):
     """A checkpoint is missing, corrupt, or does not match what it is loaded for."""
 
 

@@ -4,8 +4,9 @@ For held-out episodes (dicts with ``obs`` of ``(T + 1, ...)`` arrays, ``action (
 optionally ``success (T,)``) the model encodes the observation at ``t0`` and imagines ``h`` steps
 with the real actions. Errors at horizons 1, 5, 10, 20:
 
-- **state**: mean squared error of the vector observation read off the imagined latent, in units
-  of each dimension's standard deviation;
+- **state**: mean squared error of the vector observations the model sees (for a pixel model,
+  proprioception; for a state model, everything) read off the imagined latent, in units of each
+  dimension's standard deviation;
 - **latent**: mean squared error against the target encoder's latent of the real observation,
   divided by the latents' variance.
 
@@ -29,7 +30,8 @@ START_STRIDE = 3
 
 
 def _vectors(model: LatentWorldModel, obs: dict[str, np.ndarray]) -> np.ndarray:
-    return np.concatenate([obs[k].astype(np.float32) for k in model.spec.vector_keys], axis=-1)
+    """The vector keys the model sees (and predicts), concatenated: ``(T + 1, input_vector_dim)``."""
+    return np.concatenate([obs[k].astype(np.float32) for k in model.input_vector_keys], axis=-1)
 
 
 @torch.no_grad()
@@ -71,13 +73,14 @@ def evaluate_world_model(
 ) -> dict[str, Any]:
     """Open-loop errors per horizon for the model and both baselines, and success-head accuracy."""
     model.eval()
-    has_state = bool(model.spec.vector_keys)
+    has_state = bool(model.input_vector_keys)
     train_lat = [_latents(model, ep["obs"]) for ep in train_episodes]
     val_lat = [_latents(model, ep["obs"]) for ep in val_episodes]
     lat_var = float(np.concatenate(train_lat).var(0).mean()) + 1e-8
     lin_lat = fit_linear(train_lat, [ep["action"] for ep in train_episodes])
     if has_state:
-        mean, std = model.vector_mean.numpy(), model.vector_std.numpy()
+        idx = model.input_index.numpy()
+        mean, std = model.vector_mean.numpy()[idx], model.vector_std.numpy()[idx]
         norm = lambda x: (x - mean) / std  # noqa: E731
         train_vec = [norm(_vectors(model, ep["obs"])) for ep in train_episodes]
         lin_vec = fit_linear(train_vec, [ep["action"] for ep in train_episodes])

@@ -9,8 +9,8 @@ Batches are dicts of arrays (any Gymnasium env's data fits):
     subtask_done   (B, T)        optional: a subtask was completed by step t
 
 Anti-collapse: the prediction target comes from an EMA copy of the encoder (stop-gradient), the
-latent must also predict the vector observation and the reward / success / subtask signals
-(grounding), and a hinge keeps every latent dimension's spread over the batch above a floor.
+latent must also predict the vector observations it is given and the reward / success / subtask
+signals (grounding), and a hinge keeps every latent dimension's spread over the batch above a floor.
 The image decoder trains on stop-gradient latents, so it never shapes z.
 """
 
@@ -73,7 +73,9 @@ class LatentWorldModel(nn.Module):
         self.success_head = mlp(c.latent_dim, c.hidden_dim, 1, layers=1)
         self.subtask_head = mlp(c.latent_dim, c.hidden_dim, 1, layers=1)
         self.state_head = (
-            mlp(c.latent_dim, c.hidden_dim, spec.vector_dim, layers=1) if spec.vector_dim else None
+            mlp(c.latent_dim, c.hidden_dim, self.input_vector_dim, layers=1)
+            if self.input_vector_dim
+            else None
         )
         self.decoder = (
             ImageDecoder(c.latent_dim, spec.image_size, c.decoder_channels)
@@ -100,7 +102,11 @@ class LatentWorldModel(nn.Module):
         """Statistics from data: ``vectors (N, vector_dim)``, ``actions (N, A)``."""
         if self.spec.vector_dim:
             self.vector_mean.copy_(torch.as_tensor(vectors.mean(0), dtype=torch.float32))
-            self.vector_std.copy_(torch.as_tensor(vectors.std(0) + 1e-3, dtype=torch.float32))
+            std = vectors.std(0)
+            std = np.where(
+                std < 1e-4, 1.0, std + 1e-3
+            )  # constant entries (e.g. a pad's height) keep unit scale
+            self.vector_std.copy_(torch.as_tensor(std, dtype=torch.float32))
         self.action_scale.copy_(torch.as_tensor(np.abs(actions).max(0) + 1e-6, dtype=torch.float32))
 
     @property
@@ -131,11 +137,12 @@ class LatentWorldModel(nn.Module):
     # ------------------------------------------------------------------ verbs
 
     def normalize_vectors(self, obs: dict) -> torch.Tensor | None:
-        """Concatenate all vector keys, normalised: ``(..., vector_dim)``."""
-        if not self.spec.vector_keys:
+        """The input vector keys, concatenated and normalised: ``(..., input_vector_dim)``."""
+        if not self.input_vector_keys:
             return None
-        x = torch.cat([to_tensor(obs[k], torch.float32) for k in self.spec.vector_keys], dim=-1)
-        return (x - self.vector_mean) / self.vector_std
+        x = torch.cat([to_tensor(obs[k], torch.float32) for k in self.input_vector_keys], dim=-1)
+        idx = self.input_index
+        return (x - self.vector_mean[idx]) / self.vector_std[idx]
 
     def encode(self, obs: dict) -> torch.Tensor:
         """Observations with leading dims ``(...,)`` (e.g. ``(B,)`` or ``(B, T)``) -> ``z (..., latent)``."""
@@ -147,11 +154,7 @@ class LatentWorldModel(nn.Module):
             flat = images.reshape(-1, *images.shape[-3:]).permute(0, 3, 1, 2)
             feats.append(self.encoders[key](flat))
         if self.vector_encoder is not None:
-            vec = torch.cat(
-                [to_tensor(obs[k], torch.float32) for k in self.input_vector_keys], dim=-1
-            )
-            idx = self.input_index
-            vec = (vec - self.vector_mean[idx]) / self.vector_std[idx]
+            vec = self.normalize_vectors(obs)
             lead = vec.shape[:-1]
             feats.append(self.vector_encoder(vec.reshape(-1, vec.shape[-1])))
         z = self.fuse(torch.cat(feats, dim=-1))
@@ -184,10 +187,15 @@ class LatentWorldModel(nn.Module):
         return torch.sigmoid(self.subtask_head(z).squeeze(-1))
 
     def state(self, z: torch.Tensor) -> torch.Tensor:
-        """The vector observation read off ``z``, in data units: ``(..., vector_dim)``."""
+        """The input vector keys read off ``z``, in data units: ``(..., input_vector_dim)``.
+
+        Only what the model sees is predicted: a pixel model is not taught privileged object
+        state, which it could not identify from images (which cube is "the red one" of the task).
+        """
         if self.state_head is None:
             raise ValueError("this world model has no vector observations to predict")
-        return self.state_head(z) * self.vector_std + self.vector_mean
+        idx = self.input_index
+        return self.state_head(z) * self.vector_std[idx] + self.vector_mean[idx]
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Frames of the first image key: ``z (..., latent)`` -> ``(..., H, W, 3) uint8``."""
@@ -243,7 +251,7 @@ class LatentWorldModel(nn.Module):
                 )
             )
         if self.state_head is not None:
-            vec = self.normalize_vectors(obs)  # (B, T+1, D)
+            vec = self.normalize_vectors(obs)  # (B, T+1, D_in)
             now = ((self.state_head(z_obs) - vec) ** 2).mean()
             ahead = weighted(((self.state_head(z_pred) - vec[:, 1:]) ** 2).mean(-1))
             parts["state"] = 0.5 * (now + ahead)

@@ -1,4 +1,7 @@
-"""Small building blocks: MLPs, a lean image encoder and a transposed-conv decoder."""
+"""Small building blocks: MLPs, a lean image encoder and a transposed-conv decoder.
+
+Convolutions use ReLU: Mish on conv feature maps took a third of a training step on the CPU.
+"""
 
 from __future__ import annotations
 
@@ -29,11 +32,11 @@ class ImageEncoder(nn.Module):
 
     def __init__(self, image_size: int, channels: tuple[int, ...]) -> None:
         super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(3, channels[0], 8, stride=4), nn.Mish()]
+        layers: list[nn.Module] = [nn.Conv2d(3, channels[0], 8, stride=4), nn.ReLU()]
         previous = channels[0]
         for i, ch in enumerate(channels[1:]):
             kernel, stride = (4, 2) if i == 0 else (3, 1)
-            layers += [nn.Conv2d(previous, ch, kernel, stride=stride), nn.Mish()]
+            layers += [nn.Conv2d(previous, ch, kernel, stride=stride), nn.ReLU()]
             previous = ch
         self.net = nn.Sequential(*layers, nn.Flatten())
         with torch.no_grad():

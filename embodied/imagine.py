@@ -1,0 +1,147 @@
+"""Imagined vs real: play one action sequence in the simulator and in the world model, side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+import envs
+from embodied.agent import ExpertAgent
+from embodied.video import annotate, side_by_side, write_video
+from envs.base import INSTRUCTION
+from world_models import CheckpointError, ObsSpec, load_world_model
+
+
+def _upscale(frame: np.ndarray, size: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(frame).resize((size, size), Image.NEAREST))
+
+
+def _error_panel(errors: np.ndarray, upto: int, width: int, height: int, label: str) -> np.ndarray:
+    """A small line chart of ``errors[:upto + 1]`` on a fixed scale."""
+    image = Image.new("RGB", (width, height), (18, 18, 22))
+    draw = ImageDraw.Draw(image)
+    top = max(float(np.nanmax(errors)), 1e-6)
+    margin = 6
+    w, h = width - 2 * margin, height - 2 * margin - 12
+    n = len(errors)
+    points = [
+        (margin + w * i / max(n - 1, 1), margin + 12 + h * (1 - errors[i] / top))
+        for i in range(min(upto + 1, n))
+    ]
+    draw.line([(margin, margin + 12 + h), (margin + w, margin + 12 + h)], fill=(90, 90, 90))
+    if len(points) > 1:
+        draw.line(points, fill=(255, 170, 40), width=2)
+    draw.text(
+        (margin, 1),
+        f"{label}  step {upto + 1}: {errors[min(upto, n - 1)]:.3f}  (max {top:.3f})",
+        fill=(230, 230, 230),
+    )
+    return np.asarray(image)
+
+
+@torch.no_grad()
+def imagine_video(
+    world_model: str | Path,
+    task: str,
+    seed: int,
+    out: str | Path,
+    noise: float = 0.1,
+    size: int = 256,
+) -> dict[str, Any]:
+    """Roll a noisy scripted expert in the simulator; replay its actions in the world model from the
+    encoded first observation; write ``real | imagined`` with the prediction error over time."""
+    model, record = load_world_model(world_model)
+    if model.decoder is None:
+        raise CheckpointError(
+            f"{world_model}: this world model has no image decoder, so there is nothing to watch"
+        )
+    env_config = dict(record["data"].get("env_config") or {})
+    keep = {"image_size", "cameras", "max_steps", "frame_skip"}
+    overrides = {
+        k: (tuple(v) if isinstance(v, list) else v) for k, v in env_config.items() if k in keep
+    }
+    overrides |= {"obs_mode": "pixels", "terminate_on_success": False}
+    env = envs.make(task, **overrides)
+    try:
+        env_spec = _env_spec(env)
+        diffs = model.spec.differences(env_spec)
+        if diffs:
+            raise CheckpointError(
+                f"{world_model}: trained on observations unlike task {task!r}'s: "
+                + "; ".join(diffs)
+            )
+        agent = ExpertAgent(env, noise=noise, seed=seed)
+        obs, info = env.reset(seed=seed)
+        agent.reset(info["instruction"])
+        observations, actions = [obs], []
+        done = False
+        while not done:
+            action = agent.act(obs)
+            obs, _, terminated, truncated, info = env.step(action)
+            observations.append(obs)
+            actions.append(action)
+            done = terminated or truncated
+    finally:
+        env.close()
+
+    keys = list(model.spec.image_keys + model.spec.vector_keys)
+    stacked = {k: np.stack([o[k] for o in observations]) for k in keys}
+    z0 = model.encode({k: v[:1] for k, v in stacked.items()})
+    z = model.imagine(z0, torch.as_tensor(np.stack(actions)[None], dtype=torch.float32))[0]
+    imagined = model.decode(z).numpy()
+    first_key = model.spec.image_keys[0]
+    real = stacked[first_key][1:]
+    pixel_error = ((imagined.astype(np.float32) - real.astype(np.float32)) / 255.0) ** 2
+    pixel_error = pixel_error.mean(axis=(1, 2, 3))
+    state_error = None
+    if model.input_vector_keys:
+        true_vec = np.concatenate([stacked[k][1:] for k in model.input_vector_keys], 1)
+        pred_vec = model.state(z).numpy()
+        std = model.vector_std.numpy()[model.input_index.numpy()]
+        state_error = (((pred_vec - true_vec) / std) ** 2).mean(1)
+    errors, label = (
+        (state_error, "state error") if state_error is not None else (pixel_error, "pixel error")
+    )
+
+    frames = []
+    panel_h = max(48, size // 4)
+    for t in range(len(actions)):
+        left = annotate(_upscale(real[t], size), "real", "", t + 1)
+        right = annotate(_upscale(imagined[t], size), "imagined (open loop)", "", t + 1)
+        top = side_by_side(left, right)
+        chart = _error_panel(errors, t, top.shape[1], panel_h, label)
+        frames.append(np.concatenate([top, chart], axis=0))
+    path = write_video(frames, out, fps=10)
+    return {
+        "task": task,
+        "seed": seed,
+        "steps": len(actions),
+        "file": str(path),
+        "instruction": observations[0][INSTRUCTION],
+        "mean_pixel_mse": float(pixel_error.mean()),
+        "state_error_by_step": None
+        if state_error is None
+        else [round(float(e), 4) for e in state_error],
+    }
+
+
+def _env_spec(env) -> ObsSpec:
+    spaces = env.observation_space.spaces
+    image_keys = tuple(sorted(k for k in spaces if k.startswith("image_")))
+    vector_keys = tuple(
+        sorted(k for k in spaces if not k.startswith("image_") and k != INSTRUCTION)
+    )
+    return ObsSpec(
+        image_keys=image_keys,
+        image_size=int(spaces[image_keys[0]].shape[0]) if image_keys else 0,
+        vector_keys=vector_keys,
+        vector_dims=tuple(int(spaces[k].shape[0]) for k in vector_keys),
+        action_dim=int(env.action_space.shape[0]),
+    )
+
+
+__all__ = ["imagine_video"]
