@@ -186,6 +186,7 @@ class EpisodeDataset:
             )
         self.paths = list_episode_files(self.root)
         self._cache: dict[int, Episode] = {}
+        self._derived: dict = {}
         if preload:
             for i in range(len(self)):
                 self[i]
@@ -193,9 +194,22 @@ class EpisodeDataset:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def add_derived_obs(self, name: str, fn) -> None:
+        """Add an observation key computed from an episode's observations (e.g. a re-indexed state).
+
+        ``fn(obs: dict[str, array]) -> array (T + 1, ...)`` runs once per episode as it is loaded.
+        """
+        self._derived[name] = fn
+        for episode in self._cache.values():
+            episode.obs[name] = fn(episode.obs)
+        if name not in self.meta["obs_keys"]:
+            self.meta = {**self.meta, "obs_keys": [*self.meta["obs_keys"], name]}
+
     def __getitem__(self, index: int) -> Episode:
         if index not in self._cache:
             episode = load_episode(self.paths[index])
+            for name, fn in self._derived.items():
+                episode.obs[name] = fn(episode.obs)
             keys = sorted(episode.obs)
             if keys != sorted(self.meta["obs_keys"]):
                 raise DatasetError(

@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw
 
 import envs
 from embodied.agent import ExpertAgent
+from embodied.train_world_model import OBJECTS_BY_COLOUR
 from embodied.video import annotate, side_by_side, write_video
 from envs.base import INSTRUCTION
 from world_models import CheckpointError, ObsSpec, load_world_model
@@ -67,13 +68,6 @@ def imagine_video(
     overrides |= {"obs_mode": "pixels", "terminate_on_success": False}
     env = envs.make(task, **overrides)
     try:
-        env_spec = _env_spec(env)
-        diffs = model.spec.differences(env_spec)
-        if diffs:
-            raise CheckpointError(
-                f"{world_model}: trained on observations unlike task {task!r}'s: "
-                + "; ".join(diffs)
-            )
         agent = ExpertAgent(env, noise=noise, seed=seed)
         obs, info = env.reset(seed=seed)
         agent.reset(info["instruction"])
@@ -85,8 +79,16 @@ def imagine_video(
             observations.append(obs)
             actions.append(action)
             done = terminated or truncated
+        if OBJECTS_BY_COLOUR in model.spec.vector_keys:
+            for o in observations:
+                o[OBJECTS_BY_COLOUR] = env.objects_by_colour(o["object_state"])
     finally:
         env.close()
+    problems = _layout_differences(model.spec, observations[0], int(env.action_space.shape[0]))
+    if problems:
+        raise CheckpointError(
+            f"{world_model}: trained on observations unlike task {task!r}'s: " + "; ".join(problems)
+        )
 
     keys = list(model.spec.image_keys + model.spec.vector_keys)
     stacked = {k: np.stack([o[k] for o in observations]) for k in keys}
@@ -129,19 +131,19 @@ def imagine_video(
     }
 
 
-def _env_spec(env) -> ObsSpec:
-    spaces = env.observation_space.spaces
-    image_keys = tuple(sorted(k for k in spaces if k.startswith("image_")))
-    vector_keys = tuple(
-        sorted(k for k in spaces if not k.startswith("image_") and k != INSTRUCTION)
-    )
-    return ObsSpec(
-        image_keys=image_keys,
-        image_size=int(spaces[image_keys[0]].shape[0]) if image_keys else 0,
-        vector_keys=vector_keys,
-        vector_dims=tuple(int(spaces[k].shape[0]) for k in vector_keys),
-        action_dim=int(env.action_space.shape[0]),
-    )
+def _layout_differences(spec: ObsSpec, obs: dict[str, Any], action_dim: int) -> list[str]:
+    """What differs between the layout a model was trained on and an observation of this env."""
+    problems = []
+    wanted = dict(zip(spec.vector_keys, spec.vector_dims))
+    wanted |= {k: (spec.image_size, spec.image_size, 3) for k in spec.image_keys}
+    for key, shape in wanted.items():
+        if key not in obs:
+            problems.append(f"the env has no observation {key!r}")
+        elif np.shape(obs[key]) != (shape if isinstance(shape, tuple) else (shape,)):
+            problems.append(f"{key}: trained on shape {shape}, the env gives {np.shape(obs[key])}")
+    if action_dim != spec.action_dim:
+        problems.append(f"action_dim: trained on {spec.action_dim}, the env has {action_dim}")
+    return problems
 
 
 __all__ = ["imagine_video"]

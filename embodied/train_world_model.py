@@ -24,6 +24,8 @@ from world_models import (
 )
 
 IMAGE_PREFIX = "image_"
+OBJECT_STATE = "object_state"
+OBJECTS_BY_COLOUR = "objects_by_colour"
 VALIDATION_EVERY = 10
 """Every 10th episode (0, 10, 20, ...) is held out for validation."""
 EVAL_TRAIN_EPISODES = 60
@@ -47,6 +49,22 @@ def spec_from_dataset(ds: EpisodeDataset, use_images: bool) -> ObsSpec:
         vector_dims=tuple(int(first.obs[k].shape[1]) for k in vector_keys),
         action_dim=int(first.steps["action"].shape[1]),
     )
+
+
+def add_objects_by_colour(ds: EpisodeDataset) -> None:
+    """Give a dataset of our tasks the ``objects_by_colour`` key (see ``ManipulationEnv.objects_by_colour``)."""
+    import envs
+
+    task = ds.meta.get("task")
+    if task not in envs.TASKS or OBJECT_STATE not in ds.obs_keys:
+        return
+    env = envs.make(task, obs_mode="state")
+    try:
+        if env.object_state_dim != ds[0].obs[OBJECT_STATE].shape[-1]:
+            return  # another env version's layout: leave it alone
+        ds.add_derived_obs(OBJECTS_BY_COLOUR, lambda obs: env.objects_by_colour(obs[OBJECT_STATE]))
+    finally:
+        env.close()
 
 
 def split_episodes(n: int) -> tuple[list[int], list[int]]:
@@ -92,6 +110,7 @@ def train_world_model(
     if steps is not None:
         config = dataclasses.replace(config, steps=steps)
     ds = EpisodeDataset(data)
+    add_objects_by_colour(ds)
     spec = spec_from_dataset(ds, use_images=config.use_images)
     keys = list(spec.image_keys + spec.vector_keys)
     train_idx, val_idx = split_episodes(len(ds))

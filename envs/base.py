@@ -37,6 +37,7 @@ INSTRUCTION_CHARSET = frozenset(
 )
 INSTRUCTION_MAX_LEN = 400
 
+OBJECT_KINDS: tuple[str, ...] = ("cube", "pad", "target")
 ACTION_DIM = 5
 """Action: end-effector delta x, y, z, delta yaw, gripper (+1 close, -1 open), each in [-1, 1]."""
 POS_STEP = 0.025
@@ -592,6 +593,33 @@ class ManipulationEnv(gym.Env):
         self._state_index = tuple(
             np.array(x, dtype=np.intp) for x in (qpos_slots, qpos_src, qvel_slots, qvel_src)
         )
+
+    @property
+    def objects_by_colour_dim(self) -> int:
+        return len(COLOR_NAMES) * len(OBJECT_KINDS) * 4
+
+    def objects_by_colour(self, object_state: np.ndarray) -> np.ndarray:
+        """Re-index ``object_state (..., D)`` by colour: ``(..., 6 colours x 3 kinds x [present, x, y, z])``.
+
+        ``object_state`` lists objects in scene order (which cube is the instructed one), which
+        no camera can tell; indexed by colour and kind, the same facts become visible ones.
+        """
+        state = np.asarray(object_state, dtype=np.float32)
+        out = np.zeros(
+            (*state.shape[:-1], len(COLOR_NAMES), len(OBJECT_KINDS), 4), dtype=np.float32
+        )
+        i = 0
+        n_colors = len(COLOR_NAMES)
+        for obj in self.objects:
+            pos = state[..., i : i + 3]
+            i += 10 if obj.kind == "cube" else 3
+            onehot = state[..., i : i + n_colors]
+            i += n_colors
+            kind = OBJECT_KINDS.index(obj.kind)
+            present = onehot[..., :, None]  # (..., colours, 1)
+            out[..., :, kind, 0] += onehot
+            out[..., :, kind, 1:] += present * pos[..., None, :]
+        return out.reshape(*state.shape[:-1], -1)
 
     def _object_state(self) -> np.ndarray:
         out = self._state_template.copy()

@@ -71,6 +71,13 @@ class LatentWorldModelConfig:
     """Channels of the image encoder: a stride-4 8x8 conv, then stride-2 4x4, then stride-1 3x3 convs."""
     use_images: bool = True
     """Encode the image keys (pixel variant); False gives the state-only variant."""
+    hidden_keys: tuple[str, ...] = ("object_state",)
+    """Vector keys a pixel model never sees (privileged simulator state)."""
+    aux_keys: tuple[str, ...] = ("objects_by_colour",)
+    """Vector keys never given as input but predicted from z during training (privileged, identifiable
+    supervision: where the cube and pad of each colour are); ignored when absent from the data."""
+    aux_coef: float = 1.0
+    """Weight of the auxiliary prediction of ``aux_keys``."""
     decoder: bool = True
     """Train an image decoder on stop-gradient latents, only to watch imagined rollouts."""
     decoder_channels: tuple[int, ...] = (64, 32, 16)

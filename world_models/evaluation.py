@@ -7,6 +7,8 @@ with the real actions. Errors at horizons 1, 5, 10, 20:
 - **state**: mean squared error of the vector observations the model sees (for a pixel model,
   proprioception; for a state model, everything) read off the imagined latent, in units of each
   dimension's standard deviation;
+- **objects**: the same for the auxiliary keys (where the cube / pad of each colour is), which a
+  pixel model never sees as input;
 - **latent**: mean squared error against the target encoder's latent of the real observation,
   divided by the latents' variance.
 
@@ -29,9 +31,14 @@ START_STRIDE = 3
 """Start an open-loop rollout every this many steps of each episode."""
 
 
-def _vectors(model: LatentWorldModel, obs: dict[str, np.ndarray]) -> np.ndarray:
-    """The vector keys the model sees (and predicts), concatenated: ``(T + 1, input_vector_dim)``."""
-    return np.concatenate([obs[k].astype(np.float32) for k in model.input_vector_keys], axis=-1)
+def _vector_spaces(model: LatentWorldModel) -> list[tuple[str, tuple[str, ...], np.ndarray, Any]]:
+    """(name, keys, index into the normaliser, predictor) of each vector space the model reads off z."""
+    spaces = []
+    if model.input_vector_keys:
+        spaces.append(("state", model.input_vector_keys, model.input_index.numpy(), model.state))
+    if model.aux_keys:
+        spaces.append(("objects", model.aux_keys, model.aux_index.numpy(), model.aux))
+    return spaces
 
 
 @torch.no_grad()
@@ -73,22 +80,36 @@ def evaluate_world_model(
 ) -> dict[str, Any]:
     """Open-loop errors per horizon for the model and both baselines, and success-head accuracy."""
     model.eval()
-    has_state = bool(model.input_vector_keys)
     train_lat = [_latents(model, ep["obs"]) for ep in train_episodes]
     val_lat = [_latents(model, ep["obs"]) for ep in val_episodes]
     lat_var = float(np.concatenate(train_lat).var(0).mean()) + 1e-8
     lin_lat = fit_linear(train_lat, [ep["action"] for ep in train_episodes])
-    if has_state:
-        idx = model.input_index.numpy()
-        mean, std = model.vector_mean.numpy()[idx], model.vector_std.numpy()[idx]
-        norm = lambda x: (x - mean) / std  # noqa: E731
-        train_vec = [norm(_vectors(model, ep["obs"])) for ep in train_episodes]
-        lin_vec = fit_linear(train_vec, [ep["action"] for ep in train_episodes])
+    mean_all, std_all = model.vector_mean.numpy(), model.vector_std.numpy()
+    spaces = []
+    for name, keys, idx, predict in _vector_spaces(model):
+        mean, std = mean_all[idx], std_all[idx]
+
+        def norm(x, mean=mean, std=std):
+            return (x - mean) / std
+
+        def vectors(obs, keys=keys):
+            return np.concatenate([obs[k].astype(np.float32) for k in keys], axis=-1)
+
+        lin = fit_linear(
+            [norm(vectors(ep["obs"])) for ep in train_episodes],
+            [ep["action"] for ep in train_episodes],
+        )
+        spaces.append((name, norm, vectors, predict, lin))
 
     sums: dict[str, dict[int, list[float]]] = {}
 
     def add(name: str, h: int, values: np.ndarray) -> None:
         sums.setdefault(name, {}).setdefault(h, []).extend(values.tolist())
+
+    def add_three(space: str, h: int, model_pred, copy, linear, truth) -> None:
+        add(f"{space}/model", h, ((model_pred - truth) ** 2).mean(-1))
+        add(f"{space}/nothing_moves", h, ((copy - truth) ** 2).mean(-1))
+        add(f"{space}/linear", h, ((linear - truth) ** 2).mean(-1))
 
     correct, positives, true_pos, count = 0, 0, 0, 0
     for ep, lat in zip(val_episodes, val_lat):
@@ -99,28 +120,31 @@ def evaluate_world_model(
         acts = np.stack(
             [np.pad(ep["action"][s : s + H], ((0, max(0, s + H - T)), (0, 0))) for s in starts]
         )
-        z_pred = model.imagine(
-            model.encode(obs0), torch.as_tensor(acts, dtype=torch.float32)
-        ).numpy()
+        z_pred = model.imagine(model.encode(obs0), torch.as_tensor(acts, dtype=torch.float32))
         lin_pred_lat = _linear_rollout(lin_lat, lat[starts], acts)
-        if has_state:
-            vec = norm(_vectors(model, ep["obs"]))
-            state_pred = norm(model.state(torch.as_tensor(z_pred)).numpy())
-            lin_pred_vec = _linear_rollout(lin_vec, vec[starts], acts)
+        rolled = []
+        for name, norm, vectors, predict, lin in spaces:
+            vec = norm(vectors(ep["obs"]))
+            rolled.append(
+                (name, vec, norm(predict(z_pred).numpy()), _linear_rollout(lin, vec[starts], acts))
+            )
+        z_pred = z_pred.numpy()
         for h in horizons:
             ok = starts + h <= T
             if not ok.any():
                 continue
             s = starts[ok]
-            true_lat = lat[s + h]
-            add("latent/model", h, ((z_pred[ok, h - 1] - true_lat) ** 2).mean(-1) / lat_var)
-            add("latent/nothing_moves", h, ((lat[s] - true_lat) ** 2).mean(-1) / lat_var)
-            add("latent/linear", h, ((lin_pred_lat[ok, h - 1] - true_lat) ** 2).mean(-1) / lat_var)
-            if has_state:
-                true_vec = vec[s + h]
-                add("state/model", h, ((state_pred[ok, h - 1] - true_vec) ** 2).mean(-1))
-                add("state/nothing_moves", h, ((vec[s] - true_vec) ** 2).mean(-1))
-                add("state/linear", h, ((lin_pred_vec[ok, h - 1] - true_vec) ** 2).mean(-1))
+            scale = 1.0 / np.sqrt(lat_var)  # latent errors in units of the latents' spread
+            add_three(
+                "latent",
+                h,
+                z_pred[ok, h - 1] * scale,
+                lat[s] * scale,
+                lin_pred_lat[ok, h - 1] * scale,
+                lat[s + h] * scale,
+            )
+            for name, vec, pred, lin_pred in rolled:
+                add_three(name, h, pred[ok, h - 1], vec[s], lin_pred[ok, h - 1], vec[s + h])
         if "success" in ep:
             probs = model.success(torch.as_tensor(lat[1:])).numpy()
             labels = ep["success"].astype(bool)
@@ -134,7 +158,7 @@ def evaluate_world_model(
         row = {name: float(np.mean(v[h])) for name, v in sums.items() if h in v}
         if row:
             row["windows"] = len(next(v[h] for v in sums.values() if h in v))
-            for space in ("state", "latent"):
+            for space in ("state", "objects", "latent"):
                 if f"{space}/model" in row:
                     row[f"{space}/nothing_moves_over_model"] = row[f"{space}/nothing_moves"] / max(
                         row[f"{space}/model"], 1e-12

@@ -26,8 +26,6 @@ from torch import nn
 from world_models.config import LatentWorldModelConfig, ObsSpec
 from world_models.networks import ImageDecoder, ImageEncoder, mlp
 
-PRIVILEGED_KEYS = ("object_state",)
-"""Vector keys a pixel model predicts but never sees (true object poses are not available on a robot)."""
 STD_FLOOR = 0.5
 """Each latent dimension's standard deviation over a batch is pushed above this."""
 
@@ -52,10 +50,12 @@ class LatentWorldModel(nn.Module):
                 "the pixel world model needs image observations; the data has none "
                 "(use the `state` preset, use_images=False)"
             )
-        hidden = self.image_keys and PRIVILEGED_KEYS
-        self.input_vector_keys = tuple(k for k in spec.vector_keys if k not in (hidden or ()))
+        hidden = set(c.aux_keys) | (set(c.hidden_keys) if self.image_keys else set())
+        self.input_vector_keys = tuple(k for k in spec.vector_keys if k not in hidden)
+        self.aux_keys = tuple(k for k in spec.vector_keys if k in c.aux_keys)
         dims = dict(zip(spec.vector_keys, spec.vector_dims))
         self.input_vector_dim = sum(dims[k] for k in self.input_vector_keys)
+        self.aux_dim = sum(dims[k] for k in self.aux_keys)
         self.encoders = nn.ModuleDict(
             {k: ImageEncoder(spec.image_size, c.conv_channels) for k in self.image_keys}
         )
@@ -77,6 +77,9 @@ class LatentWorldModel(nn.Module):
             if self.input_vector_dim
             else None
         )
+        self.aux_head = (
+            mlp(c.latent_dim, c.hidden_dim, self.aux_dim, layers=1) if self.aux_dim else None
+        )
         self.decoder = (
             ImageDecoder(c.latent_dim, spec.image_size, c.decoder_channels)
             if c.decoder and spec.image_keys
@@ -92,6 +95,10 @@ class LatentWorldModel(nn.Module):
             start += dim
         index = [i for key in self.input_vector_keys for i in offsets[key]]
         self.register_buffer("input_index", torch.tensor(index, dtype=torch.long), persistent=False)
+        aux_index = [i for key in self.aux_keys for i in offsets[key]]
+        self.register_buffer(
+            "aux_index", torch.tensor(aux_index, dtype=torch.long), persistent=False
+        )
         self._target: list[
             nn.Module
         ] = []  # held in a list so it is not a submodule of the online model
@@ -136,12 +143,15 @@ class LatentWorldModel(nn.Module):
 
     # ------------------------------------------------------------------ verbs
 
-    def normalize_vectors(self, obs: dict) -> torch.Tensor | None:
-        """The input vector keys, concatenated and normalised: ``(..., input_vector_dim)``."""
-        if not self.input_vector_keys:
+    def normalize_vectors(
+        self, obs: dict, keys: tuple[str, ...] | None = None
+    ) -> torch.Tensor | None:
+        """Vector keys (default: the inputs), concatenated and normalised: ``(..., dim)``."""
+        keys = self.input_vector_keys if keys is None else keys
+        if not keys:
             return None
-        x = torch.cat([to_tensor(obs[k], torch.float32) for k in self.input_vector_keys], dim=-1)
-        idx = self.input_index
+        x = torch.cat([to_tensor(obs[k], torch.float32) for k in keys], dim=-1)
+        idx = self.input_index if keys == self.input_vector_keys else self.aux_index
         return (x - self.vector_mean[idx]) / self.vector_std[idx]
 
     def encode(self, obs: dict) -> torch.Tensor:
@@ -196,6 +206,12 @@ class LatentWorldModel(nn.Module):
             raise ValueError("this world model has no vector observations to predict")
         idx = self.input_index
         return self.state_head(z) * self.vector_std[idx] + self.vector_mean[idx]
+
+    def aux(self, z: torch.Tensor) -> torch.Tensor:
+        """The auxiliary (privileged) vector keys read off ``z``, in data units: ``(..., aux_dim)``."""
+        if self.aux_head is None:
+            raise ValueError("this world model predicts no auxiliary keys")
+        return self.aux_head(z) * self.vector_std[self.aux_index] + self.vector_mean[self.aux_index]
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Frames of the first image key: ``z (..., latent)`` -> ``(..., H, W, 3) uint8``."""
@@ -255,6 +271,11 @@ class LatentWorldModel(nn.Module):
             now = ((self.state_head(z_obs) - vec) ** 2).mean()
             ahead = weighted(((self.state_head(z_pred) - vec[:, 1:]) ** 2).mean(-1))
             parts["state"] = 0.5 * (now + ahead)
+        if self.aux_head is not None:
+            aux = self.normalize_vectors(obs, self.aux_keys)
+            now = ((self.aux_head(z_obs) - aux) ** 2).mean()
+            ahead = weighted(((self.aux_head(z_pred) - aux[:, 1:]) ** 2).mean(-1))
+            parts["aux"] = 0.5 * (now + ahead)
         flat = z_obs.reshape(-1, z_obs.shape[-1])
         parts["variance"] = F.relu(STD_FLOOR - flat.std(0)).mean()
         if self.decoder is not None:
@@ -273,6 +294,7 @@ class LatentWorldModel(nn.Module):
             "state": c.state_coef,
             "variance": c.variance_coef,
             "decoder": c.decoder_coef,
+            "aux": c.aux_coef,
         }
         total = sum(coefs[k] * v for k, v in parts.items())
         metrics = {k: float(v.detach()) for k, v in parts.items()}
