@@ -380,6 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tasks", help="comma-separated subset of tasks (default: all)")
     p.add_argument("--workers", type=_positive, default=2, help="parallel collection processes")
+    p.add_argument(
+        "--world-model-steps", type=_positive, default=600, help="updates of the demo's world model"
+    )
+    p.add_argument("--no-world-model", action="store_true", help="skip the world-model part")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
 

@@ -20,6 +20,7 @@ from embodied.dataset import (
     FORMAT_VERSION,
     META_FILE,
     OBS_PREFIX,
+    STEP_KEYS,
     SUMMARY_FILE,
     DatasetError,
     load_episode,
@@ -40,22 +41,7 @@ def record_episode(
     agent.reset(info["instruction"])
     keys = [k for k in obs if k != INSTRUCTION]
     observations: dict[str, list[np.ndarray]] = {k: [obs[k]] for k in keys}
-    steps: dict[str, list[Any]] = {
-        k: []
-        for k in (
-            "action",
-            "expert_action",
-            "reward",
-            "reward_dense",
-            "reward_sparse",
-            "success",
-            "terminated",
-            "truncated",
-            "subtask_id",
-            "subtask_index",
-            "links_completed",
-        )
-    }
+    steps: dict[str, list[Any]] = {k: [] for k in STEP_KEYS}
     done = False
     unstable = False
     while not done:

@@ -1,7 +1,7 @@
-"""The one-command demo: demos for every task, expert videos, and a report.
+"""The one-command demo: demos for every task, expert videos, a world model trained, evaluated and
+watched (real | imagined), and a report.
 
-Today it covers what exists (collect -> datasets -> videos -> report); training, evaluation
-and the end-to-end vs hierarchical comparison join it as those pieces land.
+The agents and their end-to-end vs hierarchical comparison join it when issue 4 lands.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def run_demo(
         "# wm-sandbox demo report",
         "",
         f"Scripted-expert demonstrations ({episodes} per task, action noise {noise}, seeds {seed}..{seed + episodes - 1}),",
-        "one expert video per task. Training and the agent comparison join this report as they land.",
+        "one expert video per task. The agent comparison joins this report when the agents land.",
         "",
         "| task | episodes | expert success | mean length | dataset MB | video | example instruction |",
         "|---|---|---|---|---|---|---|",
@@ -81,5 +81,25 @@ def run_demo(
             f"| {task} | {r['episodes']} | {r['expert_success_rate']:.0%} | {r['mean_length']:.0f} | "
             f"{r['dataset_mb']} | [{task}.mp4]({r['video']}) | {r['instruction']} |"
         )
+    wm = report.get("world_model")
+    if wm:
+
+        def fmt(x):
+            return "n/a" if x is None else f"{x:.3f}"
+
+        lines += [
+            "",
+            f"## World model ({wm['task']}, {wm['episodes']} demos, {wm['steps']} updates)",
+            "",
+            "Open-loop prediction error 10 steps ahead on held-out episodes (normalised MSE, lower is better):",
+            "",
+            "| space | model | nothing moves |",
+            "|---|---|---|",
+            f"| latent | {fmt(wm['h10_latent_model'])} | {fmt(wm['h10_latent_nothing_moves'])} |",
+            f"| objects (never seen as input) | {fmt(wm['h10_objects_model'])} | {fmt(wm['h10_objects_nothing_moves'])} |",
+            "",
+            f"Success-head accuracy {fmt(wm['success_accuracy'])}. Plot: [{wm['plot']}]({wm['plot']}); "
+            f"real | imagined video: [{wm['video']}]({wm['video']}).",
+        ]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     return report

@@ -24,8 +24,24 @@ def mlp(
     return nn.Sequential(*blocks)
 
 
+class SpatialSoftmax(nn.Module):
+    """``(N, C, h, w) -> (N, 2C)``: the expected image coordinates of each channel's activation.
+
+    Keypoints like these localise small objects far better than a flattened feature map
+    (Levine et al., 2016).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        weights = torch.softmax(x.reshape(n, c, h * w), dim=-1).reshape(n, c, h, w)
+        ys = torch.linspace(-1.0, 1.0, h, dtype=x.dtype)
+        xs = torch.linspace(-1.0, 1.0, w, dtype=x.dtype)
+        return torch.cat([(weights.sum(2) * xs).sum(-1), (weights.sum(3) * ys).sum(-1)], dim=1)
+
+
 class ImageEncoder(nn.Module):
-    """``(N, 3, H, W) uint8 -> (N, F)``: an 8x8 stride-4 conv, a 4x4 stride-2 conv, then 3x3 convs.
+    """``(N, H, W, 3)``-derived ``(N, 3, H, W) uint8 -> (N, F)``: an 8x8 stride-4 conv, a 4x4 stride-2
+    conv, then 3x3 convs; features are the flattened map plus spatial-softmax keypoints.
 
     Striding early keeps it cheap on a CPU (about 1 MMAC per 64x64 image at the default widths).
     """
@@ -38,12 +54,16 @@ class ImageEncoder(nn.Module):
             kernel, stride = (4, 2) if i == 0 else (3, 1)
             layers += [nn.Conv2d(previous, ch, kernel, stride=stride), nn.ReLU()]
             previous = ch
-        self.net = nn.Sequential(*layers, nn.Flatten())
+        self.convs = nn.Sequential(*layers)
+        self.keypoints = SpatialSoftmax()
         with torch.no_grad():
-            self.out_dim = int(self.net(torch.zeros(1, 3, image_size, image_size)).shape[1])
+            self.out_dim = int(
+                self(torch.zeros(1, 3, image_size, image_size, dtype=torch.uint8)).shape[1]
+            )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images.float() * (1.0 / 255.0) - 0.5)
+        maps = self.convs(images.float() * (1.0 / 255.0) - 0.5)
+        return torch.cat([maps.flatten(1), self.keypoints(maps)], dim=1)
 
 
 class ImageDecoder(nn.Module):
