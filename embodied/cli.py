@@ -293,6 +293,34 @@ def cmd_bench_world_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from embodied.agent import ExpertAgent
+    from embodied.evaluation import evaluate, write_metrics
+
+    if args.agent != "expert":
+        raise UsageError(
+            f"unknown agent {args.agent!r}; accepted: expert (the scripted expert, privileged state)"
+        )
+    overrides = _env_overrides(args)
+    result = evaluate(
+        lambda env, s: ExpertAgent(env, noise=args.noise, seed=s),
+        _check_task(args.task),
+        args.episodes,
+        seed=args.seed,
+        video_episodes=args.video,
+        video_dir=Path(args.out) / "videos",
+        progress=not args.quiet,
+        **overrides,
+    )
+    path = write_metrics(result, args.out)
+    lo, hi = result.ci95
+    print(
+        f"{args.task}: success {result.success_rate:.1%} (95% CI {lo:.1%}-{hi:.1%}), "
+        f"chain length {result.mean_chain_length:.2f}, act {result.latency_ms['act_mean']:.2f} ms -> {path}"
+    )
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -370,6 +398,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", type=_non_negative_float, default=0.1, help="expert action noise")
     p.add_argument("--size", type=int, default=256, help="size of each panel in px")
     p.set_defaults(func=cmd_imagine)
+
+    p = sub.add_parser(
+        "eval", help="evaluate an agent on seeded episodes: success, 95% CI, chain length, latency"
+    )
+    p.add_argument(
+        "--agent",
+        required=True,
+        help="the agent: expert (more kinds arrive with the trained agents)",
+    )
+    p.add_argument("--task", required=True, help="task name (see `tasks`)")
+    p.add_argument("--episodes", type=_positive, default=50, help="episodes (seeds seed..seed+N-1)")
+    p.add_argument("--seed", type=int, default=0, help="first seed")
+    p.add_argument("--out", required=True, help="directory for metrics.json (and videos/)")
+    p.add_argument("--video", type=int, default=0, help="record videos of the first N episodes")
+    p.add_argument("--noise", type=_non_negative_float, default=0.0, help="expert action noise")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_env_options(p)
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("demo", help="the main demo: demos for every task, expert videos, a report")
     p.add_argument("--out", default="demo", help="output directory (resumes when it exists)")

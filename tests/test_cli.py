@@ -133,3 +133,50 @@ def test_bench_experts_small(tmp_path, capsys):
     )
     r = json.loads(out.read_text())["tasks"]["reach"]
     assert r["success_rate"] == 1.0 and r["ci95"][0] < 1.0
+
+
+def test_eval_expert_writes_metrics_and_videos(tmp_path, capsys):
+    out = tmp_path / "eval"
+    code = main(
+        [
+            "eval",
+            "--agent",
+            "expert",
+            "--task",
+            "chain",
+            "--episodes",
+            "2",
+            "--seed",
+            "4",
+            "--out",
+            str(out),
+            "--video",
+            "1",
+            "--obs-mode",
+            "state",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["episodes"] == 2 and metrics["seeds"] == [4, 5]
+    assert metrics["success_rate"] == 1.0 and metrics["ci95"][0] < 1.0 <= metrics["ci95"][1] + 1e-9
+    assert metrics["mean_chain_length"] >= 2 and metrics["latency_ms"]["act_mean"] > 0
+    assert len(metrics["videos"]) == 1 and read_video(metrics["videos"][0]).shape[0] > 10
+    assert (
+        main(
+            [
+                "eval",
+                "--agent",
+                "runs/nope",
+                "--task",
+                "chain",
+                "--episodes",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
+    assert "accepted: expert" in capsys.readouterr().err
