@@ -45,8 +45,7 @@ def throughput(data: Path, repeats: int = 10) -> dict[str, Any]:
             "update_ms": seconds * 1e3,
             "parameters": sum(p.numel() for p in model.parameters()),
         }
-    frames = torch.as_tensor(loader.sample()["action"])  # shape reference only
-    naive = NaivePixelWorldModel(action_dim=frames.shape[-1])
+    naive = NaivePixelWorldModel(action_dim=spec.action_dim)
     optimizer = torch.optim.Adam(naive.parameters(), lr=1e-3)
     batch = SequenceLoader(ds, 5, 64, obs_keys=["image_front"]).sample()
     images, actions = torch.as_tensor(batch["obs/image_front"]), torch.as_tensor(batch["action"])

@@ -14,7 +14,6 @@ import torch
 from embodied.dataset import DatasetError, EpisodeDataset, SequenceLoader
 from sandbox_common.atomic import write_json_atomic
 from world_models import (
-    HORIZONS,
     ObsSpec,
     WorldModelTrainer,
     build_world_model,
@@ -114,21 +113,11 @@ def train_world_model(
     spec = spec_from_dataset(ds, use_images=config.use_images)
     keys = list(spec.image_keys + spec.vector_keys)
     train_idx, val_idx = split_episodes(len(ds))
-    loader = SequenceLoader(
-        ds,
-        seq_len=config.horizon,
-        batch_size=config.batch_size,
-        seed=seed,
-        obs_keys=keys,
-        episodes=train_idx,
-    )
-    val_loader = SequenceLoader(
-        ds,
-        seq_len=config.horizon,
-        batch_size=config.batch_size,
-        seed=seed,
-        obs_keys=keys,
-        episodes=val_idx,
+    loader, val_loader = (
+        SequenceLoader(
+            ds, config.horizon, config.batch_size, seed=seed, obs_keys=keys, episodes=episodes
+        )
+        for episodes in (train_idx, val_idx)
     )
     validation = [val_loader.sample(np.random.default_rng([seed, 10**6 + i])) for i in range(4)]
 
@@ -171,7 +160,7 @@ def train_world_model(
         "preset": preset_name,
         "seed": seed,
         "steps": trainer.step,
-        "train_seconds_this_call": round(getattr(trainer, "seconds", 0.0), 1),
+        "train_seconds_this_call": round(trainer.seconds, 1),
         "episodes_train": len(train_idx),
         "episodes_val": len(val_idx),
         "error_space": space,
@@ -192,4 +181,4 @@ def train_world_model(
     return summary
 
 
-__all__ = ["HORIZONS", "spec_from_dataset", "split_episodes", "train_world_model"]
+__all__ = ["spec_from_dataset", "split_episodes", "train_world_model"]

@@ -7,7 +7,7 @@ the data and passed to ``build()``; it is never written back into the config.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from world_models.registry import WORLD_MODELS
@@ -206,4 +206,4 @@ def preset(name: str, **overrides: Any) -> LatentWorldModelConfig:
     return replace(base, **overrides) if overrides else base
 
 
-__all__ = ["LatentWorldModelConfig", "ObsSpec", "PRESETS", "preset", "field"]
+__all__ = ["LatentWorldModelConfig", "ObsSpec", "PRESETS", "preset"]

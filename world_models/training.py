@@ -64,6 +64,8 @@ class WorldModelTrainer:
         self.history: list[dict[str, float]] = []
         self.tensorboard = tensorboard
         self._writer = None
+        self.seconds = 0.0
+        """Wall time of the last ``fit`` call."""
 
     # ------------------------------------------------------------------ checkpoints
 
