@@ -229,6 +229,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         tasks=tasks,
         workers=args.workers,
         progress=not args.quiet,
+        world_model_task=None if args.no_world_model else "pick-place",
+        world_model_steps=args.world_model_steps,
+        world_model_episodes=args.world_model_episodes,
     )
     print((Path(args.out) / "report.md").read_text())
     return 0
@@ -428,6 +431,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_positive, default=2, help="parallel collection processes")
     p.add_argument(
         "--world-model-steps", type=_positive, default=600, help="updates of the demo's world model"
+    )
+    p.add_argument(
+        "--world-model-episodes",
+        type=_positive,
+        default=40,
+        help="demos for the demo's world model",
     )
     p.add_argument("--no-world-model", action="store_true", help="skip the world-model part")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

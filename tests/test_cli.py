@@ -180,3 +180,34 @@ def test_eval_expert_writes_metrics_and_videos(tmp_path, capsys):
         == 2
     )
     assert "accepted: expert" in capsys.readouterr().err
+
+
+def test_demo_runs_end_to_end_small(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code = main(
+        [
+            "demo",
+            "--out",
+            str(out),
+            "--episodes",
+            "2",
+            "--tasks",
+            "reach",
+            "--workers",
+            "1",
+            "--world-model-steps",
+            "2",
+            "--world-model-episodes",
+            "3",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["tasks"]["reach"]["expert_success_rate"] == 1.0
+    wm = report["world_model"]
+    assert wm["steps"] == 2 and wm["h10_latent_nothing_moves"] > 0
+    for key in ("video", "plot", "eval"):
+        assert (out / wm[key]).exists()
+    assert read_video(out / wm["video"]).shape[0] == 60
+    assert "## World model" in (out / "report.md").read_text()
