@@ -386,3 +386,20 @@ def test_train_refuses_a_run_of_another_dataset(pick_place_data, tmp_path):
     )
     with pytest.raises(CheckpointError, match="cannot resume"):
         train_world_model(other, run, preset_name="debug", progress=False)
+
+
+def test_aux_keys_are_targets_never_inputs():
+    spec = dataclasses.replace(
+        SPEC, vector_keys=("proprio", "objects_by_colour"), vector_dims=(4, 8)
+    )
+    model = build_world_model(DEBUG, spec, seed=0)
+    assert model.input_vector_keys == ("proprio",) and model.aux_keys == ("objects_by_colour",)
+    batch = synthetic_batch(spec)
+    loss, metrics = model.loss(batch)
+    loss.backward()
+    assert "aux" in metrics and all(p.grad is not None for p in model.aux_head.parameters())
+    obs = {k[4:]: v for k, v in batch.items() if k.startswith("obs/")}
+    z = model.encode(obs)
+    assert model.aux(z).shape == (4, 4, 8)
+    obs["objects_by_colour"] = obs["objects_by_colour"] * 0 + 5.0  # not an input: z is unchanged
+    torch.testing.assert_close(model.encode(obs), z)
