@@ -181,7 +181,7 @@ def plot_errors(result: dict[str, Any], path: str | Path, title: str = "") -> Pa
     horizons = sorted(int(h) for h in result["horizons"])
     spaces = [
         s
-        for s in ("state", "latent")
+        for s in ("latent", "state", "objects")
         if any(f"{s}/model" in result["horizons"][str(h)] for h in horizons)
     ]
     fig, axes = plt.subplots(1, len(spaces), figsize=(4.5 * len(spaces), 3.4), squeeze=False)
