@@ -209,3 +209,20 @@ def test_mujoco_model_is_exposed_for_perturbations():
     env = envs.make("push", obs_mode="state")
     assert isinstance(env.model, mujoco.MjModel) and isinstance(env.data, mujoco.MjData)
     env.close()
+
+
+def test_ik_reaches_every_pose_over_the_object_region():
+    env = envs.make("pick-place", obs_mode="state")
+    controller = env.controller
+    for x in (-0.15, 0.0, 0.12):
+        for y in (-0.18, 0.0, 0.18):
+            for z, yaw in ((0.02, -1.2), (0.15, 1.2)):
+                q = env.home_q.copy()
+                for _ in range(100):
+                    q = controller.solve(q, np.array([x, y, z]), yaw)
+                pos, rot = controller.forward(q)
+                assert np.linalg.norm(pos - [x, y, z]) < 2e-3
+                assert (
+                    abs(np.arctan2(rot[1, 0], rot[0, 0]) - yaw) < 1e-2 and rot[2, 2] > 0.999
+                )  # fingers down
+    env.close()
