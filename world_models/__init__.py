@@ -6,6 +6,7 @@ from world_models.dream_env import DreamEnv
 from world_models.evaluation import HORIZONS, evaluate_world_model, plot_errors
 from world_models.latent import LatentWorldModel
 from world_models.registry import WORLD_MODELS
+from world_models.trainer import Trainer
 from world_models.training import WorldModelTrainer, build_world_model, load_world_model
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "LatentWorldModel",
     "LatentWorldModelConfig",
     "ObsSpec",
+    "Trainer",
     "WorldModelTrainer",
     "build_world_model",
     "evaluate_world_model",

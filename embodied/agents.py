@@ -1,0 +1,45 @@
+"""Trained agents for the evaluation harness: load a run's ``agent.pt`` and check it fits the task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import envs
+from embodied.evaluation import AgentFactory
+from embodied.train_agent import AGENT_FILE
+from policies.agents import AgentBundle
+from world_models.checkpoint import CheckpointError
+
+
+def load_bundle(path: str | Path) -> AgentBundle:
+    """An agent from a run directory (``RUN/agent.pt``) or a checkpoint file."""
+    path = Path(path)
+    file = path / AGENT_FILE if path.is_dir() else path
+    if path.is_dir() and not file.exists():
+        raise CheckpointError(
+            f"{path}: no {AGENT_FILE} (is the training finished? `train agent` resumes it)"
+        )
+    return AgentBundle.load(file)
+
+
+def agent_factory_from_run(
+    path: str | Path, task: str, world_model_check: bool = True
+) -> tuple[AgentFactory, dict[str, Any]]:
+    """The factory the harness calls per episode, and the env settings the agent needs.
+
+    Raises :class:`CheckpointError` when the agent was trained on other tasks or observations.
+    """
+    bundle = load_bundle(path)
+    overrides = dict(bundle.env)
+    overrides["cameras"] = tuple(overrides["cameras"])
+    env = envs.make(task, **overrides)
+    try:
+        bundle.check_env(task, env.observation_space)
+    finally:
+        env.close()
+
+    def make(env, seed: int):
+        return bundle.make(seed=seed, world_model_check=world_model_check)
+
+    return make, overrides

@@ -1,0 +1,233 @@
+"""Benchmark of the layered agent: end-to-end vs hierarchical, both action heads, several training
+seeds, every task, the world-model ablation, and the latency of System 1 and System 2.
+
+Every agent is trained from the same demos with the same update budget (see ``train_agent``) and
+evaluated by the one harness on the same seed list. Results are written after each evaluation,
+so a killed benchmark resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import envs
+from embodied.agents import agent_factory_from_run, load_bundle
+from embodied.evaluation import evaluate
+from embodied.train_agent import AGENT_FILE, train_agent
+from policies.agents import HierarchicalAgent, obs_batch
+from sandbox_common.atomic import write_json_atomic
+from world_models.checkpoint import load_checkpoint
+
+LONG_HORIZON = ("sort", "chain")
+
+
+def _read(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    import json
+
+    return json.loads(path.read_text())
+
+
+def measure_latency(run: str | Path, repeats: int = 200, task: str = "chain") -> dict[str, float]:
+    """Milliseconds, one thread, batch 1, at the run's sizes: System 1 per chunk inference; for a
+    hierarchical agent System 2 per monitoring call (planner only) and per deliberation (planner +
+    imagining every candidate in the world model)."""
+    bundle = load_bundle(run)
+    overrides = {**bundle.env, "cameras": tuple(bundle.env["cameras"])}
+    env = envs.make(task if task in bundle.tasks else bundle.tasks[0], **overrides)
+    obs, info = env.reset(seed=0)
+    env.close()
+    agent = bundle.make(seed=0)
+    agent.reset(info["instruction"])
+
+    def timed(fn) -> tuple[float, float]:
+        for _ in range(10):
+            fn()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - start) * 1e3)
+        return float(np.median(times)), float(np.percentile(times, 95))
+
+    system1 = agent.system1
+    batch1 = obs_batch(obs, system1.keys)
+    tokens = system1._tokens
+    out: dict[str, float] = {}
+    out["system1_chunk_ms_median"], out["system1_chunk_ms_p95"] = timed(
+        lambda: system1.policy.predict_chunk(batch1, tokens, system1.generator)
+    )
+    if isinstance(agent, HierarchicalAgent):
+        batch = obs_batch(obs, agent.keys)
+
+        def monitor():
+            return agent.planner.assess(batch, agent._tokens, 0)
+
+        def deliberate():
+            view = agent.planner.assess(batch, agent._tokens, 0)
+            return agent._deliberate(batch, view.log_probs[1])
+
+        out["system2_monitor_ms_median"], out["system2_monitor_ms_p95"] = timed(monitor)
+        out["system2_decision_ms_median"], out["system2_decision_ms_p95"] = timed(deliberate)
+        out["system2_world_model_check"] = agent.check is not None
+    return out
+
+
+def bench_agents(
+    data: list[str | Path],
+    out: str | Path,
+    seeds: tuple[int, ...] = (0, 1, 2),
+    heads: tuple[str, ...] = ("discrete", "flow"),
+    kinds: tuple[str, ...] = ("end-to-end", "hierarchical"),
+    episodes: int = 20,
+    world_model: str | Path | None = None,
+    preset: str = "default",
+    steps: int | None = None,
+    planner_steps: int | None = None,
+    tasks: tuple[str, ...] | None = None,
+    num_envs: int = 2,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train and evaluate every (kind, head, seed); returns and writes ``OUT/results.json``."""
+    out = Path(out)
+    results_path = out / "results.json"
+    results = _read(results_path)
+    results.setdefault("runs", {})
+    results["settings"] = {
+        "data": [str(d) for d in data],
+        "seeds": list(seeds),
+        "heads": list(heads),
+        "kinds": list(kinds),
+        "episodes": episodes,
+        "world_model": str(world_model) if world_model else None,
+        "preset": preset,
+        "eval_seeds": f"0..{episodes - 1} (skipping starts that are already a success)",
+    }
+    for seed in seeds:
+        for head in heads:
+            for kind in kinds:
+                name = f"{kind}-{head}-s{seed}"
+                run_dir = out / "runs" / name
+                entry = results["runs"].setdefault(name, {"kind": kind, "head": head, "seed": seed})
+                if not (run_dir / AGENT_FILE).exists():
+                    train_agent(
+                        kind,
+                        list(data),
+                        run_dir,
+                        preset=preset,
+                        head=head,
+                        world_model=world_model if kind == "hierarchical" else None,
+                        seed=seed,
+                        steps=steps,
+                        planner_steps=planner_steps,
+                        progress=progress,
+                    )
+                report = _read(run_dir / "train.json")
+                entry["train_seconds"] = sum(
+                    report.get(part, {}).get("train_seconds_this_call", 0.0)
+                    for part in ("system1", "system2")
+                )
+                entry["updates"] = {
+                    part: report[part]["steps"] for part in ("system1", "system2") if part in report
+                }
+                trained_tasks = load_checkpoint(run_dir / AGENT_FILE, "agent")["tasks"]
+                variants = [("eval", True)]
+                if kind == "hierarchical" and world_model:
+                    variants.append(("eval_no_world_model", False))
+                for label, check in variants:
+                    for task in tasks or trained_tasks:
+                        if task in entry.get(label, {}):
+                            continue
+                        make, overrides = agent_factory_from_run(run_dir, task, check)
+                        result = evaluate(
+                            make,
+                            task,
+                            episodes,
+                            seed=0,
+                            num_envs=num_envs,
+                            progress=progress,
+                            **overrides,
+                        )
+                        entry.setdefault(label, {})[task] = {
+                            "success_rate": result.success_rate,
+                            "ci95": list(result.ci95),
+                            "mean_chain_length": result.mean_chain_length,
+                            "mean_links_fraction": result.mean_links_fraction,
+                            "latency_ms": result.latency_ms,
+                            "seconds": result.seconds,
+                        }
+                        write_json_atomic(results_path, results)
+                        print(
+                            f"{name} {label} {task}: success {result.success_rate:.0%}, "
+                            f"links {result.mean_chain_length:.2f}",
+                            flush=True,
+                        )
+    torch.set_num_threads(1)
+    results["latency"] = {}
+    for head in heads:
+        for kind in kinds:
+            run_dir = out / "runs" / f"{kind}-{head}-s{seeds[0]}"
+            results["latency"][f"{kind}-{head}"] = measure_latency(run_dir)
+    results["summary"] = summarize(results)
+    write_json_atomic(results_path, results)
+    return results
+
+
+def summarize(results: dict[str, Any]) -> dict[str, Any]:
+    """Mean and std over seeds per (kind, head, variant, task), and the hierarchical margin."""
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for entry in results["runs"].values():
+        for label in ("eval", "eval_no_world_model"):
+            for task, r in entry.get(label, {}).items():
+                key = f"{entry['kind']}-{entry['head']}" + ("" if label == "eval" else "-no-wm")
+                cell = table.setdefault(key, {}).setdefault(task, {"success": [], "links": []})
+                cell["success"].append(r["success_rate"])
+                cell["links"].append(r["mean_chain_length"])
+    summary: dict[str, Any] = {}
+    for key, per_task in table.items():
+        summary[key] = {
+            task: {
+                "success_mean": float(np.mean(c["success"])),
+                "success_std": float(np.std(c["success"])),
+                "links_mean": float(np.mean(c["links"])),
+                "seeds": len(c["success"]),
+            }
+            for task, c in per_task.items()
+        }
+    margins = {}
+    for head in results["settings"]["heads"]:
+        e2e, hier = summary.get(f"end-to-end-{head}", {}), summary.get(f"hierarchical-{head}", {})
+        for task in LONG_HORIZON:
+            if task in e2e and task in hier:
+                margins[f"{head}/{task}"] = {
+                    "success_points": 100
+                    * (hier[task]["success_mean"] - e2e[task]["success_mean"]),
+                    "links": hier[task]["links_mean"] - e2e[task]["links_mean"],
+                }
+    return {"table": summary, "hierarchical_minus_end_to_end": margins}
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """A markdown table: success mean ± std over seeds (and links for long-horizon tasks)."""
+    table = results["summary"]["table"]
+    tasks = sorted({t for per in table.values() for t in per})
+    lines = ["| agent | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+    for key in sorted(table):
+        cells = []
+        for task in tasks:
+            c = table[key].get(task)
+            if c is None:
+                cells.append("-")
+                continue
+            text = f"{100 * c['success_mean']:.0f}% ± {100 * c['success_std']:.0f}"
+            if task in LONG_HORIZON:
+                text += f" ({c['links_mean']:.2f} links)"
+            cells.append(text)
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

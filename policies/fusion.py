@@ -1,0 +1,173 @@
+"""The vision-language backbone of System 1 and System 2: images, words and proprioception become
+tokens, a small transformer fuses them, and a learned readout token carries the result. The words
+also FiLM-modulate the image convolutions (see :class:`ImageTokenizer`).
+
+Why a transformer over FiLM: the instruction must *select* things in the image ("the red cube",
+"the green pad"), which attention from word tokens to image-cell tokens does directly; at these
+sizes (about 80 tokens of width 64) two layers cost well under a millisecond on a CPU core.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from policies.config import FusionConfig
+from world_models.config import ObsSpec
+from world_models.networks import SpatialSoftmax
+
+
+def as_tensor(x, dtype: torch.dtype | None = None) -> torch.Tensor:
+    t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
+    return t.to(dtype) if dtype is not None else t
+
+
+def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | None) -> torch.Tensor:
+    """DrQ-style augmentation: pad ``(B, H, W, 3)`` images by replicating edges, crop back at a
+    random offset per image."""
+    if pad <= 0:
+        return images
+    b, h, w, _ = images.shape
+    padded = nn.functional.pad(images.permute(0, 3, 1, 2).float(), (pad,) * 4, mode="replicate")
+    offsets = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator)
+    out = torch.stack(
+        [padded[i, :, y : y + h, x : x + w] for i, (y, x) in enumerate(offsets.tolist())]
+    )
+    return out.permute(0, 2, 3, 1).to(images.dtype)
+
+
+class ImageTokenizer(nn.Module):
+    """``(N, H, W, 3) uint8`` + a text vector ``(N, d)`` -> ``(N, cells + 1, d)``: one token per cell
+    of the last conv map (with a learned position), plus one token of spatial-softmax keypoints.
+
+    The text modulates every conv layer after the first (FiLM: ``relu(gamma * conv(x) + beta)``),
+    so the keypoints can lock onto the object the words name ("the blue cube") before any
+    attention: without it, keypoints of an unconditioned map mix every cube in view.
+    """
+
+    def __init__(self, image_size: int, channels: tuple[int, ...], d_model: int) -> None:
+        super().__init__()
+        self.first = nn.Conv2d(3, channels[0], 8, stride=4)
+        self.convs = nn.ModuleList()
+        for i, ch in enumerate(channels[1:]):
+            kernel, stride = (4, 2) if i == 0 else (3, 1)
+            self.convs.append(nn.Conv2d(channels[i], ch, kernel, stride=stride))
+        self.film = nn.Linear(d_model, 2 * sum(channels[1:])) if len(channels) > 1 else None
+        if self.film is not None:  # start as the identity modulation
+            nn.init.zeros_(self.film.weight)
+            nn.init.zeros_(self.film.bias)
+        with torch.no_grad():
+            maps = self._maps(torch.zeros(1, 3, image_size, image_size), torch.zeros(1, d_model))
+        c, h, w = maps.shape[1:]
+        if h * w < 1:
+            raise ValueError(f"image size {image_size} is too small for conv_channels {channels}")
+        self.cells = h * w
+        self.cell_proj = nn.Linear(c, d_model)
+        self.position = nn.Parameter(torch.randn(1, self.cells, d_model) * 0.02)
+        self.keypoints = SpatialSoftmax()
+        self.keypoint_proj = nn.Linear(2 * c, d_model)
+
+    def _maps(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.first(x))
+        if self.film is None:
+            return x
+        params = self.film(text)
+        start = 0
+        for conv in self.convs:
+            ch = conv.out_channels
+            gamma = 1 + params[:, start : start + ch, None, None]
+            beta = params[:, start + ch : start + 2 * ch, None, None]
+            x = torch.relu(gamma * conv(x) + beta)
+            start += 2 * ch
+        return x
+
+    def forward(self, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        x = images.permute(0, 3, 1, 2).float() * (1.0 / 255.0) - 0.5
+        maps = self._maps(x, text)  # (N, C, h, w)
+        cells = self.cell_proj(maps.flatten(2).transpose(1, 2)) + self.position
+        keypoints = self.keypoint_proj(self.keypoints(maps)).unsqueeze(1)
+        return torch.cat([cells, keypoints], dim=1)
+
+
+class FusionBackbone(nn.Module):
+    """Images (one tokenizer per camera) + words + proprioception (+ extra tokens) -> ``(B, d)``.
+
+    Observations are a dict: ``<image key> (B, H, W, 3) uint8`` for each of ``spec.image_keys``,
+    ``<vector key> (B, D)`` for each of ``spec.vector_keys``; ``tokens (B, L) int64`` (0 = padding).
+    """
+
+    def __init__(self, config: FusionConfig, spec: ObsSpec, vocab_size: int) -> None:
+        super().__init__()
+        self.config = config
+        self.spec = spec
+        d = config.d_model
+        # one tokenizer shared by every camera (all cameras go through it in one batched call),
+        # told apart by a learned camera embedding
+        self.images = ImageTokenizer(spec.image_size, config.conv_channels, d)
+        self.camera_embedding = nn.Parameter(torch.randn(len(spec.image_keys), 1, d) * 0.02)
+        self.words = nn.Embedding(vocab_size, d, padding_idx=0)
+        self.word_position = nn.Parameter(torch.randn(1, config.max_text_len, d) * 0.02)
+        self.proprio = nn.Linear(spec.vector_dim, d) if spec.vector_dim else None
+        self.readout = nn.Parameter(torch.randn(1, 1, d) * 0.02)
+        layer = nn.TransformerEncoderLayer(
+            d,
+            config.heads,
+            config.ff_dim,
+            dropout=config.dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
+        self.transformer = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
+        # one layer over the words alone: word order decides which colour names the object and
+        # which the destination, and the FiLM vector is pooled from these contextual words
+        self.text_encoder = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.register_buffer("vector_mean", torch.zeros(spec.vector_dim))
+        self.register_buffer("vector_std", torch.ones(spec.vector_dim))
+
+    def set_normalizer(self, vectors: np.ndarray) -> None:
+        """Statistics of the concatenated vector keys over the data: ``vectors (N, D)``."""
+        if self.spec.vector_dim:
+            std = vectors.std(0)
+            self.vector_mean.copy_(torch.as_tensor(vectors.mean(0), dtype=torch.float32))
+            self.vector_std.copy_(torch.as_tensor(np.where(std < 1e-4, 1.0, std + 1e-3)))
+
+    def forward(
+        self, obs: dict, tokens: torch.Tensor, extra: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``-> (B, d)``; ``extra (B, E, d)`` are added tokens (e.g. the plan position)."""
+        parts = []
+        batch = tokens.shape[0]
+        tokens = as_tensor(tokens, torch.long)[:, : self.config.max_text_len]
+        used = int((tokens != 0).sum(1).max()) if tokens.numel() else 0
+        tokens = tokens[:, : max(used, 1)]  # drop columns that are padding in every row
+        text_pad = tokens == 0
+        text_pad[:, 0] = False  # a row of padding only still has one key to attend to
+        any_pad = bool(text_pad.any())
+        words = self.words(tokens) + self.word_position[:, : tokens.shape[1]]
+        words = self.text_encoder(words, src_key_padding_mask=text_pad if any_pad else None)
+        keep = (~text_pad).unsqueeze(-1).float()
+        text = (words * keep).sum(1) / keep.sum(1)  # (B, d): mean of the contextual words
+        cams = len(self.spec.image_keys)
+        if cams:
+            stacked = torch.cat([as_tensor(obs[k]) for k in self.spec.image_keys])  # (cams*B, ...)
+            img = self.images(stacked, text.repeat(cams, 1)).unflatten(0, (cams, batch))
+            img = img + self.camera_embedding[:, None]
+            parts.append(img.transpose(0, 1).flatten(1, 2))  # (B, cams * cells, d)
+        parts.append(words)
+        if self.proprio is not None:
+            vec = torch.cat([as_tensor(obs[k], torch.float32) for k in self.spec.vector_keys], -1)
+            parts.append(self.proprio((vec - self.vector_mean) / self.vector_std).unsqueeze(1))
+        if extra is not None:
+            parts.append(extra)
+        parts.append(self.readout.expand(batch, -1, -1))
+        x = torch.cat(parts, dim=1)
+        pad = None
+        if any_pad:  # a mask costs a slow attention path: only when needed
+            pad = torch.zeros(batch, x.shape[1], dtype=torch.bool)
+            start = parts[0].shape[1] if cams else 0
+            pad[:, start : start + tokens.shape[1]] = text_pad
+        x = self.transformer(x, src_key_padding_mask=pad)
+        return self.norm(x[:, -1])
