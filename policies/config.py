@@ -60,6 +60,11 @@ class FusionConfig(_Serializable):
     max_text_len: int = 40
     """Language tokens kept (instructions of up to four clauses fit)."""
     dropout: float = 0.0
+    vector_dims_used: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 9, 10, 11, 12, 13)
+    """Entries of the vector observation (proprioception) the network reads; () reads all. The
+    default keeps the sandbox's positions (end effector, yaw, gripper, joints) and drops its
+    velocities: with them, imitation learned to continue the current motion ("copycat") and
+    could not start a motion from rest."""
 
     def validate(self, problems: list[str]) -> None:
         _check_positive(self, ("d_model", "layers", "heads", "ff_dim", "max_text_len"), problems)
@@ -67,6 +72,8 @@ class FusionConfig(_Serializable):
             problems.append(f"heads ({self.heads}) must divide d_model ({self.d_model})")
         if not self.conv_channels or any(c < 1 for c in self.conv_channels):
             problems.append(f"conv_channels must be positive, got {self.conv_channels}")
+        if any(i < 0 for i in self.vector_dims_used):
+            problems.append(f"vector_dims_used must be >= 0, got {self.vector_dims_used}")
         if not 0 <= self.dropout < 1:
             problems.append(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -75,7 +82,7 @@ class FusionConfig(_Serializable):
 class TrainConfig(_Serializable):
     """How a network is optimised (used by the one trainer)."""
 
-    learning_rate: float = 5e-4
+    learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     grad_clip: float = 5.0
     batch_size: int = 32
@@ -151,7 +158,7 @@ class PlannerConfig(_Serializable):
     """System 2: instruction + observation + plan position -> the subtask there, and is it done."""
 
     fusion: FusionConfig = FusionConfig()
-    train: TrainConfig = TrainConfig(steps=1500)
+    train: TrainConfig = TrainConfig(steps=1000)
     max_subtasks: int = 8
     """Longest plan the planner can track (sort has 6 subtasks, chains up to 6)."""
     decide_every: int = 4
@@ -164,9 +171,9 @@ class PlannerConfig(_Serializable):
     """System 1 chunks rolled out in the world model per candidate (>= 2 decodes imagined frames)."""
     wm_weight: float = 2.0
     """Weight of the world model's imagined progress against the planner's log-probability."""
-    done_threshold: float = 0.5
+    done_threshold: float = 0.7
     """A subtask counts as done when the planner's done-probability exceeds this."""
-    undone_threshold: float = 0.1
+    undone_threshold: float = 0.3
     """The previous subtask counts as undone (e.g. a dropped cube) below this: step back."""
 
     def __post_init__(self) -> None:

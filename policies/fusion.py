@@ -9,13 +9,15 @@ sizes (about 80 tokens of width 64) two layers cost well under a millisecond on 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
 
 from policies.config import FusionConfig
 from world_models.config import ObsSpec
-from world_models.networks import SpatialSoftmax
+from world_models.networks import mlp
 
 
 def as_tensor(x, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -37,22 +39,42 @@ def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | No
     return out.permute(0, 2, 3, 1).to(images.dtype)
 
 
+class SharpSpatialSoftmax(nn.Module):
+    """``(N, C, h, w) -> (N, 2C)`` expected coordinates of each channel, with a learned per-channel
+    temperature (Levine et al., 2016). Without it, ReLU maps of magnitude ~0.5 give a nearly
+    uniform softmax: the keypoints barely moved between images (std 0.02 over a batch) and the
+    policy ignored where things were."""
+
+    def __init__(self, channels: int, temperature: float = 10.0) -> None:
+        super().__init__()
+        self.log_temperature = nn.Parameter(torch.full((channels, 1, 1), math.log(temperature)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        logits = (x * self.log_temperature.exp()).reshape(n, c, h * w)
+        weights = torch.softmax(logits, dim=-1).reshape(n, c, h, w)
+        ys = torch.linspace(-1.0, 1.0, h, dtype=x.dtype)
+        xs = torch.linspace(-1.0, 1.0, w, dtype=x.dtype)
+        return torch.cat([(weights.sum(2) * xs).sum(-1), (weights.sum(3) * ys).sum(-1)], dim=1)
+
+
 class ImageTokenizer(nn.Module):
     """``(N, H, W, 3) uint8`` + a text vector ``(N, d)`` -> ``(N, cells + 1, d)``: one token per cell
-    of the last conv map (with a learned position), plus one token of spatial-softmax keypoints.
+    of the last conv map pooled to at most 4x4 (with a learned position), plus one token of
+    spatial-softmax keypoints taken at the full resolution of the last map.
 
-    The text modulates every conv layer after the first (FiLM: ``relu(gamma * conv(x) + beta)``),
-    so the keypoints can lock onto the object the words name ("the blue cube") before any
-    attention: without it, keypoints of an unconditioned map mix every cube in view.
+    Every conv is 3x3 with stride 2 (64 px -> 8x8 with three layers): a 2 cm cube is 3-4 px wide
+    at 64 px, and a first 8x8 stride-4 conv (as in the world model) lost it. The text modulates
+    every conv after the first (FiLM: ``relu(gamma * conv(x) + beta)``), so the keypoints can lock
+    onto the object the words name ("the blue cube") before any attention.
     """
 
     def __init__(self, image_size: int, channels: tuple[int, ...], d_model: int) -> None:
         super().__init__()
-        self.first = nn.Conv2d(3, channels[0], 8, stride=4)
-        self.convs = nn.ModuleList()
-        for i, ch in enumerate(channels[1:]):
-            kernel, stride = (4, 2) if i == 0 else (3, 1)
-            self.convs.append(nn.Conv2d(channels[i], ch, kernel, stride=stride))
+        self.first = nn.Conv2d(3, channels[0], 3, stride=2, padding=1)
+        self.convs = nn.ModuleList(
+            nn.Conv2d(channels[i], ch, 3, stride=2, padding=1) for i, ch in enumerate(channels[1:])
+        )
         self.film = nn.Linear(d_model, 2 * sum(channels[1:])) if len(channels) > 1 else None
         if self.film is not None:  # start as the identity modulation
             nn.init.zeros_(self.film.weight)
@@ -60,12 +82,12 @@ class ImageTokenizer(nn.Module):
         with torch.no_grad():
             maps = self._maps(torch.zeros(1, 3, image_size, image_size), torch.zeros(1, d_model))
         c, h, w = maps.shape[1:]
-        if h * w < 1:
-            raise ValueError(f"image size {image_size} is too small for conv_channels {channels}")
-        self.cells = h * w
+        self.pool = nn.AdaptiveAvgPool2d((min(4, h), min(4, w)))
+        self.cells = min(4, h) * min(4, w)
+        self.feature_dim = c * h * w + 2 * c
         self.cell_proj = nn.Linear(c, d_model)
         self.position = nn.Parameter(torch.randn(1, self.cells, d_model) * 0.02)
-        self.keypoints = SpatialSoftmax()
+        self.keypoints = SharpSpatialSoftmax(c)
         self.keypoint_proj = nn.Linear(2 * c, d_model)
 
     def _maps(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
@@ -82,12 +104,17 @@ class ImageTokenizer(nn.Module):
             start += 2 * ch
         return x
 
-    def forward(self, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, images: torch.Tensor, text: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> tokens ``(N, cells + 1, d)`` and the raw features ``(N, C * h * w + 2C)``: the flattened
+        last map and the keypoints."""
         x = images.permute(0, 3, 1, 2).float() * (1.0 / 255.0) - 0.5
         maps = self._maps(x, text)  # (N, C, h, w)
-        cells = self.cell_proj(maps.flatten(2).transpose(1, 2)) + self.position
-        keypoints = self.keypoint_proj(self.keypoints(maps)).unsqueeze(1)
-        return torch.cat([cells, keypoints], dim=1)
+        cells = self.cell_proj(self.pool(maps).flatten(2).transpose(1, 2)) + self.position
+        points = self.keypoints(maps)
+        tokens = torch.cat([cells, self.keypoint_proj(points).unsqueeze(1)], dim=1)
+        return tokens, torch.cat([maps.flatten(1), points], dim=1)
 
 
 class FusionBackbone(nn.Module):
@@ -108,7 +135,13 @@ class FusionBackbone(nn.Module):
         self.camera_embedding = nn.Parameter(torch.randn(len(spec.image_keys), 1, d) * 0.02)
         self.words = nn.Embedding(vocab_size, d, padding_idx=0)
         self.word_position = nn.Parameter(torch.randn(1, config.max_text_len, d) * 0.02)
-        self.proprio = nn.Linear(spec.vector_dim, d) if spec.vector_dim else None
+        used = config.vector_dims_used or tuple(range(spec.vector_dim))
+        if spec.vector_dim and max(used) >= spec.vector_dim:
+            raise ValueError(
+                f"vector_dims_used {used} reach past the vector observation ({spec.vector_dim} entries)"
+            )
+        self.register_buffer("vector_index", torch.tensor(used, dtype=torch.long), persistent=False)
+        self.proprio = nn.Linear(len(used), d) if spec.vector_dim else None
         self.readout = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         layer = nn.TransformerEncoderLayer(
             d,
@@ -124,25 +157,32 @@ class FusionBackbone(nn.Module):
         # which the destination, and the FiLM vector is pooled from these contextual words
         self.text_encoder = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d)
-        self.register_buffer("vector_mean", torch.zeros(spec.vector_dim))
-        self.register_buffer("vector_std", torch.ones(spec.vector_dim))
+        self._text_cache: dict[bytes, tuple] = {}
+        # a direct path from the (text-conditioned) conv features, keypoints and proprioception to
+        # the readout, as in the CNN + MLP policies that imitate well here: attention need not
+        # learn to carry precise coordinates before the policy can use them
+        feature_dim = self.images.feature_dim * len(spec.image_keys)
+        self.direct = mlp(feature_dim + (len(used) if spec.vector_dim else 0), 2 * d, d, layers=1)
+        self.register_buffer("vector_mean", torch.zeros(len(used)))
+        self.register_buffer("vector_std", torch.ones(len(used)))
 
     def set_normalizer(self, vectors: np.ndarray) -> None:
         """Statistics of the concatenated vector keys over the data: ``vectors (N, D)``."""
         if self.spec.vector_dim:
+            vectors = vectors[:, self.vector_index.numpy()]
             std = vectors.std(0)
             self.vector_mean.copy_(torch.as_tensor(vectors.mean(0), dtype=torch.float32))
             self.vector_std.copy_(torch.as_tensor(np.where(std < 1e-4, 1.0, std + 1e-3)))
 
-    def forward(
-        self, obs: dict, tokens: torch.Tensor, extra: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """``-> (B, d)``; ``extra (B, E, d)`` are added tokens (e.g. the plan position)."""
-        parts = []
-        batch = tokens.shape[0]
-        tokens = as_tensor(tokens, torch.long)[:, : self.config.max_text_len]
-        used = int((tokens != 0).sum(1).max()) if tokens.numel() else 0
-        tokens = tokens[:, : max(used, 1)]  # drop columns that are padding in every row
+    def encode_text(self, tokens: torch.Tensor):
+        """Trimmed ``tokens (B, L)`` -> padding mask, whether any, contextual words ``(B, L, d)`` and
+        their mean ``(B, d)``. At inference the result is cached per token sequence: an agent
+        conditions on the same text for many chunks."""
+        key = None
+        if torch.is_inference_mode_enabled():
+            key = tokens.numpy().tobytes() + str(tuple(tokens.shape)).encode()
+            if key in self._text_cache:
+                return self._text_cache[key]
         text_pad = tokens == 0
         text_pad[:, 0] = False  # a row of padding only still has one key to attend to
         any_pad = bool(text_pad.any())
@@ -150,16 +190,44 @@ class FusionBackbone(nn.Module):
         words = self.text_encoder(words, src_key_padding_mask=text_pad if any_pad else None)
         keep = (~text_pad).unsqueeze(-1).float()
         text = (words * keep).sum(1) / keep.sum(1)  # (B, d): mean of the contextual words
+        if key is not None:
+            if len(self._text_cache) >= 256:
+                self._text_cache.clear()
+            self._text_cache[key] = (text_pad, any_pad, words, text)
+        return text_pad, any_pad, words, text
+
+    def train(self, mode: bool = True):
+        self._text_cache.clear()  # weights are about to change
+        return super().train(mode)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._text_cache.clear()
+        return super()._load_from_state_dict(*args, **kwargs)
+
+    def forward(
+        self, obs: dict, tokens: torch.Tensor, extra: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``-> (B, d)``; ``extra (B, E, d)`` are added tokens (e.g. the plan position)."""
+        parts, direct = [], []
+        batch = tokens.shape[0]
+        tokens = as_tensor(tokens, torch.long)[:, : self.config.max_text_len]
+        used = int((tokens != 0).sum(1).max()) if tokens.numel() else 0
+        tokens = tokens[:, : max(used, 1)]  # drop columns that are padding in every row
+        text_pad, any_pad, words, text = self.encode_text(tokens)
         cams = len(self.spec.image_keys)
         if cams:
             stacked = torch.cat([as_tensor(obs[k]) for k in self.spec.image_keys])  # (cams*B, ...)
-            img = self.images(stacked, text.repeat(cams, 1)).unflatten(0, (cams, batch))
-            img = img + self.camera_embedding[:, None]
+            img, points = self.images(stacked, text.repeat(cams, 1))
+            img = img.unflatten(0, (cams, batch)) + self.camera_embedding[:, None]
+            direct.append(points.unflatten(0, (cams, batch)).transpose(0, 1).flatten(1))
             parts.append(img.transpose(0, 1).flatten(1, 2))  # (B, cams * cells, d)
         parts.append(words)
         if self.proprio is not None:
             vec = torch.cat([as_tensor(obs[k], torch.float32) for k in self.spec.vector_keys], -1)
-            parts.append(self.proprio((vec - self.vector_mean) / self.vector_std).unsqueeze(1))
+            vec = vec[:, self.vector_index]
+            vec = (vec - self.vector_mean) / self.vector_std
+            parts.append(self.proprio(vec).unsqueeze(1))
+            direct.append(vec)
         if extra is not None:
             parts.append(extra)
         parts.append(self.readout.expand(batch, -1, -1))
@@ -170,4 +238,4 @@ class FusionBackbone(nn.Module):
             start = parts[0].shape[1] if cams else 0
             pad[:, start : start + tokens.shape[1]] = text_pad
         x = self.transformer(x, src_key_padding_mask=pad)
-        return self.norm(x[:, -1])
+        return self.norm(x[:, -1] + self.direct(torch.cat(direct, dim=-1)))
