@@ -45,6 +45,7 @@ def measure_latency(run: str | Path, repeats: int = 200, task: str = "chain") ->
     env.close()
     agent = bundle.make(seed=0)
     agent.reset(info["instruction"])
+    agent.act(obs)  # a hierarchical agent picks its first subtask (System 1's text) here
 
     def timed(fn) -> tuple[float, float]:
         for _ in range(10):
@@ -177,6 +178,23 @@ def bench_agents(
     results["summary"] = summarize(results)
     write_json_atomic(results_path, results)
     return results
+
+
+def merge_results(paths: list[str | Path]) -> dict[str, Any]:
+    """Combine the ``results.json`` of benchmark processes run side by side (e.g. one per seed)."""
+    merged: dict[str, Any] = {"runs": {}, "latency": {}}
+    for path in paths:
+        part = _read(Path(path))
+        merged["runs"].update(part.get("runs", {}))
+        merged["latency"].update(part.get("latency", {}))
+        settings = dict(part.get("settings", {}))
+        if "settings" in merged:
+            settings["seeds"] = sorted(
+                set(merged["settings"]["seeds"]) | set(settings.get("seeds", []))
+            )
+        merged["settings"] = settings
+    merged["summary"] = summarize(merged)
+    return merged
 
 
 def summarize(results: dict[str, Any]) -> dict[str, Any]:

@@ -232,8 +232,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
         world_model_task=None if args.no_world_model else "pick-place",
         world_model_steps=args.world_model_steps,
         world_model_episodes=args.world_model_episodes,
+        agents=not args.no_agents,
+        agent_steps=args.agent_steps,
+        agent_planner_steps=args.agent_planner_steps,
+        agent_episodes=args.agent_episodes,
+        agent_preset=args.agent_preset,
     )
     print((Path(args.out) / "report.md").read_text())
+    return 0
+
+
+def cmd_train_agent(args: argparse.Namespace) -> int:
+    import torch
+
+    from embodied.train_agent import summary_line, train_agent
+
+    torch.set_num_threads(args.threads)
+    report = train_agent(
+        args.kind,
+        args.data,
+        args.out,
+        preset=args.preset,
+        head=args.head,
+        world_model=args.world_model,
+        seed=args.seed,
+        steps=args.steps,
+        planner_steps=args.planner_steps,
+        progress=not args.quiet,
+    )
+    print(summary_line(report))
+    print(f"agent written to {Path(args.out) / 'agent.pt'} (train.json, system1/, system2/)")
     return 0
 
 
@@ -278,6 +306,50 @@ def cmd_imagine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_agents(args: argparse.Namespace) -> int:
+    import torch
+
+    from embodied.bench_agents import bench_agents, format_table
+
+    torch.set_num_threads(1)
+    tasks = tuple(_check_task(t.strip()) for t in args.tasks.split(",")) if args.tasks else None
+    for head in args.heads:
+        if head not in ("discrete", "flow"):
+            raise UsageError(f"unknown action head {head!r}; accepted: discrete, flow")
+    results = bench_agents(
+        args.data,
+        args.out,
+        seeds=tuple(args.seeds),
+        heads=tuple(args.heads),
+        episodes=args.episodes,
+        world_model=args.world_model,
+        preset=args.preset,
+        steps=args.steps,
+        planner_steps=args.planner_steps,
+        tasks=tasks,
+        num_envs=args.num_envs,
+        progress=not args.quiet,
+    )
+    print(format_table(results))
+    print(json.dumps(results["summary"]["hierarchical_minus_end_to_end"], indent=1))
+    print(json.dumps(results["latency"], indent=1))
+    return 0
+
+
+def cmd_bench_vision_probe(args: argparse.Namespace) -> int:
+    import torch
+
+    from embodied.bench_vision_probe import run_vision_probe
+    from sandbox_common.atomic import write_json_atomic
+
+    torch.set_num_threads(1)
+    result = run_vision_probe(args.data, steps=args.steps)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(Path(args.out), result)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
 def cmd_bench_world_model(args: argparse.Namespace) -> int:
     from embodied.bench_world_model import format_summary, run_world_model_benchmark
     from sandbox_common.atomic import write_json_atomic
@@ -297,29 +369,54 @@ def cmd_bench_world_model(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from embodied.agent import ExpertAgent
-    from embodied.evaluation import evaluate, write_metrics
+    from embodied.evaluation import evaluate, expert_factory, write_metrics
 
-    if args.agent != "expert":
-        raise UsageError(
-            f"unknown agent {args.agent!r}; accepted: expert (the scripted expert, privileged state)"
-        )
+    task = _check_task(args.task)
+    if args.video < 0:
+        raise UsageError(f"--video must be a number of episodes >= 0, got {args.video}")
     overrides = _env_overrides(args)
+    if args.agent == "expert":
+        if args.num_envs not in (None, 1):
+            raise UsageError(
+                "the expert reads the in-process env (privileged state): it runs with --num-envs 1, "
+                f"got {args.num_envs}"
+            )
+        factory, num_envs = expert_factory(noise=args.noise), 1
+    elif Path(args.agent).is_dir():
+        from embodied.agents import agent_factory_from_run
+
+        factory, agent_overrides = agent_factory_from_run(args.agent, task)
+        overrides = {**agent_overrides, **overrides}
+        num_envs = args.num_envs or 2
+    else:
+        raise UsageError(
+            f"unknown agent {args.agent!r}; accepted: expert (the scripted expert, privileged "
+            "state) or the run directory of a trained agent (written by `train agent`)"
+        )
     result = evaluate(
-        lambda env, s: ExpertAgent(env, noise=args.noise, seed=s),
-        _check_task(args.task),
+        factory,
+        task,
         args.episodes,
         seed=args.seed,
         video_episodes=args.video,
         video_dir=Path(args.out) / "videos",
         progress=not args.quiet,
+        num_envs=num_envs,
         **overrides,
     )
     path = write_metrics(result, args.out)
     lo, hi = result.ci95
+    latency = result.latency_ms
+    parts = [f"act {latency['act_mean']:.2f} ms"]
+    for name, label in (("system1", "System 1"), ("system2", "System 2")):
+        if f"{name}_mean" in latency:
+            parts.append(
+                f"{label} {latency[f'{name}_mean']:.2f} ms "
+                f"({latency[f'{name}_calls_per_episode']:.1f} calls/episode)"
+            )
     print(
-        f"{args.task}: success {result.success_rate:.1%} (95% CI {lo:.1%}-{hi:.1%}), "
-        f"chain length {result.mean_chain_length:.2f}, act {result.latency_ms['act_mean']:.2f} ms -> {path}"
+        f"{task}: success {result.success_rate:.1%} (95% CI {lo:.1%}-{hi:.1%}), "
+        f"chain length {result.mean_chain_length:.2f}, {', '.join(parts)} -> {path}"
     )
     return 0
 
@@ -389,6 +486,33 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train_world_model)
 
+    t = train.add_parser(
+        "agent", help="train (or resume) an end-to-end or hierarchical agent by imitation"
+    )
+    t.add_argument(
+        "--kind", required=True, choices=["end-to-end", "hierarchical"], help="which agent"
+    )
+    t.add_argument(
+        "--data", required=True, nargs="+", help="dataset directories written by `collect`"
+    )
+    t.add_argument("--out", required=True, help="run directory (resumes when it holds checkpoints)")
+    t.add_argument(
+        "--world-model",
+        help="world-model run for System 2's imagination check (hierarchical; omit: no check)",
+    )
+    t.add_argument("--preset", default="default", help="debug, default or large")
+    t.add_argument(
+        "--head", choices=["discrete", "flow"], help="System 1 action head (default: the preset's)"
+    )
+    t.add_argument("--seed", type=int, default=0, help="training seed")
+    t.add_argument("--steps", type=_positive, help="System 1 updates (default: the preset's)")
+    t.add_argument("--planner-steps", type=_positive, help="System 2 updates (default: the preset's)")
+    t.add_argument(
+        "--threads", type=_positive, default=1, help="torch threads (1 is fastest on 2 busy cores)"
+    )
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train_agent)
+
     p = sub.add_parser(
         "imagine", help="real | imagined video of one action sequence, with the error over time"
     )
@@ -408,13 +532,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--agent",
         required=True,
-        help="the agent: expert (more kinds arrive with the trained agents)",
+        help="expert (the scripted expert) or the run directory of a trained agent",
     )
     p.add_argument("--task", required=True, help="task name (see `tasks`)")
     p.add_argument("--episodes", type=_positive, default=50, help="episodes (seeds seed..seed+N-1)")
     p.add_argument("--seed", type=int, default=0, help="first seed")
     p.add_argument("--out", required=True, help="directory for metrics.json (and videos/)")
-    p.add_argument("--video", type=int, default=0, help="record videos of the first N episodes")
+    p.add_argument(
+        "--video",
+        type=int,
+        nargs="?",
+        const=2,
+        default=0,
+        metavar="N",
+        help="record annotated videos of the first N episodes (--video alone: 2)",
+    )
+    p.add_argument(
+        "--num-envs",
+        type=_positive,
+        help="env worker processes (default: 2 for trained agents; the expert runs 1 in-process)",
+    )
     p.add_argument("--noise", type=_non_negative_float, default=0.0, help="expert action noise")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_env_options(p)
@@ -439,6 +576,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="demos for the demo's world model",
     )
     p.add_argument("--no-world-model", action="store_true", help="skip the world-model part")
+    p.add_argument("--no-agents", action="store_true", help="skip training and comparing agents")
+    p.add_argument("--agent-steps", type=_positive, default=1500, help="System 1 updates")
+    p.add_argument("--agent-planner-steps", type=_positive, default=500, help="planner updates")
+    p.add_argument(
+        "--agent-episodes", type=_positive, default=10, help="evaluation episodes per task"
+    )
+    p.add_argument("--agent-preset", default="default", help="agent preset (debug for a smoke run)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
 
@@ -480,6 +624,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-training", action="store_true", help="only throughput and imagination speed"
     )
     b.set_defaults(func=cmd_bench_world_model)
+    b = bench.add_parser(
+        "agents",
+        help="end-to-end vs hierarchical agents: both heads, several seeds, every task, latency",
+    )
+    b.add_argument("--data", required=True, nargs="+", help="demo dataset directories")
+    b.add_argument("--out", required=True, help="directory for runs/ and results.json (resumes)")
+    b.add_argument("--world-model", help="world-model run for the hierarchical agents")
+    b.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
+    b.add_argument("--heads", nargs="+", default=["discrete", "flow"], help="action heads")
+    b.add_argument("--episodes", type=_positive, default=20, help="evaluation episodes per task")
+    b.add_argument("--preset", default="default", help="debug, default or large")
+    b.add_argument("--steps", type=_positive, help="System 1 updates (default: the preset's)")
+    b.add_argument("--planner-steps", type=_positive, help="System 2 updates (default: the preset's)")
+    b.add_argument("--tasks", help="comma-separated tasks to evaluate (default: the trained ones)")
+    b.add_argument("--num-envs", type=_positive, default=2, help="vectorized evaluation envs")
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.set_defaults(func=cmd_bench_agents)
+    b = bench.add_parser(
+        "vision-probe", help="can System 1's backbone locate the instructed cube? (metres)"
+    )
+    b.add_argument("--data", required=True, help="a pick-place demo dataset directory")
+    b.add_argument("--out", required=True, help="JSON file for the results")
+    b.add_argument("--steps", type=_positive, default=1500, help="regression updates")
+    b.set_defaults(func=cmd_bench_vision_probe)
     return parser
 
 

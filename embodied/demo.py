@@ -1,7 +1,6 @@
 """The one-command demo: demos for every task, expert videos, a world model trained, evaluated and
-watched (real | imagined), and a report.
-
-The agents and their end-to-end vs hierarchical comparison join it when issue 4 lands.
+watched (real | imagined), the end-to-end and hierarchical agents trained on the same demos and
+compared by the one evaluation harness (with videos), and a report.
 """
 
 from __future__ import annotations
@@ -58,6 +57,72 @@ def demo_world_model(
     }
 
 
+def demo_agents(
+    out: Path,
+    data: list[Path],
+    world_model: Path | None,
+    steps: int,
+    planner_steps: int,
+    episodes: int,
+    seed: int,
+    progress: bool,
+    preset: str = "default",
+    video_size: int = 256,
+) -> dict[str, Any]:
+    """Train the end-to-end and the hierarchical agent on the same demos with the same update
+    budget, evaluate both on every task with the one harness (first episode on video), and
+    return the comparison."""
+    from embodied.agents import agent_factory_from_run
+    from embodied.evaluation import evaluate
+    from embodied.train_agent import train_agent
+
+    rows: dict[str, Any] = {}
+    for kind in ("end-to-end", "hierarchical"):
+        run = out / "agents" / kind
+        report = train_agent(
+            kind,
+            data,
+            run,
+            preset=preset,
+            world_model=world_model if kind == "hierarchical" else None,
+            seed=seed,
+            steps=steps,
+            planner_steps=planner_steps,
+            progress=progress,
+        )
+        per_task = {}
+        for task in report["data"]["tasks"]:
+            make, overrides = agent_factory_from_run(run, task)
+            result = evaluate(
+                make,
+                task,
+                episodes,
+                seed=10_000 + seed,
+                video_episodes=1,
+                video_dir=out / "videos" / kind,
+                video_size=video_size,
+                num_envs=2,
+                progress=progress,
+                **overrides,
+            )
+            per_task[task] = {
+                "success_rate": result.success_rate,
+                "ci95": list(result.ci95),
+                "mean_chain_length": result.mean_chain_length,
+                "latency_ms": result.latency_ms,
+                "video": str(Path(result.videos[0]).relative_to(out)) if result.videos else None,
+            }
+        train_seconds = sum(
+            report.get(p, {}).get("train_seconds_this_call", 0.0) for p in ("system1", "system2")
+        )
+        rows[kind] = {
+            "run": str(run.relative_to(out)),
+            "train_seconds": train_seconds,
+            "tasks": per_task,
+        }
+    return {"episodes": episodes, "steps": steps, "planner_steps": planner_steps, "agents": rows}
+
+
 def run_demo(
     out: str | Path,
     episodes: int = 20,
@@ -70,6 +135,11 @@ def run_demo(
     world_model_task: str | None = "pick-place",
     world_model_episodes: int = 40,
     world_model_steps: int = 600,
+    agents: bool = True,
+    agent_steps: int = 1500,
+    agent_planner_steps: int = 500,
+    agent_episodes: int = 10,
+    agent_preset: str = "default",
 ) -> dict[str, Any]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -109,12 +179,26 @@ def run_demo(
         report["world_model"] = demo_world_model(
             out, world_model_task, world_model_episodes, world_model_steps, seed, progress, workers
         )
+    if agents:
+        wm_run = out / "world_model" / f"run-{world_model_task}" if world_model_task else None
+        report["agents"] = demo_agents(
+            out,
+            [out / "data" / task for task in rows],
+            wm_run,
+            agent_steps,
+            agent_planner_steps,
+            agent_episodes,
+            seed,
+            progress,
+            preset=agent_preset,
+            video_size=video_size,
+        )
     write_json_atomic(out / "report.json", report)
     lines = [
         "# wm-sandbox demo report",
         "",
         f"Scripted-expert demonstrations ({episodes} per task, action noise {noise}, seeds {seed}..{seed + episodes - 1}),",
-        "one expert video per task. The agent comparison joins this report when the agents land.",
+        "one expert video per task.",
         "",
         "| task | episodes | expert success | mean length | dataset MB | video | example instruction |",
         "|---|---|---|---|---|---|---|",
@@ -144,5 +228,43 @@ def run_demo(
             f"Success-head accuracy {fmt(wm['success_accuracy'])}. Plot: [{wm['plot']}]({wm['plot']}); "
             f"real | imagined video: [{wm['video']}]({wm['video']}).",
         ]
+    comparison = report.get("agents")
+    if comparison:
+        agents_rows = comparison["agents"]
+        lines += [
+            "",
+            f"## End-to-end vs hierarchical ({comparison['steps']} System 1 updates; the planner's "
+            f"{comparison['planner_steps']} go to the end-to-end System 1 too)",
+            "",
+            f"Success over {comparison['episodes']} held-out seeds per task (95% CI), links completed for "
+            "chains, System 1 / System 2 latency. A short demo budget: see docs/BENCHMARKS.md for "
+            "the full benchmark.",
+            "",
+            "| task | end-to-end | hierarchical | videos |",
+            "|---|---|---|---|",
+        ]
+        for task in agents_rows["end-to-end"]["tasks"]:
+            cells = []
+            for kind in ("end-to-end", "hierarchical"):
+                r = agents_rows[kind]["tasks"][task]
+                lo, hi = r["ci95"]
+                cells.append(
+                    f"{r['success_rate']:.0%} ({lo:.0%}-{hi:.0%}), {r['mean_chain_length']:.2f} links"
+                )
+            videos = " ".join(
+                f"[{kind}]({agents_rows[kind]['tasks'][task]['video']})"
+                for kind in ("end-to-end", "hierarchical")
+                if agents_rows[kind]["tasks"][task]["video"]
+            )
+            lines.append(f"| {task} | {cells[0]} | {cells[1]} | {videos} |")
+        for kind in ("end-to-end", "hierarchical"):
+            lat = next(iter(agents_rows[kind]["tasks"].values()))["latency_ms"]
+            parts = [
+                f"{k} {v:.2f} ms" for k, v in lat.items() if k.endswith("_mean") and "system" in k
+            ]
+            lines.append(
+                f"\n{kind}: trained in {agents_rows[kind]['train_seconds']:.0f} s; "
+                + ", ".join(parts)
+            )
     (out / "report.md").write_text("\n".join(lines) + "\n")
     return report

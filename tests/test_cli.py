@@ -199,6 +199,14 @@ def test_demo_runs_end_to_end_small(tmp_path, capsys):
             "2",
             "--world-model-episodes",
             "3",
+            "--agent-steps",
+            "3",
+            "--agent-planner-steps",
+            "2",
+            "--agent-episodes",
+            "1",
+            "--agent-preset",
+            "debug",
             "--quiet",
         ]
     )
@@ -211,3 +219,8 @@ def test_demo_runs_end_to_end_small(tmp_path, capsys):
         assert (out / wm[key]).exists()
     assert read_video(out / wm["video"]).shape[0] == 60
     assert "## World model" in (out / "report.md").read_text()
+    agents = report["agents"]["agents"]
+    for kind in ("end-to-end", "hierarchical"):
+        row = agents[kind]["tasks"]["reach"]
+        assert 0 <= row["success_rate"] <= 1 and (out / row["video"]).exists()
+    assert "## End-to-end vs hierarchical" in (out / "report.md").read_text()
