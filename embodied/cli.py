@@ -382,10 +382,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 f"got {args.num_envs}"
             )
         factory, num_envs = expert_factory(noise=args.noise), 1
-    elif Path(args.agent).is_dir():
+    elif Path(args.agent).exists():
         from embodied.agents import agent_factory_from_run
 
-        factory, agent_overrides = agent_factory_from_run(args.agent, task)
+        factory, agent_overrides = agent_factory_from_run(
+            args.agent, task, world_model_check=not args.no_world_model
+        )
         overrides = {**agent_overrides, **overrides}
         num_envs = args.num_envs or 2
     else:
@@ -506,7 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--seed", type=int, default=0, help="training seed")
     t.add_argument("--steps", type=_positive, help="System 1 updates (default: the preset's)")
-    t.add_argument("--planner-steps", type=_positive, help="System 2 updates (default: the preset's)")
+    t.add_argument(
+        "--planner-steps", type=_positive, help="System 2 updates (default: the preset's)"
+    )
     t.add_argument(
         "--threads", type=_positive, default=1, help="torch threads (1 is fastest on 2 busy cores)"
     )
@@ -553,6 +557,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="env worker processes (default: 2 for trained agents; the expert runs 1 in-process)",
     )
     p.add_argument("--noise", type=_non_negative_float, default=0.0, help="expert action noise")
+    p.add_argument(
+        "--no-world-model",
+        action="store_true",
+        help="hierarchical agents: System 2 without the world-model check (the ablation)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_env_options(p)
     p.set_defaults(func=cmd_eval)
@@ -636,7 +645,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--episodes", type=_positive, default=20, help="evaluation episodes per task")
     b.add_argument("--preset", default="default", help="debug, default or large")
     b.add_argument("--steps", type=_positive, help="System 1 updates (default: the preset's)")
-    b.add_argument("--planner-steps", type=_positive, help="System 2 updates (default: the preset's)")
+    b.add_argument(
+        "--planner-steps", type=_positive, help="System 2 updates (default: the preset's)"
+    )
     b.add_argument("--tasks", help="comma-separated tasks to evaluate (default: the trained ones)")
     b.add_argument("--num-envs", type=_positive, default=2, help="vectorized evaluation envs")
     b.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from embodied.agents import agent_factory_from_run, load_bundle
+from embodied.cli import main
 from embodied.collect import collect
 from embodied.evaluation import evaluate
 from embodied.train_agent import AGENT_FILE, train_agent
@@ -341,3 +342,29 @@ def test_tiny_train_then_evaluate_in_process(trained, kind):
     assert result.latency_ms["system1_mean"] > 0
     if kind == "hierarchical":
         assert result.latency_ms["system2_mean"] > 0
+
+
+def test_cli_train_agent_then_eval_writes_metrics_and_videos(demos, tmp_path, capsys):
+    import json
+
+    run = tmp_path / "hier"
+    argv = ["train", "agent", "--kind", "hierarchical", "--data", str(demos), "--out", str(run)]
+    assert main([*argv, "--preset", "debug", "--seed", "1", "--quiet"]) == 0
+    assert (run / AGENT_FILE).exists() and (run / "system1" / "tensorboard").is_dir()
+    out = tmp_path / "eval"
+    code = main(
+        ["eval", "--agent", str(run), "--task", "pick-place", "--episodes", "2", "--seed", "0"]
+        + ["--out", str(out), "--video", "1", "--no-world-model", "--set", "max_steps=8", "--quiet"]
+    )
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("success_rate", "ci95", "episodes", "mean_chain_length", "latency_ms"):
+        assert key in metrics
+    assert metrics["episodes"] == 2 and metrics["latency_ms"]["system2_mean"] > 0
+    assert len(list((out / "videos").glob("*.mp4"))) == 1
+    assert "System 1" in capsys.readouterr().out
+    assert (
+        main(["eval", "--agent", str(run), "--task", "sort", "--episodes", "1", "--out", str(out)])
+        == 2
+    )
+    assert "trained on tasks ['pick-place'], not 'sort'" in capsys.readouterr().err
