@@ -105,6 +105,18 @@ class TrainConfig(_Serializable):
             problems.append(f"warmup and shift must be >= 0, got {self.warmup}, {self.shift}")
 
 
+def _nested_problems(config: Any) -> list[str]:
+    """Turn ``fusion`` / ``train`` dicts (from a checkpoint) into configs; list their problems."""
+    problems: list[str] = []
+    if isinstance(config.fusion, dict):
+        object.__setattr__(config, "fusion", FusionConfig.from_dict(config.fusion))
+    if isinstance(config.train, dict):
+        object.__setattr__(config, "train", TrainConfig.from_dict(config.train))
+    config.fusion.validate(problems)
+    config.train.validate(problems)
+    return problems
+
+
 @POLICIES.register("vla")
 @dataclass(frozen=True)
 class VLAConfig(_Serializable):
@@ -128,13 +140,7 @@ class VLAConfig(_Serializable):
     """Flow head: width of the velocity network."""
 
     def __post_init__(self) -> None:
-        problems: list[str] = []
-        if isinstance(self.fusion, dict):
-            object.__setattr__(self, "fusion", FusionConfig.from_dict(self.fusion))
-        if isinstance(self.train, dict):
-            object.__setattr__(self, "train", TrainConfig.from_dict(self.train))
-        self.fusion.validate(problems)
-        self.train.validate(problems)
+        problems = _nested_problems(self)
         if self.head not in ACTION_HEADS:
             problems.append(f"head must be one of {ACTION_HEADS}, got {self.head!r}")
         _check_positive(self, ("chunk", "execute", "flow_steps", "flow_hidden"), problems)
@@ -177,13 +183,7 @@ class PlannerConfig(_Serializable):
     """The previous subtask counts as undone (e.g. a dropped cube) below this: step back."""
 
     def __post_init__(self) -> None:
-        problems: list[str] = []
-        if isinstance(self.fusion, dict):
-            object.__setattr__(self, "fusion", FusionConfig.from_dict(self.fusion))
-        if isinstance(self.train, dict):
-            object.__setattr__(self, "train", TrainConfig.from_dict(self.train))
-        self.fusion.validate(problems)
-        self.train.validate(problems)
+        problems = _nested_problems(self)
         _check_positive(
             self,
             ("max_subtasks", "decide_every", "patience", "candidates", "imagine_chunks"),

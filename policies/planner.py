@@ -24,7 +24,7 @@ from torch import nn
 
 from policies.config import PlannerConfig
 from policies.fusion import FusionBackbone, as_tensor
-from policies.vla import augment, split_obs
+from policies.vla import training_obs
 from world_models.config import ObsSpec
 
 
@@ -76,9 +76,7 @@ class SubtaskPlanner(nn.Module):
     def loss(
         self, batch: dict, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        obs = split_obs(batch)
-        if self.training:
-            obs = augment(obs, self.spec.image_keys, self.config.train.shift, generator)
+        obs = training_obs(self, batch, generator)
         logits, done_logit = self(obs, batch["tokens"], batch["plan_index"])
         target = as_tensor(batch["subtask"], torch.long)
         done = as_tensor(batch["done"], torch.float32)

@@ -30,10 +30,14 @@ def split_obs(batch: dict) -> dict:
     return {k[4:]: v for k, v in batch.items() if k.startswith("obs/")}
 
 
-def augment(obs: dict, image_keys: tuple[str, ...], pad: int, generator) -> dict:
+def training_obs(module, batch: dict, generator) -> dict:
+    """The ``obs/<key>`` entries of a batch, images randomly shifted while ``module`` trains."""
+    obs = split_obs(batch)
+    if not module.training:
+        return obs
+    pad, keys = module.config.train.shift, module.spec.image_keys
     return {
-        k: random_shift(as_tensor(v), pad, generator) if k in image_keys else v
-        for k, v in obs.items()
+        k: random_shift(as_tensor(v), pad, generator) if k in keys else v for k, v in obs.items()
     }
 
 
@@ -143,9 +147,7 @@ class VLAPolicy(nn.Module):
     def loss(
         self, batch: dict, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        obs = split_obs(batch)
-        if self.training:
-            obs = augment(obs, self.spec.image_keys, self.config.train.shift, generator)
+        obs = training_obs(self, batch, generator)
         h = self.backbone(obs, as_tensor(batch["tokens"], torch.long))
         actions = as_tensor(batch["actions"], torch.float32)
         mask = as_tensor(batch["action_mask"], torch.float32)
