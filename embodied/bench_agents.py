@@ -185,13 +185,14 @@ def merge_results(paths: list[str | Path]) -> dict[str, Any]:
     merged: dict[str, Any] = {"runs": {}, "latency": {}}
     for path in paths:
         part = _read(Path(path))
+        if not part:
+            continue
         merged["runs"].update(part.get("runs", {}))
         merged["latency"].update(part.get("latency", {}))
-        settings = dict(part.get("settings", {}))
+        settings = dict(part["settings"])
         if "settings" in merged:
-            settings["seeds"] = sorted(
-                set(merged["settings"]["seeds"]) | set(settings.get("seeds", []))
-            )
+            for key in ("seeds", "heads"):
+                settings[key] = sorted(set(merged["settings"][key]) | set(settings[key]))
         merged["settings"] = settings
     merged["summary"] = summarize(merged)
     return merged

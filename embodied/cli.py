@@ -383,7 +383,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
             )
         factory, num_envs = expert_factory(noise=args.noise), 1
     elif Path(args.agent).exists():
+        import torch
+
         from embodied.agents import agent_factory_from_run
+
+        torch.set_num_threads(1)  # on 2 cores, 2 torch threads collapse next to the env workers
 
         factory, agent_overrides = agent_factory_from_run(
             args.agent, task, world_model_check=not args.no_world_model
