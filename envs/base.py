@@ -22,7 +22,7 @@ from envs.rendering import renderer_error
 from envs.robot import ARM_JOINTS, FINGER_JOINTS, FINGER_OPEN, ArmController, IKConfig
 from envs.scene import CUBE_HALF, PAD_HALF, ObjectSpec, build_model
 
-ENV_VERSION = "0.1.0"
+ENV_VERSION = "0.2.0"
 """Bumped whenever dynamics, observations or rewards change; recorded in every dataset."""
 
 CAMERAS: tuple[str, ...] = ("front", "wrist", "side")
@@ -291,6 +291,11 @@ class ManipulationEnv(gym.Env):
     def ee_yaw(self) -> float:
         rot = self.data.site_xmat[self._ee_site]
         return float(np.arctan2(rot[3], rot[0]))
+
+    @property
+    def base_xy(self) -> np.ndarray:
+        """xy of the arm's base axis (the hand's reach is measured from it)."""
+        return self._base_xy.copy()
 
     @property
     def gripper_opening(self) -> float:

@@ -1,4 +1,7 @@
-"""Sort (long horizon, 6 subtasks): put each of three cubes on the pad of its own colour."""
+"""Sort (long horizon, 6 subtasks): put each of three cubes on the pad of its own colour.
+
+The plan takes the cubes from left to right (largest y first), an order visible in the scene.
+"""
 
 from __future__ import annotations
 
@@ -41,7 +44,9 @@ class SortEnv(ManipulationEnv):
         placements = {f"pad{i}": (*xy[i], 0.0) for i in range(N_CUBES)}
         placements |= {f"cube{i}": (*xy[N_CUBES + i], random_yaw(rng)) for i in range(N_CUBES)}
         plan: list[Subtask] = []
-        for i in rng.permutation(N_CUBES):
+        # left to right (largest y first): an order anyone can see in the scene, so that a
+        # memoryless policy knows which cube comes next (the instruction names none)
+        for i in sorted(range(N_CUBES), key=lambda i: -xy[N_CUBES + i][1]):
             cube, pad = f"{colors[i]}_cube", f"{colors[i]}_pad"
             plan += [Subtask("pick", cube), Subtask("place", cube, pad)]
         return Episode(
