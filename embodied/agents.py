@@ -9,10 +9,12 @@ import envs
 from embodied.evaluation import AgentFactory
 from embodied.train_agent import AGENT_FILE
 from policies.agents import AgentBundle
+from policies.bc import BCBundle
+from policies.bundles import load_agent
 from world_models.checkpoint import CheckpointError
 
 
-def load_bundle(path: str | Path) -> AgentBundle:
+def load_bundle(path: str | Path) -> AgentBundle | BCBundle:
     """An agent from a run directory (``RUN/agent.pt``) or a checkpoint file."""
     path = Path(path)
     file = path / AGENT_FILE if path.is_dir() else path
@@ -20,7 +22,7 @@ def load_bundle(path: str | Path) -> AgentBundle:
         raise CheckpointError(
             f"{path}: no {AGENT_FILE} (is the training finished? `train agent` resumes it)"
         )
-    return AgentBundle.load(file)
+    return load_agent(file)
 
 
 def agent_factory_from_run(
@@ -32,7 +34,8 @@ def agent_factory_from_run(
     """
     bundle = load_bundle(path)
     overrides = dict(bundle.env)
-    overrides["cameras"] = tuple(overrides["cameras"])
+    if "cameras" in overrides:
+        overrides["cameras"] = tuple(overrides["cameras"])
     env = envs.make(task, **overrides)
     try:
         bundle.check_env(task, env.observation_space)
@@ -40,6 +43,6 @@ def agent_factory_from_run(
         env.close()
 
     def make(env, seed: int):
-        return bundle.make(seed=seed, world_model_check=world_model_check)
+        return bundle.make(seed=seed, world_model_check=world_model_check, task=task)
 
     return make, overrides

@@ -248,6 +248,36 @@ def cmd_train_agent(args: argparse.Namespace) -> int:
     from embodied.train_agent import summary_line, train_agent
 
     torch.set_num_threads(args.threads)
+    if args.kind in ("bc-state", "bc-pixels"):
+        from embodied.train_bc import train_bc
+
+        if args.world_model or args.head or args.planner_steps:
+            raise UsageError("--world-model, --head and --planner-steps are for the layered agents")
+        report = train_bc(
+            args.kind,
+            args.data,
+            args.out,
+            preset=args.preset,
+            seed=args.seed,
+            steps=args.steps,
+            dagger=args.dagger,
+            dagger_episodes=args.dagger_episodes,
+            teacher=args.teacher,
+            progress=not args.quiet,
+        )
+        for r, rnd in enumerate(report["rounds"]):
+            rollouts = ", ".join(
+                f"{x['task']} student {x['student_success']:.0%}" for x in rnd.get("rollouts", [])
+            )
+            final = {k: round(v, 4) for k, v in rnd["final"].items()}
+            print(
+                f"round {r}: {rnd['steps']} steps {final}"
+                + (f"; rollouts: {rollouts}" if rollouts else "")
+            )
+        print(f"agent written to {Path(args.out) / 'agent.pt'} (train.json, round_*/)")
+        return 0
+    if args.dagger:
+        raise UsageError("--dagger is for the baselines (--kind bc-state or bc-pixels)")
     report = train_agent(
         args.kind,
         args.data,
@@ -493,10 +523,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train_world_model)
 
     t = train.add_parser(
-        "agent", help="train (or resume) an end-to-end or hierarchical agent by imitation"
+        "agent",
+        help="train (or resume) an agent by imitation: layered (end-to-end, hierarchical) or a "
+        "reference baseline (bc-state, bc-pixels; optionally with DAgger)",
     )
     t.add_argument(
-        "--kind", required=True, choices=["end-to-end", "hierarchical"], help="which agent"
+        "--kind",
+        required=True,
+        choices=["end-to-end", "hierarchical", "bc-state", "bc-pixels"],
+        help="which agent",
     )
     t.add_argument(
         "--data", required=True, nargs="+", help="dataset directories written by `collect`"
@@ -514,6 +549,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=_positive, help="System 1 updates (default: the preset's)")
     t.add_argument(
         "--planner-steps", type=_positive, help="System 2 updates (default: the preset's)"
+    )
+    t.add_argument(
+        "--dagger",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="baselines: DAgger rounds after behaviour cloning (default 0)",
+    )
+    t.add_argument(
+        "--dagger-episodes", type=_positive, default=50, help="rollouts per task per DAgger round"
+    )
+    t.add_argument(
+        "--teacher",
+        default="expert",
+        help="DAgger teacher: expert (the scripted expert) or a bc-state run directory",
     )
     t.add_argument(
         "--threads", type=_positive, default=1, help="torch threads (1 is fastest on 2 busy cores)"

@@ -7,6 +7,7 @@ import json
 import multiprocessing as mp
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,31 +28,68 @@ from embodied.dataset import (
     read_json,
     write_episode,
 )
+from embodied.rollout import run_episode
 from envs.base import INSTRUCTION, ManipulationEnv
+from envs.experts import ScriptedExpert
 from envs.language import subtask_id
 from sandbox_common.atomic import write_json_atomic
 
+Teacher = Callable[[ManipulationEnv, dict[str, Any], Any], np.ndarray]
+"""The label of a state: ``teacher(env, obs, agent) -> clean action (5,)``, called before the
+env executes the agent's action for ``obs``."""
 
-def record_episode(
-    env: ManipulationEnv, seed: int, noise: float
-) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Run the expert for one episode; return the arrays and metadata of an episode file."""
-    agent = ExpertAgent(env, noise=noise, seed=seed)
-    obs, info = env.reset(seed=seed)
-    agent.reset(info["instruction"])
-    keys = [k for k in obs if k != INSTRUCTION]
-    observations: dict[str, list[np.ndarray]] = {k: [obs[k]] for k in keys}
-    steps: dict[str, list[Any]] = {k: [] for k in STEP_KEYS}
-    done = False
-    unstable = False
-    while not done:
-        action = agent.act(obs)
-        steps["subtask_id"].append(subtask_id(agent.subtask))
-        steps["action"].append(action)
-        steps["expert_action"].append(agent.last_clean_action)
-        obs, reward, terminated, truncated, info = env.step(action)
-        for k in keys:
-            observations[k].append(obs[k])
+STEP_DTYPES: dict[str, Any] = {
+    "action": np.float32,
+    "expert_action": np.float32,
+    "reward": np.float32,
+    "reward_dense": np.float32,
+    "reward_sparse": np.float32,
+    "success": bool,
+    "terminated": bool,
+    "truncated": bool,
+    "subtask_id": np.int16,
+    "subtask_index": np.int16,
+    "links_completed": np.int16,
+}
+
+
+def expert_teacher(env: ManipulationEnv, obs: dict[str, Any], agent: Any) -> np.ndarray:
+    """The scripted expert's clean action for the env's current state (a DAgger teacher)."""
+    return ScriptedExpert(env).label()[0]
+
+
+def own_clean_action(env: ManipulationEnv, obs: dict[str, Any], agent: Any) -> np.ndarray:
+    """The acting expert's own clean action (collection: noise executed, clean action kept)."""
+    return agent.last_clean_action
+
+
+class EpisodeRecorder:
+    """An episode hook that keeps what a dataset episode file holds: every observation, the
+    executed action, the teacher's label (``expert_action``), the env's subtask, rewards, flags."""
+
+    def __init__(self, teacher: Teacher, agent: Any) -> None:
+        self.teacher = teacher
+        self.agent = agent
+        self.keys: list[str] = []
+        self.observations: dict[str, list[np.ndarray]] = {}
+        self.steps: dict[str, list[Any]] = {k: [] for k in STEP_KEYS}
+        self.unstable = False
+        self.info: dict[str, Any] = {}
+
+    def on_reset(self, env, obs, info) -> None:
+        self.keys = [k for k in obs if k != INSTRUCTION]
+        self.observations = {k: [obs[k]] for k in self.keys}
+        self.info = info
+
+    def before_step(self, env, obs, action) -> None:
+        self.steps["subtask_id"].append(subtask_id(self.info["subtask"]))
+        self.steps["action"].append(np.asarray(action, dtype=np.float32))
+        self.steps["expert_action"].append(np.asarray(self.teacher(env, obs, self.agent)))
+
+    def after_step(self, env, obs, reward, terminated, truncated, info) -> None:
+        for k in self.keys:
+            self.observations[k].append(obs[k])
+        steps = self.steps
         steps["reward"].append(reward)
         steps["reward_dense"].append(info["reward_dense"])
         steps["reward_sparse"].append(info["reward_sparse"])
@@ -60,37 +98,41 @@ def record_episode(
         steps["truncated"].append(truncated)
         steps["subtask_index"].append(info["subtask_index"])
         steps["links_completed"].append(info["links_completed"])
-        unstable |= info["unstable"]
-        done = terminated or truncated
-    dtypes = {
-        "action": np.float32,
-        "expert_action": np.float32,
-        "reward": np.float32,
-        "reward_dense": np.float32,
-        "reward_sparse": np.float32,
-        "success": bool,
-        "terminated": bool,
-        "truncated": bool,
-        "subtask_id": np.int16,
-        "subtask_index": np.int16,
-        "links_completed": np.int16,
-    }
-    arrays = {OBS_PREFIX + k: np.stack(v) for k, v in observations.items()}
-    arrays |= {k: np.asarray(v, dtype=dtypes[k]) for k, v in steps.items()}
+        self.unstable |= info["unstable"]
+        self.info = info
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        arrays = {OBS_PREFIX + k: np.stack(v) for k, v in self.observations.items()}
+        return arrays | {k: np.asarray(v, dtype=STEP_DTYPES[k]) for k, v in self.steps.items()}
+
+
+def _record(
+    env: ManipulationEnv, agent: Any, seed: int, recorder: EpisodeRecorder, hooks: list[Any]
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    rollout = run_episode(env, agent, seed, hooks=[*hooks, recorder])
+    info = recorder.info
     meta = {
         "seed": seed,
         "instruction": info["instruction"],
         "plan": [s.label for s in env.plan],
-        "success": bool(info["success"]),
-        "links_completed": int(info["links_completed"]),
-        "num_links": int(info["num_links"]),
-        "length": len(steps["action"]),
-        "unstable": bool(unstable),
+        "success": rollout.success,
+        "links_completed": rollout.links_completed,
+        "num_links": rollout.num_links,
+        "length": rollout.length,
+        "unstable": bool(recorder.unstable),
         "task": env.task_name,
         "env_version": envs.ENV_VERSION,
-        "noise": noise,
     }
-    return arrays, meta
+    return recorder.arrays(), meta
+
+
+def record_episode(
+    env: ManipulationEnv, seed: int, noise: float
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Run the expert for one episode; return the arrays and metadata of an episode file."""
+    agent = ExpertAgent(env, noise=noise, seed=seed)
+    arrays, meta = _record(env, agent, seed, EpisodeRecorder(own_clean_action, agent), [])
+    return arrays, meta | {"noise": noise}
 
 
 # ---------------------------------------------------------------- worker processes
@@ -157,6 +199,37 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
+def _existing_episodes(root: Path, count: int) -> dict[int, dict[str, Any]]:
+    """Metadata of the episodes already on disk (each file verified whole); drops the temp file
+    of an episode that was in flight when a run died."""
+    for name in os.listdir(root):
+        if name.startswith(".episode_") and name.endswith(".npz.tmp"):
+            os.remove(root / name)
+    done: dict[int, dict[str, Any]] = {}
+    for name in sorted(os.listdir(root)):
+        match = EPISODE_PATTERN.match(name)
+        if match and int(match.group(1)) < count:
+            done[int(match.group(1))] = load_episode(root / name).meta
+    return done
+
+
+def _summary(task: str, metas: list[dict[str, Any]], seed: int, noise: float) -> dict[str, Any]:
+    return {
+        "task": task,
+        "gym_id": envs.gym_id(task),
+        "episodes": len(metas),
+        "success_rate": float(np.mean([m["success"] for m in metas])),
+        "mean_links_completed": float(
+            np.mean([m["links_completed"] / m["num_links"] for m in metas])
+        ),
+        "mean_length": float(np.mean([m["length"] for m in metas])),
+        "unstable_episodes": int(sum(m["unstable"] for m in metas)),
+        "seed": seed,
+        "noise": noise,
+        "env_version": envs.ENV_VERSION,
+    }
+
+
 def collect(
     task: str,
     episodes: int,
@@ -190,15 +263,8 @@ def collect(
         _check_same_collection(root, wanted)
     else:
         write_json_atomic(root / META_FILE, wanted)
-    for name in os.listdir(root):  # episodes that were in flight when a run died
-        if name.startswith(".episode_") and name.endswith(".npz.tmp"):
-            os.remove(root / name)
 
-    done: dict[int, dict[str, Any]] = {}
-    for name in sorted(os.listdir(root)):
-        match = EPISODE_PATTERN.match(name)
-        if match and int(match.group(1)) < episodes:
-            done[int(match.group(1))] = load_episode(root / name).meta  # verifies the whole file
+    done = _existing_episodes(root, episodes)
     todo = [i for i in range(episodes) if i not in done]
 
     start = time.perf_counter()
@@ -225,19 +291,59 @@ def collect(
     bar.close()
 
     metas = [done[i] for i in range(episodes)]
-    summary = {
-        "task": task,
-        "gym_id": envs.gym_id(task),
-        "episodes": episodes,
-        "success_rate": float(np.mean([m["success"] for m in metas])),
-        "mean_links_completed": float(
-            np.mean([m["links_completed"] / m["num_links"] for m in metas])
-        ),
-        "mean_length": float(np.mean([m["length"] for m in metas])),
-        "unstable_episodes": int(sum(m["unstable"] for m in metas)),
-        "seed": seed,
-        "noise": noise,
-        "env_version": envs.ENV_VERSION,
+    summary = _summary(task, metas, seed, noise) | {
+        "newly_collected": len(todo),
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    write_json_atomic(root / SUMMARY_FILE, summary)
+    return summary
+
+
+def collect_rollouts(
+    out: str | os.PathLike,
+    task: str,
+    seeds: list[int],
+    make_agent: Callable[[ManipulationEnv, int], Any],
+    teacher: Teacher,
+    meta: dict[str, Any] | None = None,
+    progress: bool = True,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Write one episode per seed in which ``make_agent(env, seed)`` acts and ``teacher`` labels
+    every state (DAgger), as an ordinary dataset directory: crash-safe, resumed at the first
+    missing episode. A teacher with ``on_reset`` also sees every episode start."""
+    config = envs.make_config(task, **overrides)
+    root = Path(out)
+    probe = config.build()
+    obs_keys = sorted(k for k in probe.observation_space.spaces if k != INSTRUCTION)
+    probe.close()
+    wanted = _dataset_meta(task, config, seeds[0], 0.0, obs_keys) | {
+        "episode_seed_rule": "episode i uses seeds[i]",
+        "seeds": list(seeds),
+        "source": dict(meta or {}),
+    }
+    root.mkdir(parents=True, exist_ok=True)
+    if (root / META_FILE).exists():
+        _check_same_collection(root, wanted)
+    else:
+        write_json_atomic(root / META_FILE, wanted)
+    done = _existing_episodes(root, len(seeds))
+    todo = [i for i in range(len(seeds)) if i not in done]
+    hooks = [teacher] if hasattr(teacher, "on_reset") else []
+    start = time.perf_counter()
+    env = config.build()
+    try:
+        for index in tqdm(todo, desc=f"rollouts {task}", disable=not progress):
+            agent = make_agent(env, seeds[index])
+            recorder = EpisodeRecorder(teacher, agent)
+            arrays, episode_meta = _record(env, agent, seeds[index], recorder, hooks)
+            episode_meta |= dict(meta or {})
+            write_episode(root, index, arrays, episode_meta)
+            done[index] = episode_meta
+    finally:
+        env.close()
+    metas = [done[i] for i in range(len(seeds))]
+    summary = _summary(task, metas, seeds[0], 0.0) | {
         "newly_collected": len(todo),
         "seconds": round(time.perf_counter() - start, 2),
     }

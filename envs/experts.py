@@ -114,7 +114,9 @@ class ScriptedExpert:
         subtask = env.current_subtask
         if subtask is None:  # all done: hold still, open, above the table
             ee = env.ee_pos
-            return self._servo(np.array([ee[0], ee[1], max(ee[2], SAFE_Z)]), env.ee_yaw, -1.0), "none"
+            return self._servo(
+                np.array([ee[0], ee[1], max(ee[2], SAFE_Z)]), env.ee_yaw, -1.0
+            ), "none"
         skill = {"reach": self._reach, "pick": self._pick, "place": self._place, "push": self._push}
         return skill[subtask.verb](subtask), subtask.label
 

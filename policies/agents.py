@@ -249,7 +249,7 @@ class AgentBundle:
         if self.kind == "hierarchical" and self.planner is None:
             raise ValueError("a hierarchical agent needs a planner")
 
-    def make(self, seed: int = 0, world_model_check: bool = True):
+    def make(self, seed: int = 0, world_model_check: bool = True, task: str | None = None):
         """A fresh agent; ``world_model_check=False`` is the ablation without imagination."""
         system1 = System1(self.system1, self.tokenizer, seed=seed)
         if self.kind == "end-to-end":
@@ -304,7 +304,10 @@ class AgentBundle:
 
     @classmethod
     def load(cls, path: str | Path) -> "AgentBundle":
-        record = load_checkpoint(path, KIND)
+        return cls.from_record(load_checkpoint(path, KIND), path)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], path: str | Path = "") -> "AgentBundle":
         try:
             tokenizer = WordTokenizer.from_dict(record["tokenizer"])
             spec = ObsSpec.from_dict(record["spec"])

@@ -1,0 +1,356 @@
+"""Train the reference baselines (``bc-state``, ``bc-pixels``) by imitation, with optional DAgger.
+
+    RUN/
+      round_0/checkpoint.pt   training state (atomic; resumed when present), tensorboard/
+      round_0/agent.pt        the agent after plain behaviour cloning on the demos
+      round_1/data/           DAgger round 1: the round-0 agent acts, the teacher labels
+                              (an ordinary dataset directory: crash-safe, resumable, loadable)
+      round_1/checkpoint.pt   round-0 weights trained further on demos + round 1
+      round_1/agent.pt
+      ...
+      agent.pt                the last round's agent
+      train.json              data, rounds, timings, the success of each round's rollouts
+
+The teacher is the scripted expert (``expert``) or a trained ``bc-state`` run: a smooth
+privileged teacher for a pixel student ("learning by cheating"). Each round's rollouts use
+seeds of their own (``DAGGER_SEED + 10000 * round``), disjoint from the demos' and the
+evaluation's.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import envs
+from embodied.collect import collect_rollouts, expert_teacher
+from embodied.dataset import DatasetError, EpisodeDataset
+from envs.base import IMAGE_PREFIX, OBJECT_STATE, PROPRIO
+from envs.task_features import TaskFeatures, instruction_vector
+from policies.bc import BC_KINDS, BCBundle, BCStateAgent, bc_preset
+from sandbox_common.atomic import write_json_atomic
+from world_models import Trainer
+
+AGENT_FILE = "agent.pt"
+VALIDATION_EVERY = 10
+DAGGER_SEED = 500_000
+"""First seed of DAgger rollouts (demos start at 100000 in the benchmarks; evaluation at 0)."""
+
+
+def task_kinds(task: str) -> tuple[str, ...]:
+    """The kinds of a task's scene objects, in scene order (the layout of ``object_state``)."""
+    env = envs.make(task, obs_mode="state")
+    try:
+        return tuple(o.kind for o in env.objects)
+    finally:
+        env.close()
+
+
+def open_datasets(roots: list[str | Path], kind: str) -> tuple[list[EpisodeDataset], dict]:
+    """Open the dataset directories and check they hold what ``kind`` reads, in one layout."""
+    if not roots:
+        raise DatasetError("no dataset directories given")
+    datasets = [EpisodeDataset(r) for r in roots]
+    layouts = {}
+    for ds in datasets:
+        keys = ds.obs_keys
+        missing = [k for k in (PROPRIO, OBJECT_STATE) if k not in keys]
+        if missing:
+            raise DatasetError(f"{ds.root}: no {missing} observations; it has {keys}")
+        cfg = ds.meta.get("env_config", {})
+        if kind == "bc-pixels":
+            if not any(k.startswith(IMAGE_PREFIX) for k in keys):
+                raise DatasetError(
+                    f"{ds.root}: bc-pixels sees camera images; this dataset has {keys} "
+                    "(collect with --obs-mode pixels)"
+                )
+            layout = {
+                "obs_mode": "pixels",
+                "cameras": list(cfg.get("cameras") or []),
+                "image_size": cfg.get("image_size"),
+            }
+        else:
+            layout = {"obs_mode": "state"}
+        layouts[str(ds.root)] = layout
+    first = next(iter(layouts.values()))
+    if any(lay != first for lay in layouts.values()):
+        raise DatasetError(
+            f"datasets have different observation layouts: {layouts}; collect them with the same "
+            "--cameras and --image-size"
+        )
+    return datasets, first
+
+
+@dataclass
+class Demos:
+    """Every episode of the datasets, concatenated; rows ``obs_start[e] + t`` are observations."""
+
+    actions: np.ndarray
+    """``(N_act, A)``: the teachers' clean actions."""
+    lengths: np.ndarray
+    obs_start: np.ndarray
+    act_start: np.ndarray
+    features: np.ndarray | None = None
+    """bc-state: ``(N_act, F)`` task-relative features of the observation before each action."""
+    images: dict[str, np.ndarray] | None = None
+    """bc-pixels: ``(N_obs, H, W, 3) uint8`` per camera."""
+    proprio: np.ndarray | None = None
+    instructions: np.ndarray | None = None
+    """bc-pixels: ``(E, I)`` instruction codes."""
+
+
+def load_demos(datasets: list[EpisodeDataset], kind: str, pairs: list[tuple[int, int]]) -> Demos:
+    kinds_of: dict[str, tuple[str, ...]] = {}
+    actions, lengths, features, proprio, codes = [], [], [], [], []
+    image_keys = sorted(k for k in datasets[0].obs_keys if k.startswith(IMAGE_PREFIX))
+    images: dict[str, list[np.ndarray]] = {k: [] for k in image_keys}
+    for d, e in pairs:
+        ep = datasets[d][e]
+        task = ep.meta["task"]
+        if task not in kinds_of:
+            kinds_of[task] = task_kinds(task)
+        n = len(ep)
+        lengths.append(n)
+        actions.append(ep.steps["expert_action"].astype(np.float32))
+        if kind == "bc-state":
+            tf = TaskFeatures(kinds_of[task])
+            state = ep.obs[OBJECT_STATE]
+            bound = tf.bind(ep.instruction, state[0])
+            features.append(tf.state_features(ep.obs[PROPRIO][:n], state[:n], state[0], bound))
+        else:
+            for k in image_keys:
+                images[k].append(ep.obs[k])
+            proprio.append(ep.obs[PROPRIO].astype(np.float32))
+            codes.append(instruction_vector(ep.instruction))
+    lengths_a = np.array(lengths, dtype=np.int64)
+    demos = Demos(
+        actions=np.concatenate(actions),
+        lengths=lengths_a,
+        obs_start=np.concatenate([[0], np.cumsum(lengths_a + 1)[:-1]]),
+        act_start=np.concatenate([[0], np.cumsum(lengths_a)[:-1]]),
+    )
+    if kind == "bc-state":
+        demos.features = np.concatenate(features).astype(np.float32)
+    else:
+        demos.images = {k: np.concatenate(v) for k, v in images.items()}
+        demos.proprio = np.concatenate(proprio)
+        demos.instructions = np.stack(codes)
+    return demos
+
+
+def sampler(demos: Demos, kind: str, batch_size: int, chunk: int = 1):
+    """``sample(rng) -> batch`` for the policy's ``loss``."""
+    if kind == "bc-state":
+
+        def sample_state(rng: np.random.Generator) -> dict[str, np.ndarray]:
+            rows = rng.integers(0, len(demos.actions), batch_size)
+            return {"features": demos.features[rows], "actions": demos.actions[rows]}
+
+        return sample_state
+
+    def sample_pixels(rng: np.random.Generator) -> dict[str, np.ndarray]:
+        ep = rng.integers(0, len(demos.lengths), batch_size)
+        t = (rng.random(batch_size) * demos.lengths[ep]).astype(np.int64)
+        offsets = t[:, None] + np.arange(chunk)[None]
+        mask = offsets < demos.lengths[ep][:, None]
+        act_rows = demos.act_start[ep][:, None] + np.minimum(
+            offsets, demos.lengths[ep][:, None] - 1
+        )
+        rows = demos.obs_start[ep] + t
+        batch = {f"obs/{k}": v[rows] for k, v in demos.images.items()}
+        batch[f"obs/{PROPRIO}"] = demos.proprio[rows]
+        batch["instruction"] = demos.instructions[ep]
+        batch["actions"] = demos.actions[act_rows]
+        batch["action_mask"] = mask.astype(np.float32)
+        return batch
+
+    return sample_pixels
+
+
+def _fit_round(
+    kind: str,
+    config,
+    datasets: list[EpisodeDataset],
+    layout: dict[str, Any],
+    round_dir: Path,
+    seed: int,
+    init: dict[str, torch.Tensor] | None,
+    progress: bool,
+    stop_after: int | None,
+    tensorboard: bool,
+) -> tuple[BCBundle | None, dict[str, Any]]:
+    """Train one round on ``datasets``; returns the bundle (None when stopped early) and a report."""
+    pairs = [(d, e) for d, ds in enumerate(datasets) for e in range(len(ds))]
+    val_pairs = pairs[::VALIDATION_EVERY] if len(pairs) >= 2 * VALIDATION_EVERY else pairs[:1]
+    held = set(val_pairs)
+    train_pairs = [p for p in pairs if p not in held] or pairs
+    demos = load_demos(datasets, kind, train_pairs)
+    val = load_demos(datasets, kind, val_pairs)
+    tasks = sorted({ds.meta["task"] for ds in datasets})
+    torch.manual_seed(seed)
+    if kind == "bc-state":
+        policy = config.build()
+        chunk = 1
+    else:
+        keys = tuple(sorted(demos.images))
+        policy = config.build(keys, int(demos.images[keys[0]].shape[1]))
+        chunk = config.chunk
+    if init is not None:
+        policy.load_state_dict(init)
+    elif kind == "bc-state":
+        policy.normalizer.fit(demos.features)
+    else:
+        policy.normalizer.fit(demos.proprio[:, list(range(6))])
+    data_info = {
+        "root": [str(ds.root) for ds in datasets],
+        "tasks": tasks,
+        "episodes_train": len(train_pairs),
+        "episodes_val": len(val_pairs),
+        "steps_train": int(demos.lengths.sum()),
+    }
+    val_sample = sampler(val, kind, config.train.batch_size, chunk)
+    trainer = Trainer(
+        policy,
+        round_dir,
+        sampler(demos, kind, config.train.batch_size, chunk),
+        kind=f"{kind}-training",
+        settings=config.train,
+        identity={"agent": kind, "config": config.to_dict(), "env": layout},
+        seed=seed,
+        data_info=data_info,
+        validation=[val_sample(np.random.default_rng([seed, 10**6 + i])) for i in range(4)],
+        tensorboard=tensorboard,
+        desc=f"train {kind} ({round_dir.name})",
+    )
+    resumed = trainer.resume()
+    trainer.fit(progress=progress, stop_after=stop_after)
+    last = trainer.history[-1] if trainer.history else {}
+    report = {
+        "steps": trainer.step,
+        "resumed": resumed,
+        "train_seconds_this_call": round(trainer.seconds, 1),
+        "final": {k: v for k, v in last.items() if k.startswith("val_") or k == "loss"},
+        "data": data_info,
+    }
+    if trainer.step < config.train.steps:
+        return None, report
+    bundle = BCBundle(
+        kind=kind,
+        policy=policy.eval(),
+        env=layout,
+        tasks=tuple(tasks),
+        task_kinds={t: task_kinds(t) for t in tasks},
+        info={"seed": seed, "data": data_info},
+    )
+    bundle.save(round_dir / AGENT_FILE)
+    return bundle, report
+
+
+class RunTeacher:
+    """A trained ``bc-state`` run as a DAgger teacher: labels every state with its raw action."""
+
+    def __init__(self, path: str | Path) -> None:
+        from embodied.agents import load_bundle
+
+        bundle = load_bundle(path)
+        if bundle.kind != "bc-state":
+            raise DatasetError(
+                f"{path}: a DAgger teacher must be a bc-state run, got {bundle.kind}"
+            )
+        self.bundle = bundle
+        self.path = str(path)
+        self._agent: BCStateAgent | None = None
+
+    def on_reset(self, env, obs, info) -> None:
+        self._agent = self.bundle.make(task=env.task_name)
+        self._agent.reset(info["instruction"])
+
+    def __call__(self, env, obs, agent) -> np.ndarray:
+        assert self._agent is not None
+        return np.clip(self._agent.raw_action(obs), -1.0, 1.0).astype(np.float32)
+
+
+def train_bc(
+    kind: str,
+    data: list[str | Path],
+    out: str | Path,
+    preset: str = "default",
+    seed: int = 0,
+    steps: int | None = None,
+    dagger: int = 0,
+    dagger_episodes: int = 50,
+    teacher: str = "expert",
+    progress: bool = True,
+    stop_after: int | None = None,
+    tensorboard: bool = True,
+) -> dict[str, Any]:
+    """Train (or resume) a baseline and ``dagger`` DAgger rounds; returns ``RUN/train.json``."""
+    if kind not in BC_KINDS:
+        raise KeyError(f"unknown baseline {kind!r}; known: {', '.join(BC_KINDS)}")
+    if dagger < 0 or dagger_episodes < 1:
+        raise ValueError(
+            f"need dagger >= 0 and dagger_episodes >= 1, got {dagger}, {dagger_episodes}"
+        )
+    config = bc_preset(kind, preset)
+    if steps is not None:
+        from dataclasses import replace
+
+        config = replace(config, train=replace(config.train, steps=steps))
+    teach = expert_teacher if teacher == "expert" else RunTeacher(teacher)
+    out = Path(out)
+    start = time.perf_counter()
+    datasets, layout = open_datasets(list(data), kind)
+    report: dict[str, Any] = {
+        "kind": kind,
+        "preset": preset,
+        "seed": seed,
+        "teacher": teacher if teacher == "expert" else str(teacher),
+        "rounds": [],
+    }
+    bundle, round_report = _fit_round(
+        kind, config, datasets, layout, out / "round_0", seed, None, progress, stop_after,
+        tensorboard,
+    )  # fmt: skip
+    report["rounds"].append(round_report)
+    if bundle is None:
+        return {"stopped_at": round_report["steps"], "round": 0}
+    base = list(datasets)
+    for r in range(1, dagger + 1):
+        round_dir = out / f"round_{r}"
+        rollouts = []
+        for task in bundle.tasks:
+            source = next(ds for ds in base if ds.meta["task"] == task)
+            overrides = dict(source.meta.get("env_config", {}))
+            overrides["cameras"] = tuple(overrides.get("cameras") or ("front", "wrist"))
+            summary = collect_rollouts(
+                round_dir / "data" / task,
+                task,
+                [DAGGER_SEED + 10_000 * r + i for i in range(dagger_episodes)],
+                lambda env, s, b=bundle, t=task: b.make(seed=s, task=t),
+                teach,
+                meta={"dagger_round": r, "teacher": report["teacher"]},
+                progress=progress,
+                **overrides,
+            )
+            rollouts.append({"task": task, "student_success": summary["success_rate"]})
+            datasets.append(EpisodeDataset(round_dir / "data" / task))
+        init = {k: v.clone() for k, v in bundle.policy.state_dict().items()}
+        bundle, round_report = _fit_round(
+            kind, config, datasets, layout, round_dir, seed + r, init, progress, stop_after,
+            tensorboard,
+        )  # fmt: skip
+        round_report["rollouts"] = rollouts
+        report["rounds"].append(round_report)
+        if bundle is None:
+            return {"stopped_at": round_report["steps"], "round": r}
+    shutil.copyfile(out / f"round_{dagger}" / AGENT_FILE, out / (AGENT_FILE + ".tmp"))
+    (out / (AGENT_FILE + ".tmp")).replace(out / AGENT_FILE)
+    report["seconds_this_call"] = round(time.perf_counter() - start, 1)
+    write_json_atomic(out / "train.json", report)
+    return report

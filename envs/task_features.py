@@ -1,0 +1,184 @@
+"""Task-relative features of an observation: the objects the instruction names, in the order it
+names them, read out of ``object_state``.
+
+A policy on the raw ``object_state`` must learn which of the scene's objects the colour words
+point at (the scene order is random per episode), which takes hundreds of demos more than the
+task itself. Grounding the words here, by their colour and kind, hands a learner the objects
+*as roles*: slot 0 is the first object the instruction names (the cube to move), slot 1 the
+second (its destination), and so on. It is the privileged reference of the imitation baselines
+(``bc-state``), and, without the positions, the instruction code of ``bc-pixels``.
+
+Mentions are found word by word (a colour word followed by ``cube``, ``pad`` or ``target``; a
+direction word attaches to the cube mentioned before it), so any paraphrase that names the
+objects works, held-out ones included. An instruction that names no object ("sort the cubes
+onto the pads of their colour") is read as: every cube, left to right, each followed by the pad
+of its colour, which is how the sort task orders its plan.
+
+numpy only; the layout of ``object_state`` is the env's (see ``ManipulationEnv._object_state``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from envs.base import PUSH_DISTANCE
+from envs.language import COLOR_NAMES, DIRECTIONS
+
+KINDS: tuple[str, ...] = ("cube", "pad", "target")
+DIRECTION_NAMES: tuple[str, ...] = tuple(DIRECTIONS)
+MAX_MENTIONS = 8
+"""Object slots: a chain of four links names at most eight objects."""
+_WORD = re.compile(r"[a-z]+")
+
+
+@dataclass(frozen=True)
+class Mention:
+    """One object the instruction names: its colour and kind, and a push direction if any."""
+
+    color: str
+    kind: str
+    direction: str | None = None
+
+
+def parse_mentions(instruction: str) -> list[Mention]:
+    """The objects an instruction names, in order (at most ``MAX_MENTIONS``)."""
+    words = _WORD.findall(instruction.lower())
+    mentions: list[Mention] = []
+    for i, word in enumerate(words):
+        if word in COLOR_NAMES and i + 1 < len(words) and words[i + 1] in KINDS:
+            mentions.append(Mention(word, words[i + 1]))
+        elif word in DIRECTIONS and mentions and mentions[-1].kind == "cube":
+            last = mentions[-1]
+            if last.direction is None:
+                mentions[-1] = Mention(last.color, last.kind, word)
+    return mentions[:MAX_MENTIONS]
+
+
+def object_slices(kinds: tuple[str, ...]) -> list[tuple[str, int, int]]:
+    """(kind, start, colour one-hot start) of each object in ``object_state``, scene order."""
+    out, i = [], 0
+    for kind in kinds:
+        if kind not in KINDS:
+            raise ValueError(f"unknown object kind {kind!r}; known: {KINDS}")
+        size = 10 if kind == "cube" else 3
+        out.append((kind, i, i + size))
+        i += size + len(COLOR_NAMES)
+    return out
+
+
+def object_state_dim(kinds: tuple[str, ...]) -> int:
+    return sum((10 if k == "cube" else 3) + len(COLOR_NAMES) for k in kinds)
+
+
+SLOT_DIM = 1 + len(KINDS) + 3 + 3 + 2 + 3 + 2 + len(DIRECTION_NAMES)
+"""Per slot: present, kind one-hot, position, position minus hand, cube yaw (sin/cos 4x),
+initial position, push goal minus position (xy), direction one-hot."""
+PROPRIO_USED = (0, 1, 2, 3, 4, 5)
+"""Hand position, sin/cos yaw and gripper opening; velocities are left out (a learner that
+sees them learns to continue the current motion)."""
+STATE_DIM = len(PROPRIO_USED) + MAX_MENTIONS * SLOT_DIM
+INSTRUCTION_DIM = MAX_MENTIONS * (len(COLOR_NAMES) + len(KINDS) + len(DIRECTION_NAMES))
+
+
+def instruction_vector(instruction: str) -> np.ndarray:
+    """``(INSTRUCTION_DIM,)``: colour, kind and direction one-hots of each object the text names,
+    in order (the text alone: an instruction that names no object gives zeros)."""
+    width = len(COLOR_NAMES) + len(KINDS) + len(DIRECTION_NAMES)
+    out = np.zeros((MAX_MENTIONS, width), dtype=np.float32)
+    for slot, m in enumerate(parse_mentions(instruction)):
+        out[slot, COLOR_NAMES.index(m.color)] = 1.0
+        out[slot, len(COLOR_NAMES) + KINDS.index(m.kind)] = 1.0
+        if m.direction is not None:
+            out[slot, len(COLOR_NAMES) + len(KINDS) + DIRECTION_NAMES.index(m.direction)] = 1.0
+    return out.reshape(-1)
+
+
+class TaskFeatures:
+    """Features of one task's observations; one object per scene layout (``kinds``)."""
+
+    def __init__(self, kinds: tuple[str, ...]) -> None:
+        self.kinds = tuple(kinds)
+        self.slices = object_slices(self.kinds)
+        self.dim = object_state_dim(self.kinds)
+
+    # ------------------------------------------------------------------ grounding
+
+    def _check(self, object_state: np.ndarray) -> np.ndarray:
+        state = np.asarray(object_state, dtype=np.float32)
+        if state.shape[-1] != self.dim:
+            raise ValueError(
+                f"object_state has {state.shape[-1]} entries; a scene of {self.kinds} has {self.dim}"
+            )
+        return state
+
+    def colors(self, object_state: np.ndarray) -> list[str]:
+        """The colour of every object (scene order), read from its one-hot."""
+        state = self._check(object_state)
+        return [
+            COLOR_NAMES[int(np.argmax(state[c : c + len(COLOR_NAMES)]))] for _, _, c in self.slices
+        ]
+
+    def bind(self, instruction: str, object_state: np.ndarray) -> list[tuple[int, Mention]]:
+        """(object index in the scene, mention) for each object the instruction names."""
+        colors = self.colors(object_state)
+        mentions = parse_mentions(instruction)
+        if not mentions:  # "sort": every cube left to right, each followed by its pad
+            state = self._check(object_state)
+            cubes = [i for i, (k, _, _) in enumerate(self.slices) if k == "cube"]
+            cubes.sort(key=lambda i: -float(state[self.slices[i][1] + 1]))
+            mentions = []
+            for i in cubes:
+                mentions += [Mention(colors[i], "cube"), Mention(colors[i], "pad")]
+            mentions = mentions[:MAX_MENTIONS]
+        bound = []
+        for m in mentions:
+            for i, (kind, _, _) in enumerate(self.slices):
+                if kind == m.kind and colors[i] == m.color:
+                    bound.append((i, m))
+                    break
+        return bound
+
+    # ------------------------------------------------------------------ features
+
+    def state_features(
+        self,
+        proprio: np.ndarray,
+        object_state: np.ndarray,
+        initial_object_state: np.ndarray,
+        bound: list[tuple[int, Mention]],
+    ) -> np.ndarray:
+        """``(T, STATE_DIM)`` (or ``(STATE_DIM,)``) features of ``proprio (T, P)`` and
+        ``object_state (T, D)``; ``initial_object_state (D,)`` is the episode's first one (a
+        push "to the left" is measured from where the cube started)."""
+        single = np.ndim(proprio) == 1
+        proprio = np.atleast_2d(np.asarray(proprio, dtype=np.float32))
+        state = np.atleast_2d(self._check(object_state))
+        initial = self._check(initial_object_state)
+        hand = proprio[:, :3]
+        slots = np.zeros((len(proprio), MAX_MENTIONS, SLOT_DIM), dtype=np.float32)
+        for slot, (i, m) in enumerate(bound[:MAX_MENTIONS]):
+            kind, start, _ = self.slices[i]
+            pos = state[:, start : start + 3]
+            start_pos = initial[start : start + 3]
+            f = slots[:, slot]
+            f[:, 0] = 1.0
+            f[:, 1 + KINDS.index(kind)] = 1.0
+            f[:, 4:7] = pos
+            f[:, 7:10] = pos - hand
+            if kind == "cube":
+                w, z = state[:, start + 3], state[:, start + 6]
+                yaw = 2.0 * np.arctan2(z, w)  # the cubes only turn about the vertical
+                f[:, 10] = np.sin(4.0 * yaw)
+                f[:, 11] = np.cos(4.0 * yaw)
+            f[:, 12:15] = start_pos
+            if m.direction is not None:
+                goal = start_pos[:2] + PUSH_DISTANCE * np.array(DIRECTIONS[m.direction])
+                f[:, 15:17] = goal - pos[:, :2]
+                f[:, 17 + DIRECTION_NAMES.index(m.direction)] = 1.0
+        out = np.concatenate(
+            [proprio[:, list(PROPRIO_USED)], slots.reshape(len(proprio), -1)], axis=1
+        )
+        return out[0] if single else out

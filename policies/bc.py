@@ -1,0 +1,481 @@
+"""The reference imitation baselines, the floor every layered agent must beat (like robomimic's BC):
+
+* ``bc-state``: a per-step MLP on privileged, task-relative state (the hand, and the objects the
+  instruction names, as roles: see :mod:`envs.task_features`), trained on the experts' clean
+  actions; the gripper is executed as +-1.
+* ``bc-pixels``: a plain convolutional policy on the cameras + proprioception + the instruction.
+  The instruction (the colour/kind/direction of each object it names) modulates every conv layer
+  (FiLM) from the first, so "which cube" is bound to the pixels early; random-shift
+  augmentation; a chunk of actions per inference, executed 4 at a time.
+
+Config, network and agent of each live here together; :class:`BCBundle` is their checkpoint
+(the one format, ``kind = "agent"``), loaded by :func:`policies.bundles.load_agent`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from envs.task_features import (
+    INSTRUCTION_DIM,
+    PROPRIO_USED,
+    STATE_DIM,
+    TaskFeatures,
+    instruction_vector,
+)
+from policies.agents import AGENTS
+from policies.chunking import ActionChunkQueue
+from policies.config import POLICIES, TrainConfig, _raise, _Serializable
+from world_models.checkpoint import CheckpointError, save_checkpoint
+
+KIND = "agent"
+BC_KINDS = ("bc-state", "bc-pixels")
+PROPRIO = "proprio"
+OBJECT_STATE = "object_state"
+GRIPPER = 4
+"""Index of the gripper command in an action."""
+
+
+def _train_from(config: Any) -> None:
+    if isinstance(config.train, dict):
+        object.__setattr__(config, "train", TrainConfig.from_dict(config.train))
+
+
+# ---------------------------------------------------------------------- configs
+
+
+@POLICIES.register("bc-state")
+@dataclass(frozen=True)
+class BCStateConfig(_Serializable):
+    """A per-step MLP: task-relative privileged state -> action."""
+
+    hidden: tuple[int, ...] = (256, 256, 256)
+    """Widths of the hidden layers."""
+    train: TrainConfig = TrainConfig(
+        learning_rate=1e-3, batch_size=256, steps=4000, warmup=100, eval_every=500,
+        checkpoint_every=500, shift=0,
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        _train_from(self)
+        problems: list[str] = []
+        self.train.validate(problems)
+        if not self.hidden or any(h < 1 for h in self.hidden):
+            problems.append(f"hidden must be positive widths, got {self.hidden}")
+        _raise(type(self), problems)
+
+    def build(self, action_dim: int = 5) -> BCStatePolicy:
+        return BCStatePolicy(self, action_dim)
+
+
+@POLICIES.register("bc-pixels")
+@dataclass(frozen=True)
+class BCPixelsConfig(_Serializable):
+    """A plain conv policy with the instruction in every conv layer (FiLM)."""
+
+    channels: tuple[int, ...] = (32, 32, 64, 64)
+    """Conv widths per camera stem: 5x5 stride 2, then 3x3 stride 2, stride 2, stride 1."""
+    hidden: int = 256
+    """Width of the camera projection and of the MLP head."""
+    chunk: int = 8
+    """Actions predicted per inference."""
+    execute: int = 4
+    """Actions of each chunk executed before the next inference."""
+    train: TrainConfig = TrainConfig(
+        learning_rate=1e-3, batch_size=64, steps=20000, warmup=500, eval_every=1000,
+        checkpoint_every=500, shift=4,
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        _train_from(self)
+        problems: list[str] = []
+        self.train.validate(problems)
+        if len(self.channels) < 2 or any(c < 1 for c in self.channels):
+            problems.append(f"channels must hold >= 2 positive widths, got {self.channels}")
+        if self.hidden < 1 or self.chunk < 1 or not 1 <= self.execute <= self.chunk:
+            problems.append(
+                f"need hidden >= 1 and 1 <= execute <= chunk, got {self.hidden}, "
+                f"{self.execute}, {self.chunk}"
+            )
+        _raise(type(self), problems)
+
+    def build(self, image_keys: tuple[str, ...], image_size: int, action_dim: int = 5):
+        return BCPixelsPolicy(self, image_keys, image_size, action_dim)
+
+
+_DEBUG_TRAIN = TrainConfig(
+    batch_size=8, steps=6, warmup=2, eval_every=3, checkpoint_every=2, shift=2
+)
+BC_PRESETS: dict[str, dict[str, Any]] = {
+    "bc-state": {
+        "debug": BCStateConfig(hidden=(32, 32), train=_DEBUG_TRAIN),
+        "default": BCStateConfig(),
+        "large": BCStateConfig(
+            hidden=(512, 512, 512),
+            train=TrainConfig(
+                learning_rate=1e-3, batch_size=256, steps=10000, warmup=200,
+                eval_every=1000, checkpoint_every=1000, shift=0,
+            ),
+        ),
+    },
+    "bc-pixels": {
+        "debug": BCPixelsConfig(channels=(4, 8), hidden=16, chunk=4, execute=2, train=_DEBUG_TRAIN),
+        "default": BCPixelsConfig(),
+        "large": BCPixelsConfig(
+            channels=(32, 64, 64, 64),
+            train=TrainConfig(
+                learning_rate=1e-3, batch_size=128, steps=40000, warmup=500,
+                eval_every=2000, checkpoint_every=1000, shift=4,
+            ),
+        ),
+    },
+}  # fmt: skip
+"""``debug`` for tests, ``default`` for the benchmarks and the demo, ``large`` for real runs."""
+
+
+def bc_preset(kind: str, name: str) -> BCStateConfig | BCPixelsConfig:
+    if kind not in BC_PRESETS:
+        raise KeyError(f"unknown baseline {kind!r}; known: {', '.join(BC_PRESETS)}")
+    if name not in BC_PRESETS[kind]:
+        raise KeyError(
+            f"unknown {kind} preset {name!r}; known presets: {', '.join(BC_PRESETS[kind])}"
+        )
+    return BC_PRESETS[kind][name]
+
+
+# ---------------------------------------------------------------------- networks
+
+
+class Normalizer(nn.Module):
+    """Fixed per-feature standardisation, fitted once on the training data."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def fit(self, data: np.ndarray) -> None:
+        x = torch.as_tensor(np.asarray(data, dtype=np.float32))
+        self.mean.copy_(x.mean(0))
+        self.std.copy_(x.std(0).clamp_min(1e-3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for a, b in itertools.pairwise(sizes[:-1]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    layers.append(nn.Linear(sizes[-2], sizes[-1]))
+    return nn.Sequential(*layers)
+
+
+class BCStatePolicy(nn.Module):
+    """``features (B, STATE_DIM) -> action (B, A)``."""
+
+    def __init__(self, config: BCStateConfig, action_dim: int = 5) -> None:
+        super().__init__()
+        self.config = config
+        self.action_dim = action_dim
+        self.normalizer = Normalizer(STATE_DIM)
+        self.net = mlp([STATE_DIM, *config.hidden, action_dim])
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalizer(features))
+
+    def loss(self, batch: dict[str, Any], generator: torch.Generator | None = None):
+        """``batch``: ``features (B, F)``, ``actions (B, A)``; mean squared error."""
+        features = torch.as_tensor(batch["features"])
+        target = torch.as_tensor(batch["actions"])
+        pred = self(features)
+        loss = F.mse_loss(pred, target)
+        grip_ok = (torch.sign(pred[:, GRIPPER]) == torch.sign(target[:, GRIPPER])).float().mean()
+        return loss, {"loss": float(loss), "gripper_accuracy": float(grip_ok)}
+
+
+class FiLMConvStem(nn.Module):
+    """A camera's conv stem; every conv layer but the last is scaled and shifted by the
+    instruction: ``images (B, H, W, 3) uint8 -> (B, hidden)``."""
+
+    def __init__(self, channels: tuple[int, ...], image_size: int, hidden: int, cond: int):
+        super().__init__()
+        convs, films, size, c_in = [], [], image_size, 3
+        for i, c in enumerate(channels):
+            kernel, stride = (5, 2) if i == 0 else (3, 2 if i < 3 else 1)
+            convs.append(nn.Conv2d(c_in, c, kernel, stride, kernel // 2))
+            if i < len(channels) - 1:
+                films.append(nn.Linear(cond, 2 * c))
+            size = (size + 2 * (kernel // 2) - kernel) // stride + 1
+            c_in = c
+        self.convs = nn.ModuleList(convs)
+        self.films = nn.ModuleList(films)
+        for film in self.films:  # start as the identity modulation
+            nn.init.zeros_(film.weight)
+            nn.init.zeros_(film.bias)
+        self.proj = nn.Linear(c_in * size * size, hidden)
+
+    def forward(self, images: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        x = images
+        for i, conv in enumerate(self.convs):
+            x = conv(x)
+            if i < len(self.films):
+                gamma, beta = self.films[i](cond).chunk(2, dim=-1)
+                x = x * (1.0 + gamma[:, :, None, None]) + beta[:, :, None, None]
+            x = F.relu(x)
+        return F.relu(self.proj(x.flatten(1)))
+
+
+def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | None) -> torch.Tensor:
+    """DrQ's augmentation: replicate-pad by ``pad`` px and crop back at a random offset per image.
+    ``images (B, C, H, W)`` float."""
+    b, _, h, w = images.shape
+    padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    rows = (dy[:, None] + torch.arange(h)[None]).clamp_max(h + 2 * pad - 1)  # (B, H)
+    cols = (dx[:, None] + torch.arange(w)[None]).clamp_max(w + 2 * pad - 1)  # (B, W)
+    batch = torch.arange(b)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
+    return out.permute(0, 3, 1, 2)
+
+
+class BCPixelsPolicy(nn.Module):
+    """``images {key: (B, H, W, 3) uint8}, proprio (B, P), instruction (B, I) -> chunk (B, K, A)``."""
+
+    def __init__(
+        self,
+        config: BCPixelsConfig,
+        image_keys: tuple[str, ...],
+        image_size: int,
+        action_dim: int = 5,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.image_keys = tuple(image_keys)
+        self.image_size = image_size
+        self.action_dim = action_dim
+        cond = config.hidden // 2
+        self.instruction = nn.Sequential(nn.Linear(INSTRUCTION_DIM, cond), nn.ReLU())
+        self.stems = nn.ModuleDict(
+            {
+                key: FiLMConvStem(config.channels, image_size, config.hidden, cond)
+                for key in self.image_keys
+            }
+        )
+        self.normalizer = Normalizer(len(PROPRIO_USED))
+        width = config.hidden * len(self.image_keys) + len(PROPRIO_USED) + cond
+        self.head = mlp([width, config.hidden, config.hidden, config.chunk * action_dim])
+
+    def forward(
+        self,
+        images: dict[str, torch.Tensor],
+        proprio: torch.Tensor,
+        instruction: torch.Tensor,
+        shift: int = 0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        cond = self.instruction(instruction)
+        feats = []
+        for key in self.image_keys:
+            x = images[key].permute(0, 3, 1, 2).float() * (1.0 / 255.0)
+            if shift:
+                x = random_shift(x, shift, generator)
+            feats.append(self.stems[key](x, cond))
+        p = self.normalizer(proprio[:, list(PROPRIO_USED)].float())
+        out = self.head(torch.cat([*feats, p, cond], dim=-1))
+        return out.view(-1, self.config.chunk, self.action_dim)
+
+    def loss(self, batch: dict[str, Any], generator: torch.Generator | None = None):
+        """``batch``: ``obs/<image key>``, ``obs/proprio``, ``instruction (B, I)``, ``actions
+        (B, K, A)``, ``action_mask (B, K)``; masked mean squared error over the chunk."""
+        images = {k: torch.as_tensor(batch[f"obs/{k}"]) for k in self.image_keys}
+        pred = self(
+            images,
+            torch.as_tensor(batch[f"obs/{PROPRIO}"]),
+            torch.as_tensor(batch["instruction"]),
+            shift=self.config.train.shift if self.training else 0,
+            generator=generator,
+        )
+        target = torch.as_tensor(batch["actions"])
+        mask = torch.as_tensor(batch["action_mask"])[..., None]
+        err = ((pred - target) ** 2 * mask).sum() / (mask.sum() * self.action_dim)
+        first = pred[:, 0, GRIPPER], target[:, 0, GRIPPER]
+        grip_ok = (torch.sign(first[0]) == torch.sign(first[1])).float().mean()
+        return err, {"loss": float(err), "gripper_accuracy": float(grip_ok)}
+
+
+# ---------------------------------------------------------------------- agents
+
+
+def executable(action: np.ndarray) -> np.ndarray:
+    """Clip to [-1, 1] and snap the gripper to +-1 (its sign), as the baselines execute."""
+    out = np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
+    out[GRIPPER] = 1.0 if out[GRIPPER] > 0 else -1.0
+    return out
+
+
+@AGENTS.register("bc-state")
+class BCStateAgent:
+    """Acts every step from task-relative privileged state; no subtasks."""
+
+    def __init__(self, policy: BCStatePolicy, features: TaskFeatures) -> None:
+        self.policy = policy.eval()
+        self.features = features
+        self.reset("")
+
+    def reset(self, instruction: str) -> None:
+        self.instruction = instruction
+        self._initial: np.ndarray | None = None
+        self._bound: list = []
+
+    def _start(self, obs: dict[str, Any]) -> None:
+        self._initial = np.asarray(obs[OBJECT_STATE], dtype=np.float32).copy()
+        self._bound = self.features.bind(self.instruction, self._initial)
+
+    def raw_action(self, obs: dict[str, Any]) -> np.ndarray:
+        """The network's action before snapping (a DAgger teacher's label)."""
+        if self._initial is None:
+            self._start(obs)
+        f = self.features.state_features(
+            obs[PROPRIO], obs[OBJECT_STATE], self._initial, self._bound
+        )
+        with torch.no_grad():
+            return self.policy(torch.from_numpy(f)[None])[0].numpy()
+
+    def act(self, obs: dict[str, Any]) -> np.ndarray:
+        return executable(self.raw_action(obs))
+
+    @property
+    def subtask(self) -> str:
+        return "none"
+
+
+@AGENTS.register("bc-pixels")
+class BCPixelsAgent:
+    """Predicts a chunk from the cameras, proprioception and instruction; executes part of it."""
+
+    def __init__(self, policy: BCPixelsPolicy) -> None:
+        self.policy = policy.eval()
+        self.queue = ActionChunkQueue(policy.config.execute)
+        self.reset("")
+
+    def reset(self, instruction: str) -> None:
+        self.instruction = instruction
+        self._code = torch.from_numpy(instruction_vector(instruction))[None]
+        self.queue.clear()
+
+    def act(self, obs: dict[str, Any]) -> np.ndarray:
+        if self.queue.needs_chunk():
+            images = {
+                k: torch.from_numpy(np.ascontiguousarray(obs[k]))[None]
+                for k in self.policy.image_keys
+            }
+            proprio = torch.from_numpy(np.asarray(obs[PROPRIO], dtype=np.float32))[None]
+            with torch.no_grad():
+                chunk = self.policy(images, proprio, self._code)[0].numpy()
+            self.queue.push(chunk)
+        return executable(self.queue.pop())
+
+    @property
+    def subtask(self) -> str:
+        return "none"
+
+
+# ---------------------------------------------------------------------- checkpoint
+
+
+@dataclass
+class BCBundle:
+    """A trained baseline: network, config, the env layout and the tasks' object kinds."""
+
+    kind: str
+    policy: BCStatePolicy | BCPixelsPolicy
+    env: dict[str, Any]
+    """Env settings the agent was trained with (observation layout), applied at evaluation."""
+    tasks: tuple[str, ...]
+    task_kinds: dict[str, tuple[str, ...]]
+    """Task -> the kinds of its scene's objects (the layout of ``object_state``)."""
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in BC_KINDS:
+            raise ValueError(f"unknown baseline {self.kind!r}; known: {BC_KINDS}")
+
+    def make(self, seed: int = 0, world_model_check: bool = True, task: str | None = None):
+        """A fresh agent for ``task`` (``bc-state`` reads the task's object layout)."""
+        if self.kind == "bc-pixels":
+            return BCPixelsAgent(self.policy)
+        if task is None:
+            if len(self.tasks) != 1:
+                raise ValueError(f"name the task: this agent knows {list(self.tasks)}")
+            task = self.tasks[0]
+        if task not in self.task_kinds:
+            raise CheckpointError(f"this agent was trained on {list(self.tasks)}, not {task!r}")
+        return BCStateAgent(self.policy, TaskFeatures(self.task_kinds[task]))
+
+    def save(self, path: str | Path) -> Path:
+        payload = {
+            "agent": self.kind,
+            "config": self.policy.config.to_dict(),
+            "state": self.policy.state_dict(),
+            "env": self.env,
+            "tasks": list(self.tasks),
+            "task_kinds": {t: list(k) for t, k in self.task_kinds.items()},
+            "info": self.info,
+        }
+        if isinstance(self.policy, BCPixelsPolicy):
+            payload["image_keys"] = list(self.policy.image_keys)
+            payload["image_size"] = self.policy.image_size
+        return save_checkpoint(path, KIND, payload)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> BCBundle:
+        kind = record["agent"]
+        if kind == "bc-state":
+            policy = BCStateConfig.from_dict(record["config"]).build()
+        else:
+            policy = BCPixelsConfig.from_dict(record["config"]).build(
+                tuple(record["image_keys"]), int(record["image_size"])
+            )
+        policy.load_state_dict(record["state"])
+        return cls(
+            kind=kind,
+            policy=policy.eval(),
+            env=dict(record["env"]),
+            tasks=tuple(record["tasks"]),
+            task_kinds={t: tuple(k) for t, k in record["task_kinds"].items()},
+            info=record.get("info", {}),
+        )
+
+    def check_env(self, task: str, observation_space) -> None:
+        """Raise a clear error for a task or observation layout this agent was not trained on."""
+        if task not in self.tasks:
+            raise CheckpointError(
+                f"this agent was trained on tasks {list(self.tasks)}, not {task!r}; "
+                "train it on demos of that task too (train agent --data DIR [DIR ...])"
+            )
+        spaces = observation_space.spaces
+        needed = [PROPRIO, OBJECT_STATE] if self.kind == "bc-state" else [PROPRIO]
+        if isinstance(self.policy, BCPixelsPolicy):
+            needed += list(self.policy.image_keys)
+        problems = [f"no observation {k!r}" for k in needed if k not in spaces]
+        if isinstance(self.policy, BCPixelsPolicy):
+            for key in self.policy.image_keys:
+                if key in spaces and spaces[key].shape[0] != self.policy.image_size:
+                    problems.append(
+                        f"{key} is {spaces[key].shape[0]} px, trained on {self.policy.image_size} px"
+                    )
+        if problems:
+            raise CheckpointError(
+                f"the env's observations do not match the agent's (trained with {self.env}): "
+                + "; ".join(problems)
+            )

@@ -1,0 +1,30 @@
+"""Load any trained agent from the one checkpoint format (``kind = "agent"``), whatever it is:
+an end-to-end or hierarchical :class:`~policies.agents.AgentBundle`, or a ``bc-state`` /
+``bc-pixels`` :class:`~policies.bc.BCBundle`. Importing this module registers every agent kind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from policies.agents import AGENTS, KIND, AgentBundle
+from policies.bc import BC_KINDS, BCBundle
+from world_models.checkpoint import CheckpointError, load_checkpoint
+
+__all__ = ["AGENTS", "BC_KINDS", "load_agent"]
+
+
+def load_agent(path: str | Path) -> AgentBundle | BCBundle:
+    """The agent bundle in ``path``; a clear :class:`CheckpointError` when it is not readable."""
+    record = load_checkpoint(path, KIND)
+    kind = record.get("agent")
+    if kind not in AGENTS:
+        raise CheckpointError(f"{path}: unknown agent kind {kind!r}; known: {AGENTS.names()}")
+    if kind not in BC_KINDS:
+        return AgentBundle.from_record(record, path)
+    try:
+        return BCBundle.from_record(record)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"{path}: agent checkpoint is not readable by this code "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]})"
+        ) from None
