@@ -193,6 +193,56 @@ def cmd_bench_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _task_list(text: str | None) -> list[str]:
+    import envs
+
+    if not text or text == "all":
+        return envs.TASKS.names()
+    return [_check_task(t.strip()) for t in text.split(",") if t.strip()]
+
+
+def _int_list(text: str | None, flag: str) -> list[int]:
+    if not text:
+        return []
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(
+            f"{flag} expects comma-separated positive integers, got {text!r}"
+        ) from None
+    if any(v < 1 for v in values):
+        raise UsageError(f"{flag} expects positive integers, got {text!r}")
+    return values
+
+
+def cmd_bench_learnability(args: argparse.Namespace) -> int:
+    import torch
+
+    from embodied.bench_learnability import bench_learnability, format_table
+
+    torch.set_num_threads(1)
+    demos = _int_list(args.demos, "--demos")
+    if not demos:
+        raise UsageError("--demos needs at least one count, e.g. 200,1000")
+    results = bench_learnability(
+        args.out,
+        _task_list(args.tasks),
+        demos,
+        episodes=args.episodes,
+        dagger=args.dagger,
+        dagger_episodes=args.dagger_episodes,
+        dagger_demos=_int_list(args.dagger_demos, "--dagger-demos") or None,
+        pixel_tasks=_task_list(args.pixel_tasks) if args.pixel_tasks else [],
+        pixel_demos=_int_list(args.pixel_demos, "--pixel-demos"),
+        pixel_steps=args.pixel_steps,
+        workers=args.workers,
+        num_envs=args.num_envs,
+        progress=not args.quiet,
+    )
+    print(format_table(results))
+    return 0
+
+
 def cmd_bench_experts(args: argparse.Namespace) -> int:
     from embodied.bench_experts import bench_experts
     from sandbox_common.atomic import write_json_atomic
@@ -659,6 +709,29 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--tasks", help="comma-separated subset of tasks (default: all)")
     b.add_argument("--no-peers", action="store_true", help="skip FetchPush / Meta-World / Pusher")
     b.set_defaults(func=cmd_bench_env)
+    b = bench.add_parser(
+        "learnability",
+        help="collect demos, train bc-state / bc-pixels (with DAgger), evaluate on held-out seeds",
+    )
+    b.add_argument(
+        "--out", required=True, help="directory for data/, runs/ and the results (resumes)"
+    )
+    b.add_argument("--tasks", default="all", help="comma-separated tasks or all (default)")
+    b.add_argument("--demos", default="200,1000", help="comma-separated demo counts")
+    b.add_argument("--episodes", type=_positive, default=50, help="held-out evaluation episodes")
+    b.add_argument("--dagger", type=int, default=3, help="DAgger rounds (0: none)")
+    b.add_argument("--dagger-episodes", type=_positive, default=50, help="rollouts per round")
+    b.add_argument("--dagger-demos", help="demo counts that get DAgger (default: the smallest)")
+    b.add_argument("--pixel-tasks", help="tasks for bc-pixels (default: none; it is slow on a CPU)")
+    b.add_argument("--pixel-demos", help="demo counts for bc-pixels, e.g. 1000")
+    b.add_argument(
+        "--pixel-steps", type=_positive, help="bc-pixels updates (default: the preset's)"
+    )
+    b.add_argument("--workers", type=_positive, default=2, help="parallel collection processes")
+    b.add_argument("--num-envs", type=_positive, default=2, help="vectorized evaluation envs")
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.set_defaults(func=cmd_bench_learnability)
+
     b = bench.add_parser(
         "experts", help="scripted-expert success rate per task over seeded episodes"
     )

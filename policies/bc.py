@@ -81,10 +81,10 @@ class BCStateConfig(_Serializable):
 class BCPixelsConfig(_Serializable):
     """A plain conv policy with the instruction in every conv layer (FiLM)."""
 
-    channels: tuple[int, ...] = (32, 32, 64, 64)
-    """Conv widths per camera stem: 5x5 stride 2, then 3x3 stride 2, stride 2, stride 1."""
-    hidden: int = 256
-    """Width of the camera projection and of the MLP head."""
+    channels: tuple[int, ...] = (16, 32, 32)
+    """Conv widths per camera stem: 8x8 stride 4, 3x3 stride 2, then 3x3 stride 1 (64 px -> 8x8)."""
+    hidden: int = 128
+    """Width of each camera's projection and of the MLP head."""
     chunk: int = 8
     """Actions predicted per inference."""
     execute: int = 4
@@ -131,6 +131,7 @@ BC_PRESETS: dict[str, dict[str, Any]] = {
         "default": BCPixelsConfig(),
         "large": BCPixelsConfig(
             channels=(32, 64, 64, 64),
+            hidden=256,
             train=TrainConfig(
                 learning_rate=1e-3, batch_size=128, steps=40000, warmup=500,
                 eval_every=2000, checkpoint_every=1000, shift=4,
@@ -199,7 +200,7 @@ class BCStatePolicy(nn.Module):
         pred = self(features)
         loss = F.mse_loss(pred, target)
         grip_ok = (torch.sign(pred[:, GRIPPER]) == torch.sign(target[:, GRIPPER])).float().mean()
-        return loss, {"loss": float(loss), "gripper_accuracy": float(grip_ok)}
+        return loss, {"loss": float(loss.detach()), "gripper_accuracy": float(grip_ok)}
 
 
 class FiLMConvStem(nn.Module):
@@ -210,11 +211,11 @@ class FiLMConvStem(nn.Module):
         super().__init__()
         convs, films, size, c_in = [], [], image_size, 3
         for i, c in enumerate(channels):
-            kernel, stride = (5, 2) if i == 0 else (3, 2 if i < 3 else 1)
-            convs.append(nn.Conv2d(c_in, c, kernel, stride, kernel // 2))
+            kernel, stride, pad = (8, 4, 2) if i == 0 else (3, 2 if i == 1 else 1, 1)
+            convs.append(nn.Conv2d(c_in, c, kernel, stride, pad))
             if i < len(channels) - 1:
                 films.append(nn.Linear(cond, 2 * c))
-            size = (size + 2 * (kernel // 2) - kernel) // stride + 1
+            size = (size + 2 * pad - kernel) // stride + 1
             c_in = c
         self.convs = nn.ModuleList(convs)
         self.films = nn.ModuleList(films)
@@ -310,7 +311,7 @@ class BCPixelsPolicy(nn.Module):
         err = ((pred - target) ** 2 * mask).sum() / (mask.sum() * self.action_dim)
         first = pred[:, 0, GRIPPER], target[:, 0, GRIPPER]
         grip_ok = (torch.sign(first[0]) == torch.sign(first[1])).float().mean()
-        return err, {"loss": float(err), "gripper_accuracy": float(grip_ok)}
+        return err, {"loss": float(err.detach()), "gripper_accuracy": float(grip_ok)}
 
 
 # ---------------------------------------------------------------------- agents
