@@ -1,0 +1,247 @@
+"""The reference baselines (bc-state, bc-pixels), their features, DAgger and their CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import envs
+from embodied.agents import agent_factory_from_run, load_bundle
+from embodied.cli import main
+from embodied.collect import collect
+from embodied.dataset import EpisodeDataset
+from embodied.evaluation import evaluate
+from embodied.train_bc import load_demos, open_datasets, sampler, train_bc
+from envs.task_features import (
+    INSTRUCTION_DIM,
+    STATE_DIM,
+    Mention,
+    TaskFeatures,
+    instruction_vector,
+    parse_mentions,
+)
+from policies.bc import bc_preset
+from world_models.checkpoint import CheckpointError
+
+
+@pytest.fixture(scope="module")
+def state_demos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demos") / "pick-place-state"
+    collect("pick-place", 6, root, seed=100, noise=0.1, progress=False, obs_mode="state")
+    return root
+
+
+@pytest.fixture(scope="module")
+def pixel_demos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demos") / "reach-pixels"
+    collect("reach", 3, root, seed=100, noise=0.1, progress=False, image_size=32)
+    return root
+
+
+@pytest.fixture(scope="module")
+def state_run(tmp_path_factory, state_demos):
+    out = tmp_path_factory.mktemp("runs") / "bc-state"
+    train_bc("bc-state", [state_demos], out, preset="debug", progress=False, tensorboard=False)
+    return out
+
+
+# ---------------------------------------------------------------------- features
+
+
+def test_mentions_follow_the_words_in_any_paraphrase():
+    assert parse_mentions("put the red cube on the green pad") == [
+        Mention("red", "cube"),
+        Mention("green", "pad"),
+    ]
+    assert parse_mentions(
+        "Slide the Blue cube left, then place the red cube onto the yellow pad"
+    ) == [
+        Mention("blue", "cube", "left"),
+        Mention("red", "cube"),
+        Mention("yellow", "pad"),
+    ]
+    assert parse_mentions("sort the cubes onto the pads of their colour") == []
+    code = instruction_vector("put the red cube on the green pad")
+    assert code.shape == (INSTRUCTION_DIM,) and code.sum() == 4.0
+    assert not np.array_equal(code, instruction_vector("put the green cube on the red pad"))
+
+
+def test_features_bind_the_named_objects_in_every_task(task):
+    env = envs.make(task, obs_mode="state")
+    obs, _ = env.reset(seed=5)
+    features = TaskFeatures(tuple(o.kind for o in env.objects))
+    bound = features.bind(obs["instruction"], obs["object_state"])
+    names = {body: sem for sem, body in env.names.items()}
+    named = [names[env.objects[i].name] for i, _ in bound]
+    plan_objects = []
+    for s in env.plan:
+        for name in (s.obj, s.dest):
+            if name in names.values() and name not in plan_objects:
+                plan_objects.append(name)
+    assert named == plan_objects  # the roles are the plan's objects, in the plan's order
+    f = features.state_features(obs["proprio"], obs["object_state"], obs["object_state"], bound)
+    assert f.shape == (STATE_DIM,) and np.isfinite(f).all()
+    env.close()
+
+
+def test_features_reject_another_layout():
+    features = TaskFeatures(("cube", "pad"))
+    with pytest.raises(ValueError, match="object_state has 3 entries"):
+        features.colors(np.zeros(3))
+    with pytest.raises(ValueError, match="unknown object kind"):
+        TaskFeatures(("ball",))
+
+
+# ---------------------------------------------------------------------- networks
+
+
+@pytest.mark.parametrize("kind", ["bc-state", "bc-pixels"])
+def test_loss_falls_when_overfitting_one_batch(kind, state_demos, pixel_demos):
+    torch.manual_seed(0)
+    root = state_demos if kind == "bc-state" else pixel_demos
+    datasets, _ = open_datasets([root], kind)
+    demos = load_demos(datasets, kind, [(0, e) for e in range(len(datasets[0]))])
+    config = bc_preset(kind, "debug")
+    if kind == "bc-state":
+        policy = config.build()
+        policy.normalizer.fit(demos.features)
+        batch = sampler(demos, kind, 32)(np.random.default_rng(0))
+    else:
+        keys = tuple(sorted(demos.images))
+        policy = config.build(keys, 32)
+        batch = sampler(demos, kind, 8, config.chunk)(np.random.default_rng(0))
+    optimizer = torch.optim.Adam(policy.parameters(), lr=3e-3)
+    first = None
+    for _ in range(60):
+        loss, metrics = policy.loss(batch, torch.Generator().manual_seed(0))
+        first = first if first is not None else float(loss.detach())
+        optimizer.zero_grad()
+        loss.backward()
+        for p in policy.parameters():
+            assert p.grad is None or torch.isfinite(p.grad).all()
+        optimizer.step()
+    assert float(loss) < 0.3 * first
+    assert 0.0 <= metrics["gripper_accuracy"] <= 1.0
+
+
+def test_bc_pixels_reads_the_instruction_from_the_first_layer(pixel_demos):
+    datasets, _ = open_datasets([pixel_demos], "bc-pixels")
+    demos = load_demos(datasets, "bc-pixels", [(0, 0)])
+    policy = bc_preset("bc-pixels", "debug").build(tuple(sorted(demos.images)), 32)
+    for film in policy.stems["image_front"].films:
+        torch.nn.init.normal_(film.weight)
+    images = {k: torch.from_numpy(v[:1]) for k, v in demos.images.items()}
+    proprio = torch.from_numpy(demos.proprio[:1])
+    a = torch.from_numpy(instruction_vector("reach the red target"))[None]
+    b = torch.from_numpy(instruction_vector("reach the blue target"))[None]
+    stem = policy.stems["image_front"]
+    x = images["image_front"].permute(0, 3, 1, 2).float() / 255
+    first = [
+        stem.convs[0](x) * (1 + g)
+        for g in (stem.films[0](policy.instruction(c))[:, :4, None, None] for c in (a, b))
+    ]
+    assert not torch.allclose(first[0], first[1])
+    assert not torch.allclose(policy(images, proprio, a), policy(images, proprio, b))
+
+
+# ---------------------------------------------------------------------- agents and checkpoints
+
+
+def test_bc_state_run_loads_and_acts_identically(state_run):
+    bundle = load_bundle(state_run)
+    again = load_bundle(state_run / "agent.pt")
+    env = envs.make("pick-place", obs_mode="state")
+    obs, info = env.reset(seed=3)
+    agents = [bundle.make(task="pick-place"), again.make(task="pick-place")]
+    for agent in agents:
+        agent.reset(info["instruction"])
+    for _ in range(5):
+        a, b = (agent.act(obs) for agent in agents)
+        np.testing.assert_array_equal(a, b)
+        assert a.shape == (5,) and a[4] in (-1.0, 1.0) and np.all(np.abs(a) <= 1)
+        obs, *_ = env.step(a)
+    env.close()
+    report = json.loads((state_run / "train.json").read_text())
+    assert report["rounds"][0]["steps"] == bc_preset("bc-state", "debug").train.steps
+
+
+def test_bc_state_refuses_other_tasks_and_truncated_files(state_run, tmp_path):
+    with pytest.raises(CheckpointError, match="trained on tasks"):
+        agent_factory_from_run(state_run, "stack")
+    data = (state_run / "agent.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_bundle(tmp_path / "cut.pt")
+
+
+def test_bc_pixels_trains_evaluates_and_resumes(pixel_demos, tmp_path):
+    out = tmp_path / "pix"
+    stopped = train_bc("bc-pixels", [pixel_demos], out, preset="debug", progress=False,
+                       tensorboard=False, stop_after=3)  # fmt: skip
+    assert stopped == {"stopped_at": 3, "round": 0}
+    report = train_bc("bc-pixels", [pixel_demos], out, preset="debug", progress=False,
+                      tensorboard=False)  # fmt: skip
+    assert report["rounds"][0]["resumed"] and report["rounds"][0]["steps"] == 6
+    make, overrides = agent_factory_from_run(out, "reach")
+    assert overrides["image_size"] == 32
+    result = evaluate(make, "reach", 2, seed=0, **overrides)
+    assert result.episodes == 2 and 0.0 <= result.success_rate <= 1.0
+
+
+# ---------------------------------------------------------------------- DAgger
+
+
+def test_dagger_round_writes_an_ordinary_dataset(state_demos, tmp_path):
+    out = tmp_path / "dagger"
+    report = train_bc("bc-state", [state_demos], out, preset="debug", dagger=1,
+                      dagger_episodes=2, progress=False, tensorboard=False)  # fmt: skip
+    round_data = EpisodeDataset(out / "round_1" / "data" / "pick-place")
+    assert len(round_data) == 2
+    assert round_data.meta["source"] == {"dagger_round": 1, "teacher": "expert"}
+    episode = round_data[0]
+    assert episode.meta["dagger_round"] == 1
+    # the student acted (its gripper is snapped to +-1); the expert labelled every state
+    assert set(np.unique(episode.steps["action"][:, 4])) <= {-1.0, 1.0}
+    assert not np.array_equal(episode.steps["action"], episode.steps["expert_action"])
+    assert len(report["rounds"]) == 2 and report["rounds"][1]["rollouts"][0]["task"] == "pick-place"
+    assert (out / "round_1" / "agent.pt").exists() and (out / "agent.pt").exists()
+    # loadable by every trainer: the next round reads it like any demo dataset
+    datasets, _ = open_datasets([out / "round_1" / "data" / "pick-place"], "bc-state")
+    assert load_demos(datasets, "bc-state", [(0, 0)]).features.shape[1] == STATE_DIM
+
+
+def test_dagger_with_a_trained_teacher(state_demos, state_run, tmp_path):
+    out = tmp_path / "student"
+    train_bc("bc-state", [state_demos], out, preset="debug", dagger=1, dagger_episodes=1,
+             teacher=str(state_run), progress=False, tensorboard=False)  # fmt: skip
+    episode = EpisodeDataset(out / "round_1" / "data" / "pick-place")[0]
+    assert episode.meta["teacher"] == str(state_run)
+    assert np.all(np.abs(episode.steps["expert_action"]) <= 1.0)
+
+
+# ---------------------------------------------------------------------- CLI
+
+
+def test_cli_trains_a_baseline_with_dagger_and_evaluates_it(state_demos, tmp_path, capsys):
+    run = tmp_path / "run"
+    code = main(["train", "agent", "--kind", "bc-state", "--data", str(state_demos), "--out",
+                 str(run), "--preset", "debug", "--dagger", "1", "--dagger-episodes", "1",
+                 "--quiet"])  # fmt: skip
+    assert code == 0 and "round 1" in capsys.readouterr().out
+    code = main(["eval", "--agent", str(run), "--task", "pick-place", "--episodes", "2",
+                 "--out", str(tmp_path / "eval"), "--quiet"])  # fmt: skip
+    assert code == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["episodes"] == 2
+
+
+def test_cli_rejects_layered_flags_for_baselines(state_demos, tmp_path, capsys):
+    code = main(["train", "agent", "--kind", "bc-state", "--data", str(state_demos), "--out",
+                 str(tmp_path / "r"), "--head", "flow", "--quiet"])  # fmt: skip
+    assert code == 2 and "layered agents" in capsys.readouterr().err
+    code = main(["train", "agent", "--kind", "bc-pixels", "--data", str(state_demos), "--out",
+                 str(tmp_path / "r"), "--quiet"])  # fmt: skip
+    assert code == 2 and "collect with --obs-mode pixels" in capsys.readouterr().err
