@@ -61,6 +61,7 @@ def bench_learnability(
     workers: int = 2,
     num_envs: int = 2,
     progress: bool = False,
+    pixel_device: str = "cpu",
 ) -> dict[str, Any]:
     """Run the benchmark; returns (and writes) ``OUT/learnability.json``.
 
@@ -83,6 +84,7 @@ def bench_learnability(
             "dagger_demos": dagger_demos,
             "pixel_tasks": pixel_tasks or [],
             "pixel_demos": pixel_demos or [],
+            "pixel_device": pixel_device,
         },
         "rows": [],
     }
@@ -131,7 +133,7 @@ def bench_learnability(
             run = out / "runs" / f"{task}-bc-pixels-{n}"
             train_bc("bc-pixels", [data], run, steps=pixel_steps, dagger=dagger,
                      dagger_episodes=dagger_episodes, teacher=str(teacher / AGENT_FILE),
-                     progress=progress)  # fmt: skip
+                     progress=progress, device=pixel_device)  # fmt: skip
             trained = time.perf_counter()
             evals = _rounds(run, dagger, task, episodes, num_envs)
             results["rows"].append(

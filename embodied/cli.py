@@ -238,6 +238,7 @@ def cmd_bench_learnability(args: argparse.Namespace) -> int:
         workers=args.workers,
         num_envs=args.num_envs,
         progress=not args.quiet,
+        pixel_device=args.device,
     )
     print(format_table(results))
     return 0
@@ -314,6 +315,7 @@ def cmd_train_agent(args: argparse.Namespace) -> int:
             dagger_episodes=args.dagger_episodes,
             teacher=args.teacher,
             progress=not args.quiet,
+            device=args.device,
         )
         for r, rnd in enumerate(report["rounds"]):
             rollouts = ", ".join(
@@ -409,6 +411,7 @@ def cmd_bench_agents(args: argparse.Namespace) -> int:
         tasks=tasks,
         num_envs=args.num_envs,
         progress=not args.quiet,
+        pixel_device=args.device,
     )
     print(format_table(results))
     print(json.dumps(results["summary"]["hierarchical_minus_end_to_end"], indent=1))
@@ -609,6 +612,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--dagger-episodes", type=_positive, default=50, help="rollouts per task per DAgger round"
+    )
+    t.add_argument(
+        "--device",
+        default="cpu",
+        choices=["auto", "cpu", "cuda"],
+        help="baselines: where to train (auto: CUDA when present); agents always act on the CPU",
     )
     t.add_argument(
         "--teacher",

@@ -36,6 +36,7 @@ from envs.task_features import TaskFeatures, instruction_vector
 from policies.bc import BC_KINDS, BCBundle, BCStateAgent, bc_preset
 from sandbox_common.atomic import write_json_atomic
 from world_models import Trainer
+from world_models.trainer import resolve_device
 
 AGENT_FILE = "agent.pt"
 VALIDATION_EVERY = 10
@@ -184,6 +185,7 @@ def _fit_round(
     progress: bool,
     stop_after: int | None,
     tensorboard: bool,
+    device: torch.device,
 ) -> tuple[BCBundle | None, dict[str, Any]]:
     """Train one round on ``datasets``; returns the bundle (None when stopped early) and a report."""
     pairs = [(d, e) for d, ds in enumerate(datasets) for e in range(len(ds))]
@@ -227,6 +229,7 @@ def _fit_round(
         validation=[val_sample(np.random.default_rng([seed, 10**6 + i])) for i in range(4)],
         tensorboard=tensorboard,
         desc=f"train {kind} ({round_dir.name})",
+        device=device,
     )
     resumed = trainer.resume()
     trainer.fit(progress=progress, stop_after=stop_after)
@@ -235,6 +238,7 @@ def _fit_round(
         "steps": trainer.step,
         "resumed": resumed,
         "train_seconds_this_call": round(trainer.seconds, 1),
+        "device": str(device),
         "final": {k: v for k, v in last.items() if k.startswith("val_") or k == "loss"},
         "data": data_info,
     }
@@ -242,7 +246,7 @@ def _fit_round(
         return None, report
     bundle = BCBundle(
         kind=kind,
-        policy=policy.eval(),
+        policy=policy.cpu().eval(),  # agents act on the CPU
         env=layout,
         tasks=tuple(tasks),
         task_kinds={t: task_kinds(t) for t in tasks},
@@ -289,6 +293,7 @@ def train_bc(
     progress: bool = True,
     stop_after: int | None = None,
     tensorboard: bool = True,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Train (or resume) a baseline and ``dagger`` DAgger rounds; returns ``RUN/train.json``."""
     if kind not in BC_KINDS:
@@ -298,6 +303,7 @@ def train_bc(
             f"need dagger >= 0 and dagger_episodes >= 1, got {dagger}, {dagger_episodes}"
         )
     config = bc_preset(kind, preset)
+    torch_device = resolve_device(device)
     if steps is not None:
         from dataclasses import replace
 
@@ -315,7 +321,7 @@ def train_bc(
     }
     bundle, round_report = _fit_round(
         kind, config, datasets, layout, out / "round_0", seed, None, progress, stop_after,
-        tensorboard,
+        tensorboard, torch_device,
     )  # fmt: skip
     report["rounds"].append(round_report)
     if bundle is None:
@@ -343,7 +349,7 @@ def train_bc(
         init = {k: v.clone() for k, v in bundle.policy.state_dict().items()}
         bundle, round_report = _fit_round(
             kind, config, datasets, layout, round_dir, seed + r, init, progress, stop_after,
-            tensorboard,
+            tensorboard, torch_device,
         )  # fmt: skip
         round_report["rollouts"] = rollouts
         report["rounds"].append(round_report)

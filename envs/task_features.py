@@ -73,9 +73,11 @@ def object_state_dim(kinds: tuple[str, ...]) -> int:
     return sum((10 if k == "cube" else 3) + len(COLOR_NAMES) for k in kinds)
 
 
-SLOT_DIM = 1 + len(KINDS) + 3 + 3 + 2 + 3 + 2 + len(DIRECTION_NAMES)
-"""Per slot: present, kind one-hot, position, position minus hand, cube yaw (sin/cos 4x),
-initial position, push goal minus position (xy), direction one-hot."""
+SLOT_DIM = 1 + len(KINDS) + 3 + 3 + 2 + 3 + 2 + len(DIRECTION_NAMES) + 3
+"""Per slot: present, kind one-hot, position, position minus hand, cube yaw relative to the
+hand's (sin/cos of 4x the difference),
+initial position, push goal minus position (xy), direction one-hot, and the next slot's
+position minus this one's (a cube and its destination are named one after the other)."""
 PROPRIO_USED = (0, 1, 2, 3, 4, 5)
 """Hand position, sin/cos yaw and gripper opening; velocities are left out (a learner that
 sees them learns to continue the current motion)."""
@@ -158,6 +160,7 @@ class TaskFeatures:
         state = np.atleast_2d(self._check(object_state))
         initial = self._check(initial_object_state)
         hand = proprio[:, :3]
+        hand_yaw = np.arctan2(proprio[:, 3], proprio[:, 4])
         slots = np.zeros((len(proprio), MAX_MENTIONS, SLOT_DIM), dtype=np.float32)
         for slot, (i, m) in enumerate(bound[:MAX_MENTIONS]):
             kind, start, _ = self.slices[i]
@@ -171,13 +174,15 @@ class TaskFeatures:
             if kind == "cube":
                 w, z = state[:, start + 3], state[:, start + 6]
                 yaw = 2.0 * np.arctan2(z, w)  # the cubes only turn about the vertical
-                f[:, 10] = np.sin(4.0 * yaw)
-                f[:, 11] = np.cos(4.0 * yaw)
+                f[:, 10] = np.sin(4.0 * (yaw - hand_yaw))  # a cube repeats every quarter turn
+                f[:, 11] = np.cos(4.0 * (yaw - hand_yaw))
             f[:, 12:15] = start_pos
             if m.direction is not None:
                 goal = start_pos[:2] + PUSH_DISTANCE * np.array(DIRECTIONS[m.direction])
                 f[:, 15:17] = goal - pos[:, :2]
                 f[:, 17 + DIRECTION_NAMES.index(m.direction)] = 1.0
+        for slot in range(min(len(bound), MAX_MENTIONS) - 1):
+            slots[:, slot, 21:24] = slots[:, slot + 1, 4:7] - slots[:, slot, 4:7]
         out = np.concatenate(
             [proprio[:, list(PROPRIO_USED)], slots.reshape(len(proprio), -1)], axis=1
         )

@@ -195,8 +195,9 @@ class BCStatePolicy(nn.Module):
 
     def loss(self, batch: dict[str, Any], generator: torch.Generator | None = None):
         """``batch``: ``features (B, F)``, ``actions (B, A)``; mean squared error."""
-        features = torch.as_tensor(batch["features"])
-        target = torch.as_tensor(batch["actions"])
+        device = self.normalizer.mean.device
+        features = torch.as_tensor(batch["features"], device=device)
+        target = torch.as_tensor(batch["actions"], device=device)
         pred = self(features)
         loss = F.mse_loss(pred, target)
         grip_ok = (torch.sign(pred[:, GRIPPER]) == torch.sign(target[:, GRIPPER])).float().mean()
@@ -240,11 +241,12 @@ def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | No
     ``images (B, C, H, W)`` float."""
     b, _, h, w = images.shape
     padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")
-    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
-    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
-    rows = (dy[:, None] + torch.arange(h)[None]).clamp_max(h + 2 * pad - 1)  # (B, H)
-    cols = (dx[:, None] + torch.arange(w)[None]).clamp_max(w + 2 * pad - 1)  # (B, W)
-    batch = torch.arange(b)[:, None, None]
+    dev = images.device
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(dev)
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(dev)
+    rows = dy[:, None] + torch.arange(h, device=dev)[None]  # (B, H)
+    cols = dx[:, None] + torch.arange(w, device=dev)[None]  # (B, W)
+    batch = torch.arange(b, device=dev)[:, None, None]
     out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
     return out.permute(0, 3, 1, 2)
 
@@ -298,16 +300,17 @@ class BCPixelsPolicy(nn.Module):
     def loss(self, batch: dict[str, Any], generator: torch.Generator | None = None):
         """``batch``: ``obs/<image key>``, ``obs/proprio``, ``instruction (B, I)``, ``actions
         (B, K, A)``, ``action_mask (B, K)``; masked mean squared error over the chunk."""
-        images = {k: torch.as_tensor(batch[f"obs/{k}"]) for k in self.image_keys}
+        device = self.normalizer.mean.device
+        images = {k: torch.as_tensor(batch[f"obs/{k}"], device=device) for k in self.image_keys}
         pred = self(
             images,
-            torch.as_tensor(batch[f"obs/{PROPRIO}"]),
-            torch.as_tensor(batch["instruction"]),
+            torch.as_tensor(batch[f"obs/{PROPRIO}"], device=device),
+            torch.as_tensor(batch["instruction"], device=device),
             shift=self.config.train.shift if self.training else 0,
             generator=generator,
         )
-        target = torch.as_tensor(batch["actions"])
-        mask = torch.as_tensor(batch["action_mask"])[..., None]
+        target = torch.as_tensor(batch["actions"], device=device)
+        mask = torch.as_tensor(batch["action_mask"], device=device)[..., None]
         err = ((pred - target) ** 2 * mask).sum() / (mask.sum() * self.action_dim)
         first = pred[:, 0, GRIPPER], target[:, 0, GRIPPER]
         grip_ok = (torch.sign(first[0]) == torch.sign(first[1])).float().mean()

@@ -123,7 +123,7 @@ def test_loss_falls_when_overfitting_one_batch(kind, state_demos, pixel_demos):
         for p in policy.parameters():
             assert p.grad is None or torch.isfinite(p.grad).all()
         optimizer.step()
-    assert float(loss) < 0.3 * first
+    assert float(loss.detach()) < 0.3 * first
     assert 0.0 <= metrics["gripper_accuracy"] <= 1.0
 
 

@@ -51,8 +51,10 @@ class Trainer:
         tensorboard: bool = True,
         checkpoint_name: str = "checkpoint.pt",
         desc: str = "train",
+        device: str | torch.device = "cpu",
     ) -> None:
-        self.model = model
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
         self.out = Path(out)
         self.sample = sample
         self.kind = kind
@@ -140,7 +142,7 @@ class Trainer:
                 + "; ".join(problems)
                 + ". Use another output directory."
             )
-        self.model.load_state_dict(record["model"])
+        self.model.load_state_dict(record["model"])  # (copied onto the model's device)
         self.optimizer.load_state_dict(record["optimizer"])
         self.load_extra_state(record)
         self.step = int(record["step"])
@@ -242,3 +244,14 @@ class Trainer:
             self._writer.flush()
         self.seconds = time.perf_counter() - start
         return self.history
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when present, else the CPU), ``cpu`` or ``cuda``; a clear error otherwise."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available here; use auto or cpu")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {name!r}")
+    return torch.device(name)
