@@ -736,6 +736,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--pixel-steps", type=_positive, help="bc-pixels updates (default: the preset's)"
     )
+    b.add_argument(
+        "--device", default="cpu", choices=["auto", "cpu", "cuda"], help="where bc-pixels trains"
+    )
     b.add_argument("--workers", type=_positive, default=2, help="parallel collection processes")
     b.add_argument("--num-envs", type=_positive, default=2, help="vectorized evaluation envs")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
