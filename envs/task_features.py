@@ -24,14 +24,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.base import PUSH_DISTANCE
+from envs.base import PLACE_XY, PUSH_DISTANCE, PUSH_TOLERANCE, REACH_TOLERANCE
 from envs.language import COLOR_NAMES, DIRECTIONS
+from envs.scene import CUBE_HALF, PAD_HALF
 
 KINDS: tuple[str, ...] = ("cube", "pad", "target")
 DIRECTION_NAMES: tuple[str, ...] = tuple(DIRECTIONS)
 MAX_MENTIONS = 8
 """Object slots: a chain of four links names at most eight objects."""
 _WORD = re.compile(r"[a-z]+")
+
+
+@dataclass(frozen=True)
+class Link:
+    """One instruction link: act on scene object ``obj`` towards object ``dest`` or in
+    ``direction`` (neither: reach ``obj``)."""
+
+    obj: int
+    dest: int | None
+    direction: str | None
 
 
 @dataclass(frozen=True)
@@ -73,15 +84,17 @@ def object_state_dim(kinds: tuple[str, ...]) -> int:
     return sum((10 if k == "cube" else 3) + len(COLOR_NAMES) for k in kinds)
 
 
-SLOT_DIM = 1 + len(KINDS) + 3 + 3 + 2 + 3 + 2 + len(DIRECTION_NAMES) + 3
-"""Per slot: present, kind one-hot, position, position minus hand, cube yaw relative to the
-hand's (sin/cos of 4x the difference),
-initial position, push goal minus position (xy), direction one-hot, and the next slot's
-position minus this one's (a cube and its destination are named one after the other)."""
+MAX_LINKS = 4
+"""Link slots: a chain has at most four instructions, sort three."""
+LINK_DIM = 29
+"""Per link: present, kind one-hot, position, position minus hand, yaw relative to the hand
+(sin/cos of 4x the difference), destination present, its kind one-hot, its yaw relative to the
+hand, direction one-hot, destination point (a pad's or cube's centre, a push goal, the target),
+destination minus position, done."""
 PROPRIO_USED = (0, 1, 2, 3, 4, 5)
 """Hand position, sin/cos yaw and gripper opening; velocities are left out (a learner that
 sees them learns to continue the current motion)."""
-STATE_DIM = len(PROPRIO_USED) + MAX_MENTIONS * SLOT_DIM
+STATE_DIM = len(PROPRIO_USED) + 1 + MAX_LINKS * LINK_DIM
 INSTRUCTION_DIM = MAX_MENTIONS * (len(COLOR_NAMES) + len(KINDS) + len(DIRECTION_NAMES))
 
 
@@ -143,7 +156,29 @@ class TaskFeatures:
                     break
         return bound
 
-    # ------------------------------------------------------------------ features
+    # ------------------------------------------------------------------ links and features
+
+    @staticmethod
+    def links(bound: list[tuple[int, Mention]]) -> list[Link]:
+        """Group the named objects into links: a cube and the object named after it (a pad or a
+        cube to put it on or push it to), a cube and a direction, or a lone target to reach."""
+        out: list[Link] = []
+        i = 0
+        while i < len(bound) and len(out) < MAX_LINKS:
+            obj, m = bound[i]
+            nxt = bound[i + 1] if i + 1 < len(bound) else None
+            if (
+                m.kind == "cube"
+                and m.direction is None
+                and nxt is not None
+                and nxt[1].kind != "target"
+            ):
+                out.append(Link(obj, nxt[0], None))
+                i += 2
+            else:
+                out.append(Link(obj, None, m.direction))
+                i += 1
+        return out
 
     def state_features(
         self,
@@ -154,36 +189,77 @@ class TaskFeatures:
     ) -> np.ndarray:
         """``(T, STATE_DIM)`` (or ``(STATE_DIM,)``) features of ``proprio (T, P)`` and
         ``object_state (T, D)``; ``initial_object_state (D,)`` is the episode's first one (a
-        push "to the left" is measured from where the cube started)."""
+        push "to the left" is measured from where the cube started).
+
+        Link slots start at the *active* link, the first one whose object is not yet where the
+        instruction wants it (read from the geometry, as the env's subtask test does), followed
+        by the links after it and then the links already done; a memoryless learner then always
+        finds what to act on in slot 0.
+        """
         single = np.ndim(proprio) == 1
         proprio = np.atleast_2d(np.asarray(proprio, dtype=np.float32))
         state = np.atleast_2d(self._check(object_state))
         initial = self._check(initial_object_state)
+        n = len(proprio)
         hand = proprio[:, :3]
         hand_yaw = np.arctan2(proprio[:, 3], proprio[:, 4])
-        slots = np.zeros((len(proprio), MAX_MENTIONS, SLOT_DIM), dtype=np.float32)
-        for slot, (i, m) in enumerate(bound[:MAX_MENTIONS]):
-            kind, start, _ = self.slices[i]
-            pos = state[:, start : start + 3]
-            start_pos = initial[start : start + 3]
-            f = slots[:, slot]
+        links = self.links(bound)
+        feats = np.zeros((n, MAX_LINKS, LINK_DIM), dtype=np.float32)
+        done = np.ones((n, MAX_LINKS), dtype=bool)  # absent links count as done
+        for k, link in enumerate(links):
+            f = feats[:, k]
+            kind, pos, yaw = self._object(state, link.obj)
             f[:, 0] = 1.0
             f[:, 1 + KINDS.index(kind)] = 1.0
             f[:, 4:7] = pos
             f[:, 7:10] = pos - hand
-            if kind == "cube":
-                w, z = state[:, start + 3], state[:, start + 6]
-                yaw = 2.0 * np.arctan2(z, w)  # the cubes only turn about the vertical
+            if yaw is not None:
                 f[:, 10] = np.sin(4.0 * (yaw - hand_yaw))  # a cube repeats every quarter turn
                 f[:, 11] = np.cos(4.0 * (yaw - hand_yaw))
-            f[:, 12:15] = start_pos
-            if m.direction is not None:
-                goal = start_pos[:2] + PUSH_DISTANCE * np.array(DIRECTIONS[m.direction])
-                f[:, 15:17] = goal - pos[:, :2]
-                f[:, 17 + DIRECTION_NAMES.index(m.direction)] = 1.0
-        for slot in range(min(len(bound), MAX_MENTIONS) - 1):
-            slots[:, slot, 21:24] = slots[:, slot + 1, 4:7] - slots[:, slot, 4:7]
+            if link.dest is not None:
+                dest_kind, dest, dest_yaw = self._object(state, link.dest)
+                f[:, 12] = 1.0
+                f[:, 13 + KINDS.index(dest_kind)] = 1.0
+                if dest_yaw is not None:
+                    f[:, 16] = np.sin(4.0 * (dest_yaw - hand_yaw))
+                    f[:, 17] = np.cos(4.0 * (dest_yaw - hand_yaw))
+                if dest_kind == "cube":  # stacking: rest one cube height above it
+                    dxy = np.linalg.norm(dest[:, :2] - pos[:, :2], axis=1)
+                    done[:, k] = (dxy < PLACE_XY) & (
+                        np.abs(pos[:, 2] - dest[:, 2] - 2 * CUBE_HALF) < 0.008
+                    )
+                else:
+                    inside = np.all(np.abs(dest[:, :2] - pos[:, :2]) < PAD_HALF - 0.005, axis=1)
+                    done[:, k] = inside & (pos[:, 2] < CUBE_HALF + 0.01)
+            elif link.direction is not None:
+                start = initial[self.slices[link.obj][1] : self.slices[link.obj][1] + 3]
+                goal = np.array(
+                    [*(start[:2] + PUSH_DISTANCE * np.array(DIRECTIONS[link.direction])), CUBE_HALF]
+                )
+                dest = np.broadcast_to(goal, pos.shape)
+                f[:, 18 + DIRECTION_NAMES.index(link.direction)] = 1.0
+                done[:, k] = np.linalg.norm(dest[:, :2] - pos[:, :2], axis=1) < PUSH_TOLERANCE
+            else:  # reach
+                dest = pos
+                done[:, k] = np.linalg.norm(hand - pos, axis=1) < REACH_TOLERANCE
+            f[:, 22:25] = dest
+            f[:, 25:28] = dest - pos
+            f[:, 28] = done[:, k]
+        # slot order per step: the active link, the links after it, then the ones before it
+        active = np.argmin(done, axis=1)  # first link not done (all done: 0)
+        order = (active[:, None] + np.arange(MAX_LINKS)[None]) % MAX_LINKS
+        feats = np.take_along_axis(feats, order[:, :, None], axis=1)
+        progress = (done[:, : max(len(links), 1)].sum(1) / max(len(links), 1))[:, None]
         out = np.concatenate(
-            [proprio[:, list(PROPRIO_USED)], slots.reshape(len(proprio), -1)], axis=1
-        )
+            [proprio[:, list(PROPRIO_USED)], progress, feats.reshape(n, -1)], axis=1
+        ).astype(np.float32)
         return out[0] if single else out
+
+    def _object(self, state: np.ndarray, index: int):
+        """(kind, positions (T, 3), yaw (T,) or None) of a scene object."""
+        kind, start, _ = self.slices[index]
+        pos = state[:, start : start + 3]
+        if kind != "cube":
+            return kind, pos, None
+        w, z = state[:, start + 3], state[:, start + 6]
+        return kind, pos, 2.0 * np.arctan2(z, w)  # the cubes only turn about the vertical
