@@ -288,6 +288,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         agent_planner_steps=args.agent_planner_steps,
         agent_episodes=args.agent_episodes,
         agent_preset=args.agent_preset,
+        baseline_episodes=args.baseline_episodes,
     )
     print((Path(args.out) / "report.md").read_text())
     return 0
@@ -705,6 +706,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--agent-episodes", type=_positive, default=10, help="evaluation episodes per task"
     )
     p.add_argument("--agent-preset", default="default", help="agent preset (debug for a smoke run)")
+    p.add_argument(
+        "--baseline-episodes",
+        type=_positive,
+        default=200,
+        help="state-only demos per task for the bc-state baseline",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
 

@@ -57,9 +57,15 @@ def demo_world_model(
     }
 
 
+AGENT_KINDS = ("bc-state", "end-to-end", "hierarchical")
+"""The demo's comparison: the privileged-state baseline (the floor, and a competent agent within
+a minute of training), then the two layered agents on the pixel demos."""
+
+
 def demo_agents(
     out: Path,
     data: list[Path],
+    state_data: list[Path],
     world_model: Path | None,
     steps: int,
     planner_steps: int,
@@ -69,27 +75,36 @@ def demo_agents(
     preset: str = "default",
     video_size: int = 256,
 ) -> dict[str, Any]:
-    """Train the end-to-end and the hierarchical agent on the same demos with the same update
-    budget, evaluate both on every task with the one harness (first episode on video), and
-    return the comparison."""
+    """Train the bc-state baseline on ``state_data``, and the end-to-end and the hierarchical agent
+    on the same pixel demos with the same update budget; evaluate each on every task with the one
+    harness (first episode on video), and return the comparison."""
     from embodied.agents import agent_factory_from_run
     from embodied.evaluation import evaluate
     from embodied.train_agent import train_agent
 
+    from embodied.train_bc import train_bc
+
     rows: dict[str, Any] = {}
-    for kind in ("end-to-end", "hierarchical"):
+    for kind in AGENT_KINDS:
         run = out / "agents" / kind
-        report = train_agent(
-            kind,
-            data,
-            run,
-            preset=preset,
-            world_model=world_model if kind == "hierarchical" else None,
-            seed=seed,
-            steps=steps,
-            planner_steps=planner_steps,
-            progress=progress,
-        )
+        if kind == "bc-state":
+            report = train_bc(kind, state_data, run, preset=preset, seed=seed, progress=progress)
+            report["data"] = report["rounds"][-1]["data"]
+            report["system1"] = {
+                "train_seconds_this_call": report["rounds"][0]["train_seconds_this_call"]
+            }
+        else:
+            report = train_agent(
+                kind,
+                data,
+                run,
+                preset=preset,
+                world_model=world_model if kind == "hierarchical" else None,
+                seed=seed,
+                steps=steps,
+                planner_steps=planner_steps,
+                progress=progress,
+            )
         per_task = {}
         for task in report["data"]["tasks"]:
             make, overrides = agent_factory_from_run(run, task)
@@ -140,6 +155,7 @@ def run_demo(
     agent_planner_steps: int = 500,
     agent_episodes: int = 10,
     agent_preset: str = "default",
+    baseline_episodes: int = 200,
 ) -> dict[str, Any]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -181,9 +197,15 @@ def run_demo(
         )
     if agents:
         wm_run = out / "world_model" / f"run-{world_model_task}" if world_model_task else None
+        state_data = []
+        for task in rows:  # state-only demos are cheap (no rendering): more of them for bc-state
+            state_data.append(out / "data-state" / task)
+            collect(task, baseline_episodes, state_data[-1], seed=100_000 + seed, noise=noise,
+                    workers=workers, progress=progress, obs_mode="state")  # fmt: skip
         report["agents"] = demo_agents(
             out,
             [out / "data" / task for task in rows],
+            state_data,
             wm_run,
             agent_steps,
             agent_planner_steps,
@@ -231,21 +253,24 @@ def run_demo(
     comparison = report.get("agents")
     if comparison:
         agents_rows = comparison["agents"]
+        kinds = [k for k in AGENT_KINDS if k in agents_rows]
         lines += [
             "",
-            f"## End-to-end vs hierarchical ({comparison['steps']} System 1 updates; the planner's "
-            f"{comparison['planner_steps']} go to the end-to-end System 1 too)",
+            f"## Agents: the bc-state floor, end-to-end vs hierarchical ({comparison['steps']} "
+            f"System 1 updates; the planner's {comparison['planner_steps']} go to the end-to-end "
+            "System 1 too)",
             "",
             f"Success over {comparison['episodes']} held-out seeds per task (95% CI), links completed for "
-            "chains, System 1 / System 2 latency. A short demo budget: see docs/BENCHMARKS.md for "
-            "the full benchmark.",
+            f"chains, latency. bc-state reads privileged state ({baseline_episodes} state demos per "
+            f"task, one multi-task network); the layered agents read pixels ({episodes} demos per "
+            "task). A short demo budget: see docs/BENCHMARKS.md for the full benchmarks.",
             "",
-            "| task | end-to-end | hierarchical | videos |",
-            "|---|---|---|---|",
+            "| task | " + " | ".join(kinds) + " | videos |",
+            "|---|" + "---|" * len(kinds) + "---|",
         ]
         for task in agents_rows["end-to-end"]["tasks"]:
             cells = []
-            for kind in ("end-to-end", "hierarchical"):
+            for kind in kinds:
                 r = agents_rows[kind]["tasks"][task]
                 lo, hi = r["ci95"]
                 cells.append(
@@ -253,14 +278,14 @@ def run_demo(
                 )
             videos = " ".join(
                 f"[{kind}]({agents_rows[kind]['tasks'][task]['video']})"
-                for kind in ("end-to-end", "hierarchical")
+                for kind in kinds
                 if agents_rows[kind]["tasks"][task]["video"]
             )
-            lines.append(f"| {task} | {cells[0]} | {cells[1]} | {videos} |")
-        for kind in ("end-to-end", "hierarchical"):
+            lines.append(f"| {task} | " + " | ".join(cells) + f" | {videos} |")
+        for kind in kinds:
             lat = next(iter(agents_rows[kind]["tasks"].values()))["latency_ms"]
             parts = [
-                f"{k} {v:.2f} ms" for k, v in lat.items() if k.endswith("_mean") and "system" in k
+                f"{k} {v:.2f} ms" for k, v in lat.items() if k.endswith("_mean") and ("system" in k or k == "act_mean")
             ]
             lines.append(
                 f"\n{kind}: trained in {agents_rows[kind]['train_seconds']:.0f} s; "

@@ -207,6 +207,8 @@ def test_demo_runs_end_to_end_small(tmp_path, capsys):
             "1",
             "--agent-preset",
             "debug",
+            "--baseline-episodes",
+            "2",
             "--quiet",
         ]
     )
@@ -220,7 +222,7 @@ def test_demo_runs_end_to_end_small(tmp_path, capsys):
     assert read_video(out / wm["video"]).shape[0] == 60
     assert "## World model" in (out / "report.md").read_text()
     agents = report["agents"]["agents"]
-    for kind in ("end-to-end", "hierarchical"):
+    for kind in ("bc-state", "end-to-end", "hierarchical"):
         row = agents[kind]["tasks"]["reach"]
         assert 0 <= row["success_rate"] <= 1 and (out / row["video"]).exists()
-    assert "## End-to-end vs hierarchical" in (out / "report.md").read_text()
+    assert "| task | bc-state | end-to-end | hierarchical |" in (out / "report.md").read_text()
