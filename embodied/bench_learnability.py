@@ -47,6 +47,27 @@ def _rounds(run: Path, dagger: int, task: str, episodes: int, num_envs: int) -> 
     ]
 
 
+def _row(
+    task: str, agent: str, demos: int, teacher: str | None, evals: list[dict], times: tuple
+) -> dict[str, Any]:
+    """One table row: success after BC and after each DAgger round, and where the time went."""
+    start, collected, trained, evaluated = times
+    return {
+        "task": task,
+        "agent": agent,
+        "demos": demos,
+        "teacher": teacher,
+        "success_by_round": [e["success_rate"] for e in evals],
+        "ci95_by_round": [e["ci95"] for e in evals],
+        "links_by_round": [e["mean_links_fraction"] for e in evals],
+        "seconds": {
+            "collect": round(collected - start, 1),
+            "train": round(trained - collected, 1),
+            "evaluate": round(evaluated - trained, 1),
+        },
+    }
+
+
 def bench_learnability(
     out: str | Path,
     tasks: list[str],
@@ -101,21 +122,9 @@ def bench_learnability(
                      progress=progress)  # fmt: skip
             trained = time.perf_counter()
             evals = _rounds(run, rounds, task, episodes, num_envs)
+            times = (start, collected, trained, time.perf_counter())
             results["rows"].append(
-                {
-                    "task": task,
-                    "agent": "bc-state",
-                    "demos": n,
-                    "teacher": "expert" if rounds else None,
-                    "success_by_round": [e["success_rate"] for e in evals],
-                    "ci95_by_round": [e["ci95"] for e in evals],
-                    "links_by_round": [e["mean_links_fraction"] for e in evals],
-                    "seconds": {
-                        "collect": round(collected - start, 1),
-                        "train": round(trained - collected, 1),
-                        "evaluate": round(time.perf_counter() - trained, 1),
-                    },
-                }
+                _row(task, "bc-state", n, "expert" if rounds else None, evals, times)
             )
             write_json_atomic(result_file, results)
     for task in pixel_tasks or []:
@@ -136,22 +145,9 @@ def bench_learnability(
                      progress=progress, device=pixel_device)  # fmt: skip
             trained = time.perf_counter()
             evals = _rounds(run, dagger, task, episodes, num_envs)
-            results["rows"].append(
-                {
-                    "task": task,
-                    "agent": "bc-pixels",
-                    "demos": n,
-                    "teacher": "bc-state run" if dagger else None,
-                    "success_by_round": [e["success_rate"] for e in evals],
-                    "ci95_by_round": [e["ci95"] for e in evals],
-                    "links_by_round": [e["mean_links_fraction"] for e in evals],
-                    "seconds": {
-                        "collect": round(collected - start, 1),
-                        "train": round(trained - collected, 1),
-                        "evaluate": round(time.perf_counter() - trained, 1),
-                    },
-                }
-            )
+            times = (start, collected, trained, time.perf_counter())
+            teacher_name = "bc-state run" if dagger else None
+            results["rows"].append(_row(task, "bc-pixels", n, teacher_name, evals, times))
             write_json_atomic(result_file, results)
     (out / "learnability.md").write_text(format_table(results))
     return results
@@ -161,9 +157,11 @@ def format_table(results: dict[str, Any]) -> str:
     """A Markdown table: success after BC and after each DAgger round, per task and agent."""
     s = results["settings"]
     lines = [
-        f"Held-out success ({s['episodes']} episodes per row, seeds {s['eval_seeds']}); demos "
-        f"with noise {s['noise']}; DAgger {s['dagger_rounds']} rounds x {s['dagger_episodes']} "
-        "rollouts per round.",
+        (
+            f"Held-out success ({s['episodes']} episodes per row, seeds {s['eval_seeds']}); demos "
+            f"with noise {s['noise']}; DAgger {s['dagger_rounds']} rounds x "
+            f"{s['dagger_episodes']} rollouts per round."
+        ),
         "",
         "| task | agent | demos | BC | " + " | ".join(
             f"DAgger {r}" for r in range(1, s["dagger_rounds"] + 1)

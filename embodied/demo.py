@@ -285,7 +285,9 @@ def run_demo(
         for kind in kinds:
             lat = next(iter(agents_rows[kind]["tasks"].values()))["latency_ms"]
             parts = [
-                f"{k} {v:.2f} ms" for k, v in lat.items() if k.endswith("_mean") and ("system" in k or k == "act_mean")
+                f"{k} {v:.2f} ms"
+                for k, v in lat.items()
+                if k.endswith("_mean") and ("system" in k or k == "act_mean")
             ]
             lines.append(
                 f"\n{kind}: trained in {agents_rows[kind]['train_seconds']:.0f} s; "

@@ -190,6 +190,30 @@ class BatchSampler:
         return batch
 
 
+def split_episodes(
+    datasets: list[EpisodeDataset],
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(train, validation) (dataset, episode) pairs: every ``VALIDATION_EVERY``-th episode is
+    held out (the first one only, for tiny datasets)."""
+    pairs = [(d, e) for d, ds in enumerate(datasets) for e in range(len(ds))]
+    val_pairs = pairs[::VALIDATION_EVERY] if len(pairs) >= 2 * VALIDATION_EVERY else pairs[:1]
+    held = set(val_pairs)
+    return [p for p in pairs if p not in held] or pairs, val_pairs
+
+
+def data_summary(
+    datasets: list[EpisodeDataset], train_pairs: list, val_pairs: list, lengths: np.ndarray
+) -> dict[str, Any]:
+    """What a run was trained on, recorded in its checkpoints and ``train.json``."""
+    return {
+        "root": [str(ds.root) for ds in datasets],
+        "tasks": sorted({ds.meta["task"] for ds in datasets}),
+        "episodes_train": len(train_pairs),
+        "episodes_val": len(val_pairs),
+        "steps_train": int(lengths.sum()),
+    }
+
+
 def _fixed_batches(sample, seed: int, count: int) -> list[dict[str, np.ndarray]]:
     return [sample(np.random.default_rng([seed, 10**6 + i])) for i in range(count)]
 
@@ -230,13 +254,11 @@ def train_agent(
     datasets, env_layout = open_datasets(list(data))
     tasks = sorted({ds.meta["task"] for ds in datasets})
     instructions = [
-        datasets[d][e].instruction for d, ds in enumerate(datasets) for e in range(len(ds))
+        ds[e].instruction for d, ds in enumerate(datasets) for e in range(len(ds))
     ]
     tokenizer = WordTokenizer.fit([*instructions, *SUBTASK_VOCAB])
     max_len = s1_config.fusion.max_text_len
-    pairs = [(d, e) for d, ds in enumerate(datasets) for e in range(len(ds))]
-    val_pairs = pairs[::VALIDATION_EVERY] if len(pairs) >= 2 * VALIDATION_EVERY else pairs[:1]
-    train_pairs = [p for p in pairs if p not in set(val_pairs)] or pairs
+    train_pairs, val_pairs = split_episodes(datasets)
     demos = load_demos(datasets, tokenizer, max_len, train_pairs)
     val_demos = load_demos(datasets, tokenizer, max_len, val_pairs)
     image_keys = tuple(sorted(demos.images))
@@ -249,13 +271,7 @@ def train_agent(
     )
     label_tokens = tokenizer.encode_batch(list(SUBTASK_VOCAB), max_len)
     condition = "instruction" if kind == "end-to-end" else "subtask"
-    data_info = {
-        "root": [str(ds.root) for ds in datasets],
-        "tasks": tasks,
-        "episodes_train": len(train_pairs),
-        "episodes_val": len(val_pairs),
-        "steps_train": int(demos.lengths.sum()),
-    }
+    data_info = data_summary(datasets, train_pairs, val_pairs, demos.lengths)
     report: dict[str, Any] = {
         "kind": kind,
         "preset": preset,

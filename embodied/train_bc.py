@@ -31,6 +31,7 @@ import torch
 import envs
 from embodied.collect import collect_rollouts, expert_teacher
 from embodied.dataset import DatasetError, EpisodeDataset
+from embodied.train_agent import data_summary, split_episodes
 from envs.base import IMAGE_PREFIX, OBJECT_STATE, PROPRIO
 from envs.task_features import TaskFeatures, instruction_vector
 from policies.bc import BC_KINDS, BCBundle, BCStateAgent, bc_preset
@@ -39,7 +40,6 @@ from world_models import Trainer
 from world_models.trainer import resolve_device
 
 AGENT_FILE = "agent.pt"
-VALIDATION_EVERY = 10
 DAGGER_SEED = 500_000
 """First seed of DAgger rollouts (demos start at 100000 in the benchmarks; evaluation at 0)."""
 
@@ -188,10 +188,7 @@ def _fit_round(
     device: torch.device,
 ) -> tuple[BCBundle | None, dict[str, Any]]:
     """Train one round on ``datasets``; returns the bundle (None when stopped early) and a report."""
-    pairs = [(d, e) for d, ds in enumerate(datasets) for e in range(len(ds))]
-    val_pairs = pairs[::VALIDATION_EVERY] if len(pairs) >= 2 * VALIDATION_EVERY else pairs[:1]
-    held = set(val_pairs)
-    train_pairs = [p for p in pairs if p not in held] or pairs
+    train_pairs, val_pairs = split_episodes(datasets)
     demos = load_demos(datasets, kind, train_pairs)
     val = load_demos(datasets, kind, val_pairs)
     tasks = sorted({ds.meta["task"] for ds in datasets})
@@ -209,13 +206,7 @@ def _fit_round(
         policy.normalizer.fit(demos.features)
     else:
         policy.normalizer.fit(demos.proprio[:, list(range(6))])
-    data_info = {
-        "root": [str(ds.root) for ds in datasets],
-        "tasks": tasks,
-        "episodes_train": len(train_pairs),
-        "episodes_val": len(val_pairs),
-        "steps_train": int(demos.lengths.sum()),
-    }
+    data_info = data_summary(datasets, train_pairs, val_pairs, demos.lengths)
     val_sample = sampler(val, kind, config.train.batch_size, chunk)
     trainer = Trainer(
         policy,

@@ -53,9 +53,9 @@ def s1_batch(batch: int = 8, chunk: int = 4, seed: int = 0) -> dict[str, np.ndar
 
 
 def test_registries_list_every_policy_and_agent():
-    assert POLICIES.names() == ["subtask-planner", "vla"]
-    assert AGENTS.names() == ["end-to-end", "hierarchical"]
-    with pytest.raises(KeyError, match="known agents: end-to-end, hierarchical"):
+    assert POLICIES.names() == ["bc-pixels", "bc-state", "subtask-planner", "vla"]
+    assert AGENTS.names() == ["bc-pixels", "bc-state", "end-to-end", "hierarchical"]
+    with pytest.raises(KeyError, match="known agents: bc-pixels, bc-state, end-to-end"):
         AGENTS.get("telepathic")
 
 
