@@ -8,7 +8,10 @@ done", when it is a success.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import math
+import weakref
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -199,8 +202,9 @@ class ManipulationEnv(gym.Env):
         )
         self.observation_space = spaces.Dict(obs_spaces)
 
-        self._obs_renderer: mujoco.Renderer | None = None
-        self._video_renderer: mujoco.Renderer | None = None
+        self._renderers: dict[str, mujoco.Renderer] = {}
+        self._exit_hook: functools.partial | None = None
+        weakref.finalize(self, _close_renderers, self._renderers)  # collected without close()
         self._episode: Episode | None = None
         self._semantic: dict[str, str] = {}
         self._seed: int | None = None
@@ -658,21 +662,28 @@ class ManipulationEnv(gym.Env):
         flags = renderer.scene.flags
         flags[mujoco.mjtRndFlag.mjRND_SHADOW] = not fast
         flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = not fast
+        if self._exit_hook is None:
+            # an env nobody closed frees its GL contexts at exit *before* mujoco's own exit hook
+            # (registered with the first context, so it runs after this one) terminates EGL;
+            # otherwise every such context prints an EGL traceback at interpreter exit
+            self._exit_hook = functools.partial(_close_renderers, self._renderers)
+            atexit.register(self._exit_hook)
         return renderer
 
     def render_camera(self, camera: str, size: int | None = None, fast: bool = True) -> np.ndarray:
         """An RGB frame ``(H, W, 3) uint8`` from ``camera``: fast (observations) or pretty (videos)."""
         if fast and (size is None or size == self.config.image_size):
-            if self._obs_renderer is None:
-                self._obs_renderer = self._make_renderer(self.config.image_size, fast=True)
-            renderer = self._obs_renderer
+            if "obs" not in self._renderers:
+                self._renderers["obs"] = self._make_renderer(self.config.image_size, fast=True)
+            renderer = self._renderers["obs"]
         else:
             size = size or self.config.render_size
-            if self._video_renderer is None or self._video_renderer.height != size:
-                if self._video_renderer is not None:
-                    self._video_renderer.close()
-                self._video_renderer = self._make_renderer(size, fast=False)
-            renderer = self._video_renderer
+            video = self._renderers.get("video")
+            if video is None or video.height != size:
+                if video is not None:
+                    video.close()
+                self._renderers["video"] = self._make_renderer(size, fast=False)
+            renderer = self._renderers["video"]
         renderer.update_scene(self.data, camera=camera)
         return renderer.render()
 
@@ -682,11 +693,18 @@ class ManipulationEnv(gym.Env):
         return self.render_camera("front", self.config.render_size, fast=False)
 
     def close(self) -> None:
-        for renderer in (self._obs_renderer, self._video_renderer):
-            if renderer is not None:
-                renderer.close()
-        self._obs_renderer = self._video_renderer = None
+        _close_renderers(self._renderers)
+        if self._exit_hook is not None:
+            atexit.unregister(self._exit_hook)
+            self._exit_hook = None
         super().close()
+
+
+def _close_renderers(renderers: dict[str, mujoco.Renderer]) -> None:
+    """Close and forget every renderer in ``renderers`` (an env's, shared with its finalizer)."""
+    for renderer in renderers.values():
+        renderer.close()
+    renderers.clear()
 
 
 def _dist(a: np.ndarray, b: np.ndarray) -> float:

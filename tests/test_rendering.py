@@ -1,5 +1,8 @@
 """Headless GL backend selection and its error message."""
 
+import subprocess
+import sys
+
 import envs.rendering as rendering
 
 
@@ -34,3 +37,19 @@ def test_no_backend_says_what_to_install(monkeypatch, tmp_path):
 
 def test_the_backend_in_use_really_renders():
     assert rendering.probe_backend(rendering.select_backend() or "egl")
+
+
+def test_an_env_left_unclosed_exits_quietly():
+    """Its GL contexts are freed before mujoco terminates EGL: no traceback at exit."""
+    code = (
+        "import envs\n"
+        "e = envs.make('reach'); e.reset(seed=0)\n"
+        "f = envs.make('push'); f.reset(seed=0); f.render_camera('front', 48, fast=False)\n"
+        "g = envs.make('push'); g.reset(seed=0); g.close()\n"
+        "print('done')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "done"
+    assert "Traceback" not in result.stderr and "EGLError" not in result.stderr, result.stderr
