@@ -342,6 +342,7 @@ def cmd_train_agent(args: argparse.Namespace) -> int:
         steps=args.steps,
         planner_steps=args.planner_steps,
         progress=not args.quiet,
+        device=args.device,
     )
     print(summary_line(report))
     print(f"agent written to {Path(args.out) / 'agent.pt'} (train.json, system1/, system2/)")
@@ -359,6 +360,7 @@ def cmd_train_world_model(args: argparse.Namespace) -> int:
         steps=args.steps,
         progress=not args.quiet,
         threads=args.threads,
+        device=args.device,
     )
     rows = summary.get("per_horizon", {})
     print(f"world model written to {args.out} (eval.json, eval.png, checkpoint.pt, tensorboard/)")
@@ -573,6 +575,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--threads", type=_positive, default=1, help="torch threads (1 is fastest on 2 busy cores)"
     )
+    t.add_argument(
+        "--device",
+        default="cpu",
+        choices=["auto", "cpu", "cuda"],
+        help="where to train (auto: CUDA when present); evaluation runs on the CPU",
+    )
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train_world_model)
 
@@ -618,7 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--device",
         default="cpu",
         choices=["auto", "cpu", "cuda"],
-        help="baselines: where to train (auto: CUDA when present); agents always act on the CPU",
+        help="where to train (auto: CUDA when present); trained agents act on the CPU",
     )
     t.add_argument(
         "--teacher",

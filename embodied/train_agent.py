@@ -29,6 +29,7 @@ from policies.config import PlannerConfig, VLAConfig, planner_preset, policy_pre
 from policies.tokenizer import WordTokenizer
 from sandbox_common.atomic import write_json_atomic
 from world_models import ObsSpec, Trainer, load_world_model
+from world_models.trainer import resolve_device
 
 IMAGE_PREFIX = "image_"
 PROPRIO = "proprio"
@@ -231,6 +232,7 @@ def train_agent(
     progress: bool = True,
     stop_after: int | None = None,
     tensorboard: bool = True,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Train (or resume) an agent; returns the summary written to ``RUN/train.json``.
 
@@ -250,12 +252,11 @@ def train_agent(
         print("note: no --world-model given; System 2 will not check its plans in imagination")
     out = Path(out)
     start = time.perf_counter()
+    torch_device = resolve_device(device)
 
     datasets, env_layout = open_datasets(list(data))
     tasks = sorted({ds.meta["task"] for ds in datasets})
-    instructions = [
-        ds[e].instruction for d, ds in enumerate(datasets) for e in range(len(ds))
-    ]
+    instructions = [ds[e].instruction for d, ds in enumerate(datasets) for e in range(len(ds))]
     tokenizer = WordTokenizer.fit([*instructions, *SUBTASK_VOCAB])
     max_len = s1_config.fusion.max_text_len
     train_pairs, val_pairs = split_episodes(datasets)
@@ -299,9 +300,11 @@ def train_agent(
             validation=sampler_batches,
             tensorboard=tensorboard,
             desc=f"train {name}",
+            device=torch_device,
         )
         resumed = trainer.resume()
         trainer.fit(progress=progress, stop_after=stop_after)
+        model.cpu()  # agents act on the CPU
         last = trainer.history[-1] if trainer.history else {}
         report[name] = {
             "steps": trainer.step,

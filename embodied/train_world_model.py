@@ -13,6 +13,7 @@ import torch
 
 from embodied.dataset import DatasetError, EpisodeDataset, SequenceLoader
 from sandbox_common.atomic import write_json_atomic
+from world_models.trainer import resolve_device
 from world_models import (
     ObsSpec,
     WorldModelTrainer,
@@ -100,6 +101,7 @@ def train_world_model(
     progress: bool = True,
     stop_after: int | None = None,
     threads: int = 1,
+    device: str = "cpu",
     **overrides: Any,
 ) -> dict[str, Any]:
     """Train (or resume) into ``out``; write ``out/eval.json`` and ``out/eval.png``; return the eval."""
@@ -142,10 +144,17 @@ def train_world_model(
         "episodes_val": val_idx,
     }
     trainer = WorldModelTrainer(
-        model, out, loader.sample, seed=seed, data_info=data_info, validation=validation
+        model,
+        out,
+        loader.sample,
+        seed=seed,
+        data_info=data_info,
+        validation=validation,
+        device=resolve_device(device),
     )
     resumed = trainer.resume()
     trainer.fit(progress=progress, stop_after=stop_after)
+    model.cpu()  # evaluation and imagination run on the CPU
     if trainer.step < config.steps:  # stopped early on purpose (tests): no evaluation yet
         return {"step": trainer.step, "resumed": resumed}
 

@@ -32,7 +32,7 @@ def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | No
         return images
     b, h, w, _ = images.shape
     padded = nn.functional.pad(images.permute(0, 3, 1, 2).float(), (pad,) * 4, mode="replicate")
-    offsets = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator)
+    offsets = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator)  # CPU: .tolist()
     out = torch.stack(
         [padded[i, :, y : y + h, x : x + w] for i, (y, x) in enumerate(offsets.tolist())]
     )
@@ -53,8 +53,8 @@ class SharpSpatialSoftmax(nn.Module):
         n, c, h, w = x.shape
         logits = (x * self.log_temperature.exp()).reshape(n, c, h * w)
         weights = torch.softmax(logits, dim=-1).reshape(n, c, h, w)
-        ys = torch.linspace(-1.0, 1.0, h, dtype=x.dtype)
-        xs = torch.linspace(-1.0, 1.0, w, dtype=x.dtype)
+        ys = torch.linspace(-1.0, 1.0, h, dtype=x.dtype, device=x.device)
+        xs = torch.linspace(-1.0, 1.0, w, dtype=x.dtype, device=x.device)
         return torch.cat([(weights.sum(2) * xs).sum(-1), (weights.sum(3) * ys).sum(-1)], dim=1)
 
 
@@ -234,7 +234,7 @@ class FusionBackbone(nn.Module):
         x = torch.cat(parts, dim=1)
         pad = None
         if any_pad:  # a mask costs a slow attention path: only when needed
-            pad = torch.zeros(batch, x.shape[1], dtype=torch.bool)
+            pad = torch.zeros(batch, x.shape[1], dtype=torch.bool, device=x.device)
             start = parts[0].shape[1] if cams else 0
             pad[:, start : start + tokens.shape[1]] = text_pad
         x = self.transformer(x, src_key_padding_mask=pad)

@@ -103,17 +103,19 @@ class FlowMatchingHead(nn.Module):
         self, h: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor, generator=None
     ) -> torch.Tensor:
         b = actions.shape[0]
-        noise = torch.randn(actions.shape, generator=generator)
-        t = torch.rand(b, generator=generator)
+        # drawn on the CPU from the seeded generator (same numbers on any device), then moved
+        noise = torch.randn(actions.shape, generator=generator).to(actions.device)
+        t = torch.rand(b, generator=generator).to(actions.device)
         x_t = (1 - t)[:, None, None] * noise + t[:, None, None] * actions
         err = (self.velocity(x_t, self._time(t), self.cond(h)) - (actions - noise)) ** 2
         return (err.mean(-1) * mask).sum() / mask.sum().clamp(min=1)
 
     def sample(self, h: torch.Tensor, generator=None) -> torch.Tensor:
-        x = torch.randn(h.shape[0], self.chunk, self.action_dim, generator=generator)
+        x = torch.randn(h.shape[0], self.chunk, self.action_dim, generator=generator).to(h.device)
         cond = self.cond(h)
         dt = 1.0 / self.steps
-        times = self._time(torch.arange(self.steps, dtype=torch.float32) * dt)  # (steps, time_dim)
+        steps = torch.arange(self.steps, dtype=torch.float32, device=h.device)
+        times = self._time(steps * dt)  # (steps, time_dim)
         for i in range(self.steps):
             x = x + dt * self.velocity(x, times[i].expand(h.shape[0], -1), cond)
         return x.clamp(-1.0, 1.0)

@@ -245,3 +245,15 @@ def test_cli_rejects_layered_flags_for_baselines(state_demos, tmp_path, capsys):
     code = main(["train", "agent", "--kind", "bc-pixels", "--data", str(state_demos), "--out",
                  str(tmp_path / "r"), "--quiet"])  # fmt: skip
     assert code == 2 and "collect with --obs-mode pixels" in capsys.readouterr().err
+
+
+def test_device_choice_is_validated():
+    from world_models.trainer import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="device must be auto, cpu or cuda"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            resolve_device("cuda")

@@ -239,7 +239,7 @@ class LatentWorldModel(nn.Module):
                 {k: v[:, 1:] for k, v in obs.items()}
             )  # (B, T, Z)
         z_pred = self.imagine(z_obs[:, 0], actions)  # (B, T, Z)
-        weights = c.rho ** torch.arange(T, dtype=torch.float32)
+        weights = c.rho ** torch.arange(T, dtype=torch.float32, device=z_obs.device)
         weights = weights / weights.sum()
 
         def weighted(per_step: torch.Tensor) -> torch.Tensor:  # (B, T) -> ()
@@ -263,7 +263,7 @@ class LatentWorldModel(nn.Module):
             target = to_tensor(batch["subtask_done"], torch.float32)
             parts["subtask"] = weighted(
                 F.binary_cross_entropy_with_logits(
-                    logits, target, reduction="none", pos_weight=torch.tensor(5.0)
+                    logits, target, reduction="none", pos_weight=logits.new_tensor(5.0)
                 )
             )
         if self.state_head is not None:
@@ -282,7 +282,7 @@ class LatentWorldModel(nn.Module):
             key = self.spec.image_keys[0]
             frames = to_tensor(obs[key]).reshape(-1, *to_tensor(obs[key]).shape[-3:])
             n = min(c.decoder_frames, frames.shape[0])
-            pick = torch.randperm(frames.shape[0], generator=generator)[:n]
+            pick = torch.randperm(frames.shape[0], generator=generator)[:n].to(frames.device)
             latents = z_obs.reshape(-1, z_obs.shape[-1])[pick].detach()
             recon = self.decoder(latents)
             parts["decoder"] = F.mse_loss(recon, frames[pick].permute(0, 3, 1, 2).float() / 255.0)

@@ -34,8 +34,8 @@ class SpatialSoftmax(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         weights = torch.softmax(x.reshape(n, c, h * w), dim=-1).reshape(n, c, h, w)
-        ys = torch.linspace(-1.0, 1.0, h, dtype=x.dtype)
-        xs = torch.linspace(-1.0, 1.0, w, dtype=x.dtype)
+        ys = torch.linspace(-1.0, 1.0, h, dtype=x.dtype, device=x.device)
+        xs = torch.linspace(-1.0, 1.0, w, dtype=x.dtype, device=x.device)
         return torch.cat([(weights.sum(2) * xs).sum(-1), (weights.sum(3) * ys).sum(-1)], dim=1)
 
 

@@ -171,6 +171,18 @@ class Trainer:
         progress = min(1.0, (step - warmup) / max(1, self.settings.steps - warmup))
         return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
+    def to_device(self, batch: Batch) -> Batch:
+        """Arrays of a batch as tensors on the training device (a no-op on the CPU, where the
+        models read NumPy arrays directly)."""
+        if self.device.type == "cpu":
+            return batch
+        return {
+            k: torch.as_tensor(np.ascontiguousarray(v)).to(self.device, non_blocking=True)
+            if isinstance(v, np.ndarray)
+            else v
+            for k, v in batch.items()
+        }
+
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         if not self.validation:
@@ -178,7 +190,9 @@ class Trainer:
         self.model.eval()
         totals: dict[str, float] = {}
         for i, batch in enumerate(self.validation):
-            _, metrics = self.model.loss(batch, generator=torch.Generator().manual_seed(i))
+            _, metrics = self.model.loss(
+                self.to_device(batch), generator=torch.Generator().manual_seed(i)
+            )
             for k, v in metrics.items():
                 totals[k] = totals.get(k, 0.0) + v / len(self.validation)
         self.model.train()
@@ -187,7 +201,7 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         rng = np.random.default_rng([self.seed, self.step])
         generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
-        batch = self.sample(rng)
+        batch = self.to_device(self.sample(rng))
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate(self.step)
         loss, metrics = self.model.loss(batch, generator=generator)

@@ -38,6 +38,7 @@ class WorldModelTrainer(Trainer):
         data_info: dict[str, Any] | None = None,
         validation: list[Batch] | None = None,
         tensorboard: bool = True,
+        device: str | torch.device = "cpu",
     ) -> None:
         super().__init__(
             model,
@@ -56,6 +57,7 @@ class WorldModelTrainer(Trainer):
             tensorboard=tensorboard,
             checkpoint_name=CHECKPOINT,
             desc="train world model",
+            device=device,
         )
         self.config = model.config
 
