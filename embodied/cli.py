@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,17 @@ def _add_env_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_ray_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help=f"{what}; ADDRESS joins a running cluster, --ray alone starts a local Ray "
+        "(pip install -e .[ray])",
+    )
+
+
 # ---------------------------------------------------------------- verbs
 
 
@@ -116,13 +128,18 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 def cmd_collect(args: argparse.Namespace) -> int:
     from embodied.collect import collect
 
-    summary = collect(
+    if args.ray is None:
+        run = partial(collect, workers=args.workers)
+    else:
+        from embodied.scale import collect_ray
+
+        run = partial(collect_ray, address=args.ray)  # Ray spreads over the cluster's CPUs
+    summary = run(
         _check_task(args.task),
         args.episodes,
         args.out,
         seed=args.seed,
         noise=args.noise,
-        workers=args.workers,
         progress=not args.quiet,
         **_env_overrides(args),
     )
@@ -300,6 +317,8 @@ def cmd_train_agent(args: argparse.Namespace) -> int:
     from embodied.train_agent import summary_line, train_agent
 
     torch.set_num_threads(args.threads)
+    if args.seeds or args.ray is not None:
+        return _train_sweep(args)
     if args.kind in ("bc-state", "bc-pixels"):
         from embodied.train_bc import train_bc
 
@@ -315,12 +334,13 @@ def cmd_train_agent(args: argparse.Namespace) -> int:
             dagger=args.dagger,
             dagger_episodes=args.dagger_episodes,
             teacher=args.teacher,
+            dagger_beta=args.dagger_beta,
             progress=not args.quiet,
             device=args.device,
         )
         for r, rnd in enumerate(report["rounds"]):
             rollouts = ", ".join(
-                f"{x['task']} student {x['student_success']:.0%}" for x in rnd.get("rollouts", [])
+                f"{x['task']} {x['rollout_success']:.0%}" for x in rnd.get("rollouts", [])
             )
             final = {k: round(v, 4) for k, v in rnd["final"].items()}
             print(
@@ -346,6 +366,40 @@ def cmd_train_agent(args: argparse.Namespace) -> int:
     )
     print(summary_line(report))
     print(f"agent written to {Path(args.out) / 'agent.pt'} (train.json, system1/, system2/)")
+    return 0
+
+
+def _train_sweep(args: argparse.Namespace) -> int:
+    """``train agent --seeds K... [--ray [ADDRESS]]``: one run per seed in ``OUT/seed_<k>``."""
+    from embodied.scale import BC_KINDS, sweep_dir, train_sweep, train_sweep_ray
+    from embodied.train_agent import summary_line
+
+    if not args.seeds:
+        raise UsageError("--ray trains a seed sweep: give the seeds, e.g. --seeds 0 1 2")
+    if args.kind in BC_KINDS:
+        if args.world_model or args.head or args.planner_steps:
+            raise UsageError("--world-model, --head and --planner-steps are for the layered agents")
+        options = {"dagger": args.dagger, "dagger_episodes": args.dagger_episodes}
+        options |= {"teacher": args.teacher, "dagger_beta": args.dagger_beta}
+    else:
+        if args.dagger:
+            raise UsageError("--dagger is for the baselines (--kind bc-state or bc-pixels)")
+        options = {"head": args.head, "world_model": args.world_model}
+        options |= {"planner_steps": args.planner_steps}
+    options |= {"preset": args.preset, "steps": args.steps, "device": args.device}
+    if args.ray is None:
+        reports = train_sweep(
+            args.kind, args.data, args.out, args.seeds, progress=not args.quiet, **options
+        )
+    else:
+        reports = train_sweep_ray(args.kind, args.data, args.out, args.seeds, args.ray, **options)
+    for seed, report in reports.items():
+        if args.kind in BC_KINDS:
+            final = {k: round(v, 4) for k, v in report["rounds"][-1]["final"].items()}
+            line = f"{len(report['rounds'])} round(s), final {final}"
+        else:
+            line = summary_line(report)
+        print(f"seed {seed}: {line} -> {sweep_dir(args.out, seed) / 'agent.pt'}")
     return 0
 
 
@@ -461,8 +515,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.video < 0:
         raise UsageError(f"--video must be a number of episodes >= 0, got {args.video}")
     overrides = _env_overrides(args)
+    if args.ray is not None and args.video:
+        raise UsageError("--video records in this process: drop --video or --ray")
     if args.agent == "expert":
-        if args.num_envs not in (None, 1):
+        if args.ray is None and args.num_envs not in (None, 1):
             raise UsageError(
                 "the expert reads the in-process env (privileged state): it runs with --num-envs 1, "
                 f"got {args.num_envs}"
@@ -485,17 +541,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"unknown agent {args.agent!r}; accepted: expert (the scripted expert, privileged "
             "state) or the run directory of a trained agent (written by `train agent`)"
         )
-    result = evaluate(
-        factory,
-        task,
-        args.episodes,
-        seed=args.seed,
-        video_episodes=args.video,
-        video_dir=Path(args.out) / "videos",
-        progress=not args.quiet,
-        num_envs=num_envs,
-        **overrides,
-    )
+    if args.ray is not None:  # the workers build the agent; --num-envs: how many workers
+        from embodied.scale import evaluate_ray
+
+        result = evaluate_ray(
+            args.agent,
+            task,
+            args.episodes,
+            args.seed,
+            args.ray,
+            args.num_envs,
+            noise=args.noise,
+            world_model_check=not args.no_world_model,
+            progress=not args.quiet,
+            **overrides,
+        )
+    else:
+        result = evaluate(
+            factory,
+            task,
+            args.episodes,
+            seed=args.seed,
+            video_episodes=args.video,
+            video_dir=Path(args.out) / "videos",
+            progress=not args.quiet,
+            num_envs=num_envs,
+            **overrides,
+        )
     path = write_metrics(result, args.out)
     lo, hi = result.ci95
     latency = result.latency_ms
@@ -543,6 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="std of Gaussian noise on executed actions",
     )
     p.add_argument("--workers", type=_positive, default=1, help="parallel collection processes")
+    _add_ray_option(p, "collect on a Ray cluster (same files as a local run)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_env_options(p)
     p.set_defaults(func=cmd_collect)
@@ -608,6 +681,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--head", choices=["discrete", "flow"], help="System 1 action head (default: the preset's)"
     )
     t.add_argument("--seed", type=int, default=0, help="training seed")
+    t.add_argument(
+        "--seeds", type=int, nargs="+", help="a seed sweep: one run per seed in OUT/seed_<k>"
+    )
+    _add_ray_option(t, "train the --seeds on a Ray cluster, one run per worker")
     t.add_argument("--steps", type=_positive, help="System 1 updates (default: the preset's)")
     t.add_argument(
         "--planner-steps", type=_positive, help="System 2 updates (default: the preset's)"
@@ -627,6 +704,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="cpu",
         choices=["auto", "cpu", "cuda"],
         help="where to train (auto: CUDA when present); trained agents act on the CPU",
+    )
+    t.add_argument(
+        "--dagger-beta",
+        type=float,
+        default=0.5,
+        help="round r executes the teacher's action with probability beta**r (0: the student only)",
     )
     t.add_argument(
         "--teacher",
@@ -679,6 +762,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="env worker processes (default: 2 for trained agents; the expert runs 1 in-process)",
     )
     p.add_argument("--noise", type=_non_negative_float, default=0.0, help="expert action noise")
+    _add_ray_option(p, "evaluate on a Ray cluster (--num-envs: workers; no --video)")
     p.add_argument(
         "--no-world-model",
         action="store_true",

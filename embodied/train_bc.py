@@ -247,6 +247,30 @@ def _fit_round(
     return bundle, report
 
 
+class MixedAgent:
+    """DAgger's rollout policy (Ross et al., 2011): the teacher's action with probability
+    ``beta``, else the student's. Early rounds lean on the teacher, so the rollouts reach the
+    later stages of a long task instead of piling up states where the student is stuck."""
+
+    def __init__(self, student: Any, teacher: Any, env: Any, beta: float, seed: int) -> None:
+        self.student, self.teacher, self.env = student, teacher, env
+        self.beta = beta
+        self.rng = np.random.default_rng([seed, 7])
+
+    def reset(self, instruction: str) -> None:
+        self.student.reset(instruction)
+
+    def act(self, obs: dict[str, Any]) -> np.ndarray:
+        action = self.student.act(obs)  # always, so a stateful student sees every step
+        if self.beta > 0 and self.rng.random() < self.beta:
+            return np.asarray(self.teacher(self.env, obs, self.student), dtype=np.float32)
+        return action
+
+    @property
+    def subtask(self) -> str:
+        return "none"
+
+
 class RunTeacher:
     """A trained ``bc-state`` run as a DAgger teacher: labels every state with its raw action."""
 
@@ -281,6 +305,7 @@ def train_bc(
     dagger: int = 0,
     dagger_episodes: int = 50,
     teacher: str = "expert",
+    dagger_beta: float = 0.5,
     progress: bool = True,
     stop_after: int | None = None,
     tensorboard: bool = True,
@@ -289,6 +314,8 @@ def train_bc(
     """Train (or resume) a baseline and ``dagger`` DAgger rounds; returns ``RUN/train.json``."""
     if kind not in BC_KINDS:
         raise KeyError(f"unknown baseline {kind!r}; known: {', '.join(BC_KINDS)}")
+    if not 0.0 <= dagger_beta <= 1.0:
+        raise ValueError(f"dagger_beta must be in [0, 1], got {dagger_beta}")
     if dagger < 0 or dagger_episodes < 1:
         raise ValueError(
             f"need dagger >= 0 and dagger_episodes >= 1, got {dagger}, {dagger_episodes}"
@@ -329,13 +356,19 @@ def train_bc(
                 round_dir / "data" / task,
                 task,
                 [DAGGER_SEED + 10_000 * r + i for i in range(dagger_episodes)],
-                lambda env, s, b=bundle, t=task: b.make(seed=s, task=t),
+                lambda env, s, b=bundle, t=task, beta=dagger_beta**r: MixedAgent(
+                    b.make(seed=s, task=t), teach, env, beta, s
+                ),
                 teach,
-                meta={"dagger_round": r, "teacher": report["teacher"]},
+                meta={
+                    "dagger_round": r,
+                    "teacher": report["teacher"],
+                    "teacher_probability": dagger_beta**r,
+                },
                 progress=progress,
                 **overrides,
             )
-            rollouts.append({"task": task, "student_success": summary["success_rate"]})
+            rollouts.append({"task": task, "rollout_success": summary["success_rate"]})
             datasets.append(EpisodeDataset(round_dir / "data" / task))
         init = {k: v.clone() for k, v in bundle.policy.state_dict().items()}
         bundle, round_report = _fit_round(

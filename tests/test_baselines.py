@@ -197,10 +197,14 @@ def test_bc_pixels_trains_evaluates_and_resumes(pixel_demos, tmp_path):
 def test_dagger_round_writes_an_ordinary_dataset(state_demos, tmp_path):
     out = tmp_path / "dagger"
     report = train_bc("bc-state", [state_demos], out, preset="debug", dagger=1,
-                      dagger_episodes=2, progress=False, tensorboard=False)  # fmt: skip
+                      dagger_episodes=2, dagger_beta=0.0, progress=False, tensorboard=False)  # fmt: skip
     round_data = EpisodeDataset(out / "round_1" / "data" / "pick-place")
     assert len(round_data) == 2
-    assert round_data.meta["source"] == {"dagger_round": 1, "teacher": "expert"}
+    assert round_data.meta["source"] == {
+        "dagger_round": 1,
+        "teacher": "expert",
+        "teacher_probability": 0.0,
+    }
     episode = round_data[0]
     assert episode.meta["dagger_round"] == 1
     # the student acted (its gripper is snapped to +-1); the expert labelled every state
@@ -211,6 +215,15 @@ def test_dagger_round_writes_an_ordinary_dataset(state_demos, tmp_path):
     # loadable by every trainer: the next round reads it like any demo dataset
     datasets, _ = open_datasets([out / "round_1" / "data" / "pick-place"], "bc-state")
     assert load_demos(datasets, "bc-state", [(0, 0)]).features.shape[1] == STATE_DIM
+
+
+def test_dagger_mixes_in_the_teacher_with_probability_beta(state_demos, tmp_path):
+    out = tmp_path / "mixed"
+    train_bc("bc-state", [state_demos], out, preset="debug", dagger=1, dagger_episodes=1,
+             dagger_beta=1.0, progress=False, tensorboard=False)  # fmt: skip
+    episode = EpisodeDataset(out / "round_1" / "data" / "pick-place")[0]
+    np.testing.assert_allclose(episode.steps["action"], episode.steps["expert_action"], atol=1e-6)
+    assert episode.meta["success"]  # the expert drove: the episode succeeds
 
 
 def test_dagger_with_a_trained_teacher(state_demos, state_run, tmp_path):
