@@ -261,6 +261,22 @@ def cmd_bench_learnability(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from embodied.lerobot import export_lerobot
+
+    summary = export_lerobot(args.data, args.out, repo_id=args.repo_id)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from embodied.lerobot import import_lerobot
+
+    summary = import_lerobot(args.data, args.out)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def cmd_bench_experts(args: argparse.Namespace) -> int:
     from embodied.bench_experts import bench_experts
     from sandbox_common.atomic import write_json_atomic
@@ -806,6 +822,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("export", help="write a dataset directory in another format (LeRobot v3.0)")
+    p.add_argument("--data", required=True, help="dataset directory written by `collect`")
+    p.add_argument("--format", required=True, choices=["lerobot"], help="the format to write")
+    p.add_argument("--out", required=True, help="new directory for the export (must be empty)")
+    p.add_argument(
+        "--repo-id", help="LeRobot repo id recorded in the export (default wm-sandbox/<task>)"
+    )
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="read an export back into a dataset directory (LeRobot v3.0)")
+    p.add_argument(
+        "--data", required=True, help="the LeRobot export directory (written by `export`)"
+    )
+    p.add_argument("--format", required=True, choices=["lerobot"], help="the format to read")
+    p.add_argument("--out", required=True, help="new dataset directory (must be empty)")
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("bench", help="benchmarks")
     bench = p.add_subparsers(dest="bench", metavar="WHAT", required=True)

@@ -121,7 +121,7 @@ def test_parquet_files_readable(pixels):
         assert rows["frame_index"].to_pylist() == list(range(ep["length"]))
         np.testing.assert_allclose(rows["timestamp"].to_numpy(), np.arange(ep["length"]) / 20)
     tasks = pq.read_table(export / "meta/tasks.parquet").to_pydict()
-    assert tasks["task"] == [e["tasks"][0] for e in episodes][: len(tasks["task"])]
+    assert tasks["task"] == list(dict.fromkeys(e["tasks"][0] for e in episodes))
     assert tasks["task_index"] == list(range(info["total_tasks"]))
     stats = json.loads((export / "meta/stats.json").read_text())
     assert np.array(stats["observation.images.front"]["mean"]).shape == (3, 1, 1)
@@ -208,3 +208,36 @@ def test_lerobot_loads_the_export(pixels):
     np.testing.assert_array_equal(item["action"].numpy(), episode.steps["action"][2])
     image = item["observation.images.front"].permute(1, 2, 0).numpy() * 255
     assert np.abs(image - episode.obs["image_front"][2]).mean() < 1.0
+
+
+def test_cli_exports_and_imports(tmp_path, capsys):
+    from embodied.cli import main
+
+    data = tmp_path / "d"
+    collect("reach", 2, data, seed=100, noise=0.1, progress=False, obs_mode="state")
+    assert (
+        main(["export", "--data", str(data), "--format", "lerobot", "--out", str(tmp_path / "lr")])
+        == 0
+    )
+    assert (
+        main(
+            [
+                "import",
+                "--data",
+                str(tmp_path / "lr"),
+                "--format",
+                "lerobot",
+                "--out",
+                str(tmp_path / "back"),
+            ]
+        )
+        == 0
+    )
+    back = EpisodeDataset(tmp_path / "back")
+    assert len(back) == 2
+    np.testing.assert_array_equal(back[1].steps["action"], EpisodeDataset(data)[1].steps["action"])
+    assert (
+        main(["export", "--data", str(data), "--format", "lerobot", "--out", str(tmp_path / "lr")])
+        == 2
+    )
+    assert "output already exists" in capsys.readouterr().err
