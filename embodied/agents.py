@@ -12,6 +12,7 @@ from policies.agents import AgentBundle
 from policies.bc import BCBundle
 from policies.bundles import load_agent
 from world_models.checkpoint import CheckpointError
+from world_models.trainer import resolve_device
 
 
 def load_bundle(path: str | Path) -> AgentBundle | BCBundle:
@@ -26,13 +27,13 @@ def load_bundle(path: str | Path) -> AgentBundle | BCBundle:
 
 
 def agent_factory_from_run(
-    path: str | Path, task: str, world_model_check: bool = True
+    path: str | Path, task: str, world_model_check: bool = True, device: str = "cpu"
 ) -> tuple[AgentFactory, dict[str, Any]]:
     """The factory the harness calls per episode, and the env settings the agent needs.
 
     Raises :class:`CheckpointError` when the agent was trained on other tasks or observations.
     """
-    bundle = load_bundle(path)
+    bundle = load_bundle(path).to(resolve_device(device))
     overrides = dict(bundle.env)
     if "cameras" in overrides:
         overrides["cameras"] = tuple(overrides["cameras"])

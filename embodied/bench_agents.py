@@ -21,6 +21,7 @@ from embodied.evaluation import evaluate
 from embodied.train_agent import AGENT_FILE, train_agent
 from policies.agents import HierarchicalAgent, obs_batch
 from sandbox_common.atomic import write_json_atomic
+from sandbox_common.paths import portable_path
 from world_models.checkpoint import load_checkpoint
 
 LONG_HORIZON = ("sort", "chain")
@@ -101,12 +102,12 @@ def bench_agents(
     results = _read(results_path)
     results.setdefault("runs", {})
     results["settings"] = {
-        "data": [str(d) for d in data],
+        "data": [portable_path(d) for d in data],
         "seeds": list(seeds),
         "heads": list(heads),
         "kinds": list(kinds),
         "episodes": episodes,
-        "world_model": str(world_model) if world_model else None,
+        "world_model": portable_path(world_model) if world_model else None,
         "preset": preset,
         "eval_seeds": f"0..{episodes - 1} (skipping starts that are already a success)",
     }

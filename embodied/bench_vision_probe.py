@@ -21,6 +21,7 @@ from policies.config import policy_preset
 from policies.fusion import random_shift
 from policies.tokenizer import WordTokenizer
 from world_models import ObsSpec
+from sandbox_common.paths import portable_path
 
 FIRST_STEPS = 12
 """Steps per episode used: the cube is still at its start (the gripper has not reached it)."""
@@ -77,7 +78,7 @@ def run_vision_probe(
         pred = predict(val_rows, False).numpy() * std + mean
         train_pred = predict(train_rows[:512], False).numpy() * std + mean
     return {
-        "data": str(data),
+        "data": portable_path(data),
         "episodes": len(ds),
         "steps": steps,
         "seconds": round(time.perf_counter() - start, 1),

@@ -548,7 +548,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         torch.set_num_threads(1)  # on 2 cores, 2 torch threads collapse next to the env workers
 
         factory, agent_overrides = agent_factory_from_run(
-            args.agent, task, world_model_check=not args.no_world_model
+            args.agent, task, world_model_check=not args.no_world_model, device=args.device
         )
         overrides = {**agent_overrides, **overrides}
         num_envs = args.num_envs or 2
@@ -779,6 +779,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--noise", type=_non_negative_float, default=0.0, help="expert action noise")
     _add_ray_option(p, "evaluate on a Ray cluster (--num-envs: workers; no --video)")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        choices=["auto", "cpu", "cuda"],
+        help="where a trained agent's networks run (auto: CUDA when present)",
+    )
     p.add_argument(
         "--no-world-model",
         action="store_true",

@@ -87,7 +87,7 @@ class System1:
             )
             self.timings.append(_elapsed_ms(start))
             self.chunks_predicted += 1
-            self.queue.push(chunk[0].numpy())
+            self.queue.push(chunk[0].cpu().numpy())
         return np.clip(self.queue.pop(), -1.0, 1.0).astype(np.float32)
 
 
@@ -269,6 +269,13 @@ class AgentBundle:
             check,
             keys,
         )
+
+    def to(self, device: str | torch.device) -> "AgentBundle":
+        """Move every network to ``device`` (agents then act there; observations stay NumPy)."""
+        for net in (self.system1, self.planner, self.world_model):
+            if net is not None:
+                net.to(device)
+        return self
 
     def _world_model_keys(self) -> tuple[str, ...]:
         if self.world_model is None:

@@ -353,7 +353,8 @@ class BCStateAgent:
             obs[PROPRIO], obs[OBJECT_STATE], self._initial, self._bound
         )
         with torch.no_grad():
-            return self.policy(torch.from_numpy(f)[None])[0].numpy()
+            device = self.policy.normalizer.mean.device
+            return self.policy(torch.from_numpy(f)[None].to(device))[0].cpu().numpy()
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         return executable(self.raw_action(obs))
@@ -379,13 +380,15 @@ class BCPixelsAgent:
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         if self.queue.needs_chunk():
+            device = self.policy.normalizer.mean.device
             images = {
-                k: torch.from_numpy(np.ascontiguousarray(obs[k]))[None]
+                k: torch.from_numpy(np.ascontiguousarray(obs[k]))[None].to(device)
                 for k in self.policy.image_keys
             }
             proprio = torch.from_numpy(np.asarray(obs[PROPRIO], dtype=np.float32))[None]
             with torch.no_grad():
-                chunk = self.policy(images, proprio, self._code)[0].numpy()
+                chunk = self.policy(images, proprio.to(device), self._code.to(device))[0]
+            chunk = chunk.cpu().numpy()
             self.queue.push(chunk)
         return executable(self.queue.pop())
 
@@ -426,11 +429,17 @@ class BCBundle:
             raise CheckpointError(f"this agent was trained on {list(self.tasks)}, not {task!r}")
         return BCStateAgent(self.policy, TaskFeatures(self.task_kinds[task]))
 
+    def to(self, device: str | torch.device) -> "BCBundle":
+        """Move the network to ``device`` (agents then act there; observations stay NumPy)."""
+        self.policy.to(device)
+        return self
+
     def save(self, path: str | Path) -> Path:
+        cpu_state = {k: v.cpu() for k, v in self.policy.state_dict().items()}
         payload = {
             "agent": self.kind,
             "config": self.policy.config.to_dict(),
-            "state": self.policy.state_dict(),
+            "state": cpu_state,
             "env": self.env,
             "tasks": list(self.tasks),
             "task_kinds": {t: list(k) for t, k in self.task_kinds.items()},

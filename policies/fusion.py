@@ -20,9 +20,13 @@ from world_models.config import ObsSpec
 from world_models.networks import mlp
 
 
-def as_tensor(x, dtype: torch.dtype | None = None) -> torch.Tensor:
+def as_tensor(
+    x, dtype: torch.dtype | None = None, device: torch.device | None = None
+) -> torch.Tensor:
+    """An array or tensor as a tensor of ``dtype`` on ``device`` (no copy when it already is):
+    models move their inputs to their own device, so callers may pass CPU arrays."""
     t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
-    return t.to(dtype) if dtype is not None else t
+    return t.to(device=device, dtype=dtype)
 
 
 def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -180,7 +184,7 @@ class FusionBackbone(nn.Module):
         conditions on the same text for many chunks."""
         key = None
         if torch.is_inference_mode_enabled():
-            key = tokens.numpy().tobytes() + str(tuple(tokens.shape)).encode()
+            key = tokens.cpu().numpy().tobytes() + str(tuple(tokens.shape)).encode()
             if key in self._text_cache:
                 return self._text_cache[key]
         text_pad = tokens == 0
@@ -210,20 +214,23 @@ class FusionBackbone(nn.Module):
         """``-> (B, d)``; ``extra (B, E, d)`` are added tokens (e.g. the plan position)."""
         parts, direct = [], []
         batch = tokens.shape[0]
-        tokens = as_tensor(tokens, torch.long)[:, : self.config.max_text_len]
+        device = self.readout.device
+        tokens = as_tensor(tokens, torch.long, device)[:, : self.config.max_text_len]
         used = int((tokens != 0).sum(1).max()) if tokens.numel() else 0
         tokens = tokens[:, : max(used, 1)]  # drop columns that are padding in every row
         text_pad, any_pad, words, text = self.encode_text(tokens)
         cams = len(self.spec.image_keys)
         if cams:
-            stacked = torch.cat([as_tensor(obs[k]) for k in self.spec.image_keys])  # (cams*B, ...)
+            stacked = torch.cat([as_tensor(obs[k], device=device) for k in self.spec.image_keys])
             img, points = self.images(stacked, text.repeat(cams, 1))
             img = img.unflatten(0, (cams, batch)) + self.camera_embedding[:, None]
             direct.append(points.unflatten(0, (cams, batch)).transpose(0, 1).flatten(1))
             parts.append(img.transpose(0, 1).flatten(1, 2))  # (B, cams * cells, d)
         parts.append(words)
         if self.proprio is not None:
-            vec = torch.cat([as_tensor(obs[k], torch.float32) for k in self.spec.vector_keys], -1)
+            vec = torch.cat(
+                [as_tensor(obs[k], torch.float32, device) for k in self.spec.vector_keys], -1
+            )
             vec = vec[:, self.vector_index]
             vec = (vec - self.vector_mean) / self.vector_std
             parts.append(self.proprio(vec).unsqueeze(1))

@@ -37,7 +37,7 @@ class WorldModelCheck:
         count = tokens.shape[0]
         batch = {k: as_tensor(v).expand(count, *np.shape(v)[1:]) for k, v in obs.items()}
         z = wm.encode(batch)
-        scores = torch.zeros(count)
+        scores = torch.zeros(count, device=wm.device)
         for c in range(self.chunks):
             chunk = self.policy.predict_chunk(batch, tokens, generator=generator)
             steps = chunk[:, : self.execute] if c < self.chunks - 1 else chunk
@@ -56,4 +56,4 @@ class WorldModelCheck:
                         dim = dict(zip(wm.spec.vector_keys, wm.spec.vector_dims))[key]
                         batch[key] = state[:, start : start + dim]
                         start += dim
-        return scores.numpy()
+        return scores.cpu().numpy()

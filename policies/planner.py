@@ -56,9 +56,10 @@ class SubtaskPlanner(nn.Module):
         self.done_head = nn.Linear(d, 1)
 
     def forward(self, obs: dict, tokens, plan_index) -> tuple[torch.Tensor, torch.Tensor]:
-        index = as_tensor(plan_index, torch.long).clamp(0, self.config.max_subtasks)
+        device = self.done_head.weight.device
+        index = as_tensor(plan_index, torch.long, device).clamp(0, self.config.max_subtasks)
         h = self.backbone(
-            obs, as_tensor(tokens, torch.long), extra=self.position(index).unsqueeze(1)
+            obs, as_tensor(tokens, torch.long, device), extra=self.position(index).unsqueeze(1)
         )
         return self.subtask_head(h), self.done_head(h).squeeze(-1)
 
@@ -70,7 +71,8 @@ class SubtaskPlanner(nn.Module):
         batch = {k: as_tensor(v).expand(3, *v.shape[1:]) for k, v in obs.items()}
         logits, done = self(batch, as_tensor(tokens).expand(3, -1), positions)
         return PlanView(
-            log_probs=torch.log_softmax(logits, -1).numpy(), done=torch.sigmoid(done).numpy()
+            log_probs=torch.log_softmax(logits, -1).cpu().numpy(),
+            done=torch.sigmoid(done).cpu().numpy(),
         )
 
     def loss(

@@ -245,7 +245,7 @@ def test_cli_trains_a_baseline_with_dagger_and_evaluates_it(state_demos, tmp_pat
                  "--quiet"])  # fmt: skip
     assert code == 0 and "round 1" in capsys.readouterr().out
     code = main(["eval", "--agent", str(run), "--task", "pick-place", "--episodes", "2",
-                 "--out", str(tmp_path / "eval"), "--quiet"])  # fmt: skip
+                 "--out", str(tmp_path / "eval"), "--device", "auto", "--quiet"])  # fmt: skip
     assert code == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["episodes"] == 2
@@ -270,3 +270,11 @@ def test_device_choice_is_validated():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device"):
             resolve_device("cuda")
+
+
+def test_results_record_portable_paths(tmp_path, monkeypatch):
+    from sandbox_common.paths import portable_path
+
+    monkeypatch.chdir(tmp_path)
+    assert portable_path(tmp_path / "runs" / "x") == "runs/x"
+    assert portable_path("/somewhere/else/data/pp") == "<elsewhere>/data/pp"

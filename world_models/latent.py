@@ -30,9 +30,12 @@ STD_FLOOR = 0.5
 """Each latent dimension's standard deviation over a batch is pushed above this."""
 
 
-def to_tensor(x, dtype: torch.dtype | None = None) -> torch.Tensor:
+def to_tensor(
+    x, dtype: torch.dtype | None = None, device: torch.device | None = None
+) -> torch.Tensor:
+    """An array or tensor as a tensor of ``dtype`` on ``device`` (no copy when it already is)."""
     t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
-    return t.to(dtype) if dtype is not None else t
+    return t.to(device=device, dtype=dtype)
 
 
 class LatentWorldModel(nn.Module):
@@ -150,16 +153,21 @@ class LatentWorldModel(nn.Module):
         keys = self.input_vector_keys if keys is None else keys
         if not keys:
             return None
-        x = torch.cat([to_tensor(obs[k], torch.float32) for k in keys], dim=-1)
+        x = torch.cat([to_tensor(obs[k], torch.float32, self.device) for k in keys], dim=-1)
         idx = self.input_index if keys == self.input_vector_keys else self.aux_index
         return (x - self.vector_mean[idx]) / self.vector_std[idx]
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's parameters live; inputs are moved there."""
+        return self.action_scale.device
 
     def encode(self, obs: dict) -> torch.Tensor:
         """Observations with leading dims ``(...,)`` (e.g. ``(B,)`` or ``(B, T)``) -> ``z (..., latent)``."""
         feats = []
         lead = None
         for key in self.image_keys:
-            images = to_tensor(obs[key])
+            images = to_tensor(obs[key], device=self.device)
             lead = images.shape[:-3]
             flat = images.reshape(-1, *images.shape[-3:]).permute(0, 3, 1, 2)
             feats.append(self.encoders[key](flat))
@@ -172,12 +180,12 @@ class LatentWorldModel(nn.Module):
 
     def next(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """One latent step: ``z (N, latent)``, ``action (N, A)`` -> ``z' (N, latent)``."""
-        a = to_tensor(action, torch.float32) / self.action_scale
+        a = to_tensor(action, torch.float32, self.device) / self.action_scale
         return self.latent_norm(z + self.dynamics(torch.cat([z, a], dim=-1)))
 
     def imagine(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Roll ``z (N, latent)`` through ``actions (N, H, A)`` -> ``(N, H, latent)``."""
-        actions = to_tensor(actions, torch.float32)
+        actions = to_tensor(actions, torch.float32, self.device)
         out = []
         for t in range(actions.shape[1]):
             z = self.next(z, actions[:, t])
