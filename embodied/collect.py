@@ -230,6 +230,55 @@ def _summary(task: str, metas: list[dict[str, Any]], seed: int, noise: float) ->
     }
 
 
+def open_collection(
+    task: str,
+    out: str | os.PathLike,
+    count: int,
+    seed: int,
+    noise: float,
+    overrides: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> tuple[envs.TaskConfig, Path, dict[int, dict[str, Any]], list[int]]:
+    """Create (or reopen, checking it holds the same collection) a dataset directory.
+
+    Returns the task config, the root, the metadata of the episodes already on disk and the
+    indices still to record. ``extra`` adds fields to ``meta.json`` (and must match on resume).
+    """
+    config = envs.make_config(task, **overrides)
+    root = Path(out)
+    probe = config.build()
+    obs_keys = sorted(k for k in probe.observation_space.spaces if k != INSTRUCTION)
+    probe.close()
+    wanted = _dataset_meta(task, config, seed, noise, obs_keys) | dict(extra or {})
+    root.mkdir(parents=True, exist_ok=True)
+    if (root / META_FILE).exists():
+        _check_same_collection(root, wanted)
+    else:
+        write_json_atomic(root / META_FILE, wanted)
+    done = _existing_episodes(root, count)
+    return config, root, done, [i for i in range(count) if i not in done]
+
+
+def finish_collection(
+    root: Path,
+    task: str,
+    done: dict[int, dict[str, Any]],
+    count: int,
+    seed: int,
+    noise: float,
+    newly: int,
+    start: float,
+) -> dict[str, Any]:
+    """Write and return ``summary.json`` of a finished collection."""
+    metas = [done[i] for i in range(count)]
+    summary = _summary(task, metas, seed, noise) | {
+        "newly_collected": newly,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    write_json_atomic(root / SUMMARY_FILE, summary)
+    return summary
+
+
 def collect(
     task: str,
     episodes: int,
@@ -251,22 +300,7 @@ def collect(
         raise ValueError(f"noise must be >= 0, got {noise}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    config = envs.make_config(task, **overrides)
-    root = Path(out)
-    probe = config.build()
-    obs_keys = sorted(k for k in probe.observation_space.spaces if k != INSTRUCTION)
-    probe.close()
-    wanted = _dataset_meta(task, config, seed, noise, obs_keys)
-
-    root.mkdir(parents=True, exist_ok=True)
-    if (root / META_FILE).exists():
-        _check_same_collection(root, wanted)
-    else:
-        write_json_atomic(root / META_FILE, wanted)
-
-    done = _existing_episodes(root, episodes)
-    todo = [i for i in range(episodes) if i not in done]
-
+    config, root, done, todo = open_collection(task, out, episodes, seed, noise, overrides)
     start = time.perf_counter()
     bar = tqdm(
         total=episodes, initial=len(done), desc=f"collect {task}", unit="ep", disable=not progress
@@ -289,14 +323,7 @@ def collect(
                 done[result.pop("index")] = result
                 bar.update(1)
     bar.close()
-
-    metas = [done[i] for i in range(episodes)]
-    summary = _summary(task, metas, seed, noise) | {
-        "newly_collected": len(todo),
-        "seconds": round(time.perf_counter() - start, 2),
-    }
-    write_json_atomic(root / SUMMARY_FILE, summary)
-    return summary
+    return finish_collection(root, task, done, episodes, seed, noise, len(todo), start)
 
 
 def collect_rollouts(
@@ -312,23 +339,14 @@ def collect_rollouts(
     """Write one episode per seed in which ``make_agent(env, seed)`` acts and ``teacher`` labels
     every state (DAgger), as an ordinary dataset directory: crash-safe, resumed at the first
     missing episode. A teacher with ``on_reset`` also sees every episode start."""
-    config = envs.make_config(task, **overrides)
-    root = Path(out)
-    probe = config.build()
-    obs_keys = sorted(k for k in probe.observation_space.spaces if k != INSTRUCTION)
-    probe.close()
-    wanted = _dataset_meta(task, config, seeds[0], 0.0, obs_keys) | {
+    extra = {
         "episode_seed_rule": "episode i uses seeds[i]",
         "seeds": list(seeds),
         "source": dict(meta or {}),
     }
-    root.mkdir(parents=True, exist_ok=True)
-    if (root / META_FILE).exists():
-        _check_same_collection(root, wanted)
-    else:
-        write_json_atomic(root / META_FILE, wanted)
-    done = _existing_episodes(root, len(seeds))
-    todo = [i for i in range(len(seeds)) if i not in done]
+    config, root, done, todo = open_collection(
+        task, out, len(seeds), seeds[0], 0.0, overrides, extra
+    )
     hooks = [teacher] if hasattr(teacher, "on_reset") else []
     start = time.perf_counter()
     env = config.build()
@@ -342,10 +360,4 @@ def collect_rollouts(
             done[index] = episode_meta
     finally:
         env.close()
-    metas = [done[i] for i in range(len(seeds))]
-    summary = _summary(task, metas, seeds[0], 0.0) | {
-        "newly_collected": len(todo),
-        "seconds": round(time.perf_counter() - start, 2),
-    }
-    write_json_atomic(root / SUMMARY_FILE, summary)
-    return summary
+    return finish_collection(root, task, done, len(seeds), seeds[0], 0.0, len(todo), start)

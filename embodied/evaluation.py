@@ -364,6 +364,14 @@ def evaluate(
             _run_vector(make_agent, task, episodes - serial, seeds, out, num_envs, env_overrides)
     finally:
         bar.close()
+    return aggregate(task, out, videos, round(time.perf_counter() - start, 2), num_envs)
+
+
+def aggregate(
+    task: str, out: _Collector, videos: list[str], seconds: float, num_envs: int
+) -> EvalResult:
+    """The :class:`EvalResult` of the episodes ``out`` gathered (any runner: serial, vectorized,
+    Ray), episodes sorted by seed."""
     rollouts = sorted(out.rollouts, key=lambda r: r.seed)
     wins = sum(r.success for r in rollouts)
     return EvalResult(
@@ -390,7 +398,7 @@ def evaluate(
             for r in rollouts
         ],
         videos=videos,
-        seconds=round(time.perf_counter() - start, 2),
+        seconds=seconds,
         num_envs=num_envs,
     )
 

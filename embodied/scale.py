@@ -36,24 +36,16 @@ import numpy as np
 from tqdm import tqdm
 
 import envs
-from embodied.collect import (
-    _check_same_collection,
-    _dataset_meta,
-    _existing_episodes,
-    _summary,
-    record_episode,
-)
-from embodied.dataset import META_FILE, SUMMARY_FILE, write_episode
+from embodied.collect import finish_collection, open_collection, record_episode
+from embodied.dataset import write_episode
 from embodied.evaluation import (
     EvalResult,
     TimedAgent,
     _Collector,
+    aggregate,
     expert_factory,
-    wilson_interval,
 )
 from embodied.rollout import Rollout, run_episode
-from envs.base import INSTRUCTION
-from sandbox_common.atomic import write_json_atomic
 from sandbox_common.errors import InputError
 
 LOCAL = "local"
@@ -191,19 +183,7 @@ def collect_ray(
     if block is not None and block < 1:
         raise ValueError(f"block must be >= 1, got {block}")
     import_ray()  # say so before touching the directory
-    config = envs.make_config(task, **overrides)
-    root = Path(out)
-    probe = config.build()
-    obs_keys = sorted(k for k in probe.observation_space.spaces if k != INSTRUCTION)
-    probe.close()
-    wanted = _dataset_meta(task, config, seed, noise, obs_keys)
-    root.mkdir(parents=True, exist_ok=True)
-    if (root / META_FILE).exists():
-        _check_same_collection(root, wanted)
-    else:
-        write_json_atomic(root / META_FILE, wanted)
-    done = _existing_episodes(root, episodes)
-    todo = [i for i in range(episodes) if i not in done]
+    _, root, done, todo = open_collection(task, out, episodes, seed, noise, overrides)
 
     start = time.perf_counter()
     if todo:
@@ -229,13 +209,7 @@ def collect_ray(
             finally:
                 bar.close()
 
-    metas = [done[i] for i in range(episodes)]
-    summary = _summary(task, metas, seed, noise) | {
-        "newly_collected": len(todo),
-        "seconds": round(time.perf_counter() - start, 2),
-    }
-    write_json_atomic(root / SUMMARY_FILE, summary)
-    return summary
+    return finish_collection(root, task, done, episodes, seed, noise, len(todo), start)
 
 
 # ---------------------------------------------------------------- evaluation
@@ -330,34 +304,8 @@ def _eval_result(
     collector = _Collector(tqdm(disable=True))
     for episode in episodes:
         collector.finish(episode.rollout, episode)
-    rollouts = sorted(collector.rollouts, key=lambda r: r.seed)
-    wins = sum(r.success for r in rollouts)
-    return EvalResult(
-        task=task,
-        episodes=len(rollouts),
-        seeds=[r.seed for r in rollouts],
-        success_rate=wins / len(rollouts),
-        ci95=wilson_interval(wins, len(rollouts)),
-        mean_chain_length=float(np.mean([r.links_completed for r in rollouts])),
-        mean_links_fraction=float(np.mean([r.links_completed / r.num_links for r in rollouts])),
-        mean_length=float(np.mean([r.length for r in rollouts])),
-        latency_ms=collector.latency(),
-        skipped_seeds=sorted(skipped),
-        failed_seeds=[r.seed for r in rollouts if not r.success],
-        per_episode=[
-            {
-                "seed": r.seed,
-                "instruction": r.instruction,
-                "success": r.success,
-                "length": r.length,
-                "links_completed": r.links_completed,
-                "total_reward": r.total_reward,
-            }
-            for r in rollouts
-        ],
-        seconds=seconds,
-        num_envs=num_envs,
-    )
+    collector.skipped = list(skipped)
+    return aggregate(task, collector, [], seconds, num_envs)
 
 
 def evaluate_ray(
