@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from sandbox_common.registry import Registry
+from sandbox_common.registry import Builders, Registry
 
 POLICIES: Registry = Registry("policy")
 """Name -> frozen config class whose ``build(spec, vocab_size)`` makes the network."""
+POLICY_BUILDERS = Builders("policy")
+"""Config type -> network class; each network registers itself beside its definition."""
 
 ACTION_HEADS = ("discrete", "flow")
 
@@ -153,9 +155,7 @@ class VLAConfig(_Serializable):
         _raise(type(self), problems)
 
     def build(self, spec, vocab_size: int):
-        from policies.vla import VLAPolicy
-
-        return VLAPolicy(self, spec, vocab_size)
+        return POLICY_BUILDERS.build(self, spec, vocab_size)
 
 
 @POLICIES.register("subtask-planner")
@@ -199,9 +199,7 @@ class PlannerConfig(_Serializable):
         _raise(type(self), problems)
 
     def build(self, spec, vocab_size: int, num_subtasks: int):
-        from policies.planner import SubtaskPlanner
-
-        return SubtaskPlanner(self, spec, vocab_size, num_subtasks)
+        return POLICY_BUILDERS.build(self, spec, vocab_size, num_subtasks)
 
 
 _DEBUG_FUSION = FusionConfig(d_model=16, layers=1, heads=2, ff_dim=32, conv_channels=(4, 8))

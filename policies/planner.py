@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from policies.config import PlannerConfig
+from policies.config import POLICY_BUILDERS, PlannerConfig
 from policies.fusion import FusionBackbone, as_tensor
 from policies.vla import training_obs
 from world_models.config import ObsSpec
@@ -38,6 +38,7 @@ class PlanView:
     """``(3,)`` probabilities that the subtask at each position is already done."""
 
 
+@POLICY_BUILDERS.register(PlannerConfig)
 class SubtaskPlanner(nn.Module):
     """Instruction + observation + plan position -> subtask logits ``(B, V)`` and done logit ``(B,)``."""
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from policies.config import VLAConfig
+from policies.config import POLICY_BUILDERS, VLAConfig
 from policies.fusion import FusionBackbone, as_tensor, random_shift
 from world_models.config import ObsSpec
 from world_models.networks import mlp
@@ -121,6 +121,7 @@ class FlowMatchingHead(nn.Module):
         return x.clamp(-1.0, 1.0)
 
 
+@POLICY_BUILDERS.register(VLAConfig)
 class VLAPolicy(nn.Module):
     """Small verbs: ``predict_chunk(obs, tokens)`` and ``loss(batch)``."""
 

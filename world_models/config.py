@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from world_models.registry import WORLD_MODELS
+from world_models.registry import WORLD_MODEL_BUILDERS, WORLD_MODELS
 
 
 @dataclass(frozen=True)
@@ -152,9 +152,7 @@ class LatentWorldModelConfig:
             raise ValueError("invalid LatentWorldModelConfig: " + "; ".join(problems))
 
     def build(self, spec: ObsSpec):
-        from world_models.latent import LatentWorldModel
-
-        return LatentWorldModel(self, spec)
+        return WORLD_MODEL_BUILDERS.build(self, spec)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

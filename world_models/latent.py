@@ -25,6 +25,7 @@ from torch import nn
 
 from world_models.config import LatentWorldModelConfig, ObsSpec
 from world_models.networks import ImageDecoder, ImageEncoder, mlp
+from world_models.registry import WORLD_MODEL_BUILDERS
 
 STD_FLOOR = 0.5
 """Each latent dimension's standard deviation over a batch is pushed above this."""
@@ -38,6 +39,7 @@ def to_tensor(
     return t.to(device=device, dtype=dtype)
 
 
+@WORLD_MODEL_BUILDERS.register(LatentWorldModelConfig)
 class LatentWorldModel(nn.Module):
     """Small verbs: ``encode``, ``next``, ``imagine``, ``reward``, ``success``, ``subtask``, ``state``,
     ``decode``, ``loss``. Tensors are batch-first; shapes are in the docstrings."""
