@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import envs
-from embodied.evaluation import AgentFactory
-from embodied.train_agent import AGENT_FILE
+from embodied.evaluation.harness import AgentFactory
+from embodied.training.layered import AGENT_FILE
 from policies.agents import AgentBundle
 from policies.bc import BCBundle
 from policies.bundles import load_agent

@@ -126,7 +126,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from embodied.collect import collect
+    from embodied.data.collect import collect
 
     if args.ray is None:
         run = partial(collect, workers=args.workers)
@@ -151,7 +151,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     import envs
     from embodied.agent import ExpertAgent
     from embodied.rollout import run_episode
-    from embodied.video import VIDEO_SUFFIXES, write_video
+    from embodied.media.video import VIDEO_SUFFIXES, write_video
 
     out = Path(args.out)
     if out.suffix not in VIDEO_SUFFIXES:
@@ -198,7 +198,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_env(args: argparse.Namespace) -> int:
-    from embodied.bench_env import format_table, run_env_benchmark
+    from embodied.bench.env import format_table, run_env_benchmark
     from sandbox_common.atomic import write_json_atomic
 
     tasks = [_check_task(t) for t in args.tasks.split(",")] if args.tasks else None
@@ -235,7 +235,7 @@ def _int_list(text: str | None, flag: str) -> list[int]:
 def cmd_bench_learnability(args: argparse.Namespace) -> int:
     import torch
 
-    from embodied.bench_learnability import bench_learnability, format_table
+    from embodied.bench.learnability import bench_learnability, format_table
 
     torch.set_num_threads(1)
     demos = _int_list(args.demos, "--demos")
@@ -262,7 +262,7 @@ def cmd_bench_learnability(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from embodied.lerobot import export_lerobot
+    from embodied.data.lerobot import export_lerobot
 
     summary = export_lerobot(args.data, args.out, repo_id=args.repo_id)
     print(json.dumps(summary, indent=2))
@@ -270,7 +270,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from embodied.lerobot import import_lerobot
+    from embodied.data.lerobot import import_lerobot
 
     summary = import_lerobot(args.data, args.out)
     print(json.dumps(summary, indent=2))
@@ -278,7 +278,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_experts(args: argparse.Namespace) -> int:
-    from embodied.bench_experts import bench_experts
+    from embodied.bench.experts import bench_experts
     from sandbox_common.atomic import write_json_atomic
 
     tasks = [_check_task(t) for t in args.tasks.split(",")] if args.tasks else None
@@ -330,13 +330,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_train_agent(args: argparse.Namespace) -> int:
     import torch
 
-    from embodied.train_agent import summary_line, train_agent
+    from embodied.training.layered import summary_line, train_agent
 
     torch.set_num_threads(args.threads)
     if args.seeds or args.ray is not None:
         return _train_sweep(args)
     if args.kind in ("bc-state", "bc-pixels"):
-        from embodied.train_bc import train_bc
+        from embodied.training.baselines import train_bc
 
         if args.world_model or args.head or args.planner_steps:
             raise UsageError("--world-model, --head and --planner-steps are for the layered agents")
@@ -388,7 +388,7 @@ def cmd_train_agent(args: argparse.Namespace) -> int:
 def _train_sweep(args: argparse.Namespace) -> int:
     """``train agent --seeds K... [--ray [ADDRESS]]``: one run per seed in ``OUT/seed_<k>``."""
     from embodied.scale import BC_KINDS, sweep_dir, train_sweep, train_sweep_ray
-    from embodied.train_agent import summary_line
+    from embodied.training.layered import summary_line
 
     if not args.seeds:
         raise UsageError("--ray trains a seed sweep: give the seeds, e.g. --seeds 0 1 2")
@@ -420,7 +420,7 @@ def _train_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_train_world_model(args: argparse.Namespace) -> int:
-    from embodied.train_world_model import train_world_model
+    from embodied.training.world_model import train_world_model
 
     summary = train_world_model(
         args.data,
@@ -443,8 +443,8 @@ def cmd_train_world_model(args: argparse.Namespace) -> int:
 
 
 def cmd_imagine(args: argparse.Namespace) -> int:
-    from embodied.imagine import imagine_video
-    from embodied.video import VIDEO_SUFFIXES
+    from embodied.media.imagine import imagine_video
+    from embodied.media.video import VIDEO_SUFFIXES
 
     if Path(args.out).suffix not in VIDEO_SUFFIXES:
         raise UsageError(f"--out must end in one of {', '.join(VIDEO_SUFFIXES)}, got {args.out!r}")
@@ -464,7 +464,7 @@ def cmd_imagine(args: argparse.Namespace) -> int:
 def cmd_bench_agents(args: argparse.Namespace) -> int:
     import torch
 
-    from embodied.bench_agents import bench_agents, format_table
+    from embodied.bench.agents import bench_agents, format_table
 
     torch.set_num_threads(1)
     tasks = tuple(_check_task(t.strip()) for t in args.tasks.split(",")) if args.tasks else None
@@ -495,7 +495,7 @@ def cmd_bench_agents(args: argparse.Namespace) -> int:
 def cmd_bench_vision_probe(args: argparse.Namespace) -> int:
     import torch
 
-    from embodied.bench_vision_probe import run_vision_probe
+    from embodied.bench.vision_probe import run_vision_probe
     from sandbox_common.atomic import write_json_atomic
 
     torch.set_num_threads(1)
@@ -507,7 +507,7 @@ def cmd_bench_vision_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_world_model(args: argparse.Namespace) -> int:
-    from embodied.bench_world_model import format_summary, run_world_model_benchmark
+    from embodied.bench.world_model import format_summary, run_world_model_benchmark
     from sandbox_common.atomic import write_json_atomic
 
     result = run_world_model_benchmark(
@@ -525,7 +525,7 @@ def cmd_bench_world_model(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from embodied.evaluation import evaluate, expert_factory, write_metrics
+    from embodied.evaluation.harness import evaluate, expert_factory, write_metrics
 
     task = _check_task(args.task)
     if args.video < 0:

@@ -11,9 +11,9 @@ from typing import Any
 
 import envs
 from embodied.agent import ExpertAgent
-from embodied.collect import collect
+from embodied.data.collect import collect
 from embodied.rollout import run_episode
-from embodied.video import write_video
+from embodied.media.video import write_video
 from sandbox_common.atomic import write_json_atomic
 
 
@@ -26,9 +26,9 @@ def demo_world_model(
 ) -> dict[str, Any]:
     """Collect fixed-length noisy demos, train the default pixel world model briefly, evaluate it
     on held-out episodes and write the real | imagined video."""
-    from embodied.bench_world_model import WM_DATA
-    from embodied.imagine import imagine_video
-    from embodied.train_world_model import train_world_model
+    from embodied.bench.world_model import WM_DATA
+    from embodied.media.imagine import imagine_video
+    from embodied.training.world_model import train_world_model
 
     data = out / "world_model" / f"data-{task}"
     collect(
@@ -79,10 +79,10 @@ def demo_agents(
     on the same pixel demos with the same update budget; evaluate each on every task with the one
     harness (first episode on video), and return the comparison."""
     from embodied.agents import agent_factory_from_run
-    from embodied.evaluation import evaluate
-    from embodied.train_agent import train_agent
+    from embodied.evaluation.harness import evaluate
+    from embodied.training.layered import train_agent
 
-    from embodied.train_bc import train_bc
+    from embodied.training.baselines import train_bc
 
     rows: dict[str, Any] = {}
     for kind in AGENT_KINDS:

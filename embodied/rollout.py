@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from embodied.agent import Agent
-from embodied.video import annotate
+from embodied.media.video import annotate
 from envs.base import ManipulationEnv
 
 

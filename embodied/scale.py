@@ -7,12 +7,12 @@ seeds:
 
 - :func:`collect_ray`: remote tasks record contiguous blocks of episodes (episode ``i`` uses
   seed ``seed + i``) and *return* them; this process writes every file, ``meta.json`` and
-  ``summary.json`` exactly as :func:`embodied.collect.collect` does, and resumes the same way.
+  ``summary.json`` exactly as :func:`embodied.data.collect.collect` does, and resumes the same way.
   No shared filesystem is needed.
-- :func:`evaluate_ray`: this process picks the seeds as :func:`embodied.evaluation.evaluate` does
+- :func:`evaluate_ray`: this process picks the seeds as :func:`embodied.evaluation.harness.evaluate` does
   (skipping initial states that are already a success); remote workers build the agent (the
   scripted expert, or a run's ``agent.pt``, shipped to them as bytes) and run the episodes. The
-  :class:`~embodied.evaluation.EvalResult` equals the local one except for timings.
+  :class:`~embodied.evaluation.harness.EvalResult` equals the local one except for timings.
 - :func:`train_sweep_ray`: one remote training per seed into ``OUT/seed_<k>``. Training reads
   its datasets and writes its run from and to paths, so a multi-machine cluster needs them on a
   shared filesystem (a local Ray always has one).
@@ -36,9 +36,9 @@ import numpy as np
 from tqdm import tqdm
 
 import envs
-from embodied.collect import finish_collection, open_collection, record_episode
-from embodied.dataset import write_episode
-from embodied.evaluation import (
+from embodied.data.collect import finish_collection, open_collection, record_episode
+from embodied.data.dataset import write_episode
+from embodied.evaluation.harness import (
     EvalResult,
     TimedAgent,
     _Collector,
@@ -55,7 +55,7 @@ LOCAL_CPUS = 2
 """CPUs of a local Ray (recent Ray has no ``local_mode``; a 2-CPU local cluster stands in)."""
 
 BC_KINDS = ("bc-state", "bc-pixels")
-"""Kinds trained by :func:`embodied.train_bc.train_bc`; the others by ``train_agent``."""
+"""Kinds trained by :func:`embodied.training.baselines.train_bc`; the others by ``train_agent``."""
 
 
 class RayUnavailableError(InputError):
@@ -170,7 +170,7 @@ def collect_ray(
     progress: bool = True,
     **overrides: Any,
 ) -> dict[str, Any]:
-    """:func:`embodied.collect.collect` on Ray: the same files, ``meta.json`` and summary.
+    """:func:`embodied.data.collect.collect` on Ray: the same files, ``meta.json`` and summary.
 
     Remote tasks each record ``block`` consecutive episodes (default: enough blocks for two per
     cluster CPU, at most 16 episodes each) and return them; this process writes them as they
@@ -269,7 +269,7 @@ def _evaluate_block(
     import torch
 
     from embodied.agents import agent_factory_from_run
-    from embodied.train_agent import AGENT_FILE
+    from embodied.training.layered import AGENT_FILE
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="wm-sandbox-agent-") as tmp:
@@ -321,7 +321,7 @@ def evaluate_ray(
     progress: bool = False,
     **overrides: Any,
 ) -> EvalResult:
-    """:func:`embodied.evaluation.evaluate` on Ray for ``"expert"`` (the scripted expert with
+    """:func:`embodied.evaluation.harness.evaluate` on Ray for ``"expert"`` (the scripted expert with
     ``noise``) or a trained run (directory or ``agent.pt``).
 
     The seeds are chosen here; ``num_workers`` remote tasks (default: the cluster's CPUs) each
@@ -339,7 +339,7 @@ def evaluate_ray(
     checkpoint: bytes | None = None
     if str(run_or_expert) != "expert":
         from embodied.agents import agent_factory_from_run
-        from embodied.train_agent import AGENT_FILE
+        from embodied.training.layered import AGENT_FILE
 
         path = Path(run_or_expert)
         if not path.exists():
@@ -386,10 +386,10 @@ def train_one(
 ) -> dict[str, Any]:
     """One training run: ``train_bc`` for the baselines, ``train_agent`` for layered agents."""
     if kind in BC_KINDS:
-        from embodied.train_bc import train_bc
+        from embodied.training.baselines import train_bc
 
         return train_bc(kind, data, out, seed=seed, **kwargs)
-    from embodied.train_agent import train_agent
+    from embodied.training.layered import train_agent
 
     return train_agent(kind, data, out, seed=seed, **kwargs)
 

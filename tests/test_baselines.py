@@ -11,10 +11,10 @@ import torch
 import envs
 from embodied.agents import agent_factory_from_run, load_bundle
 from embodied.cli import main
-from embodied.collect import collect
-from embodied.dataset import EpisodeDataset
-from embodied.evaluation import evaluate
-from embodied.train_bc import load_demos, open_datasets, sampler, train_bc
+from embodied.data.collect import collect
+from embodied.data.dataset import EpisodeDataset
+from embodied.evaluation.harness import evaluate
+from embodied.training.baselines import load_demos, open_datasets, sampler, train_bc
 from envs.task_features import (
     INSTRUCTION_DIM,
     STATE_DIM,

@@ -6,8 +6,8 @@ import pytest
 
 import envs
 from embodied.cli import main
-from embodied.dataset import EpisodeDataset
-from embodied.video import read_video
+from embodied.data.dataset import EpisodeDataset
+from embodied.media.video import read_video
 
 
 def test_tasks_lists_names_and_gym_ids(capsys):

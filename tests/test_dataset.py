@@ -6,9 +6,9 @@ import os
 import numpy as np
 import pytest
 
-import embodied.collect as collect_module
-from embodied.collect import collect
-from embodied.dataset import (
+import embodied.data.collect as collect_module
+from embodied.data.collect import collect
+from embodied.data.dataset import (
     DatasetError,
     EpisodeDataset,
     SequenceLoader,

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from embodied import evaluation
+from embodied.evaluation import harness as evaluation
 from embodied.agent import ExpertAgent
-from embodied.evaluation import evaluate, expert_factory, wilson_interval, write_metrics
+from embodied.evaluation.harness import evaluate, expert_factory, wilson_interval, write_metrics
 from envs.base import ManipulationEnv
 
 

@@ -8,11 +8,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import embodied.lerobot as lerobot_module
-from embodied.collect import collect
-from embodied.dataset import DatasetError, EpisodeDataset, episode_path
-from embodied.lerobot import export_lerobot, import_lerobot
-from embodied.video import read_video
+import embodied.data.lerobot as lerobot_module
+from embodied.data.collect import collect
+from embodied.data.dataset import DatasetError, EpisodeDataset, episode_path
+from embodied.data.lerobot import export_lerobot, import_lerobot
+from embodied.media.video import read_video
 
 CAMERAS = ["observation.images.front", "observation.images.wrist"]
 

@@ -9,9 +9,9 @@ import torch
 
 from embodied.agents import agent_factory_from_run, load_bundle
 from embodied.cli import main
-from embodied.collect import collect
-from embodied.evaluation import evaluate
-from embodied.train_agent import AGENT_FILE, train_agent
+from embodied.data.collect import collect
+from embodied.evaluation.harness import evaluate
+from embodied.training.layered import AGENT_FILE, train_agent
 from envs.language import SUBTASK_VOCAB
 from policies.agents import AGENTS, HierarchicalAgent, System1
 from policies.chunking import ActionChunkQueue

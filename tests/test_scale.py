@@ -12,10 +12,10 @@ ray = pytest.importorskip("ray")
 
 from embodied import scale
 from embodied.cli import main
-from embodied.collect import collect
-from embodied.dataset import META_FILE, SUMMARY_FILE, episode_path
-from embodied.evaluation import evaluate, expert_factory
-from embodied.train_agent import AGENT_FILE
+from embodied.data.collect import collect
+from embodied.data.dataset import META_FILE, SUMMARY_FILE, episode_path
+from embodied.evaluation.harness import evaluate, expert_factory
+from embodied.training.layered import AGENT_FILE
 
 STATE = {"obs_mode": "state"}
 TIMED = ("latency_ms", "seconds", "num_envs")
@@ -90,7 +90,7 @@ def test_collect_with_ray_resumes_a_partial_run(reach_demos, tmp_path):
 
 
 def test_collect_with_ray_refuses_other_settings(reach_demos, tmp_path):
-    from embodied.dataset import DatasetError
+    from embodied.data.dataset import DatasetError
 
     out = tmp_path / "reach"
     collect("reach", 2, out, seed=3, noise=0.1, progress=False, **STATE)

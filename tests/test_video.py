@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from embodied.video import annotate, read_video, side_by_side, write_video
+from embodied.media.video import annotate, read_video, side_by_side, write_video
 
 
 def _frames(n=6, size=48):

@@ -11,8 +11,8 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 from embodied.cli import main
-from embodied.collect import collect
-from embodied.train_world_model import train_world_model
+from embodied.data.collect import collect
+from embodied.training.world_model import train_world_model
 from world_models import (
     CheckpointError,
     DreamEnv,
@@ -364,7 +364,7 @@ def test_cli_train_world_model_and_imagine(pick_place_data, tmp_path, capsys):
         )
         == 0
     )
-    from embodied.video import read_video
+    from embodied.media.video import read_video
 
     frames = read_video(video)
     assert frames.shape[0] == 25 and frames.shape[2] >= 2 * 64

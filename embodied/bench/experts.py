@@ -6,7 +6,7 @@ from typing import Any
 
 import envs
 from embodied.agent import ExpertAgent
-from embodied.evaluation import evaluate
+from embodied.evaluation.harness import evaluate
 
 
 def bench_experts(

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from embodied.dataset import DatasetError, EpisodeDataset
+from embodied.data.dataset import DatasetError, EpisodeDataset
 from envs.language import SUBTASK_VOCAB
 from policies.agents import AGENTS, AgentBundle
 from policies.config import PlannerConfig, VLAConfig, planner_preset, policy_preset

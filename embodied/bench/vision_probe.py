@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from embodied.dataset import EpisodeDataset
+from embodied.data.dataset import EpisodeDataset
 from envs.language import SUBTASK_VOCAB
 from policies.config import policy_preset
 from policies.fusion import random_shift

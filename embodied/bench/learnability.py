@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from embodied.agents import agent_factory_from_run
-from embodied.collect import collect
-from embodied.evaluation import evaluate
-from embodied.train_bc import AGENT_FILE, train_bc
+from embodied.data.collect import collect
+from embodied.evaluation.harness import evaluate
+from embodied.training.baselines import AGENT_FILE, train_bc
 from sandbox_common.atomic import write_json_atomic
 
 DEMO_SEED = 100_000

@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import envs
-from embodied.dataset import (
+from embodied.data.dataset import (
     META_FILE,
     OBS_PREFIX,
     SUMMARY_FILE,
@@ -51,7 +51,7 @@ from embodied.dataset import (
     read_json,
     write_episode,
 )
-from embodied.video import read_video
+from embodied.media.video import read_video
 from envs.base import IMAGE_PREFIX, OBJECT_STATE, PROPRIO
 from sandbox_common.atomic import write_json_atomic
 

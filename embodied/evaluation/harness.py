@@ -28,7 +28,7 @@ from tqdm import tqdm
 import envs
 from embodied.agent import Agent, ExpertAgent
 from embodied.rollout import Rollout, run_episode
-from embodied.video import write_video
+from embodied.media.video import write_video
 from envs.base import ACTION_DIM, ManipulationEnv
 from sandbox_common.atomic import write_json_atomic
 

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 import envs
 from embodied.agent import ExpertAgent
-from embodied.dataset import (
+from embodied.data.dataset import (
     EPISODE_PATTERN,
     FORMAT_VERSION,
     META_FILE,

@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
-from embodied.collect import collect
-from embodied.dataset import EpisodeDataset, SequenceLoader
-from embodied.train_world_model import spec_from_dataset, train_world_model
+from embodied.data.collect import collect
+from embodied.data.dataset import EpisodeDataset, SequenceLoader
+from embodied.training.world_model import spec_from_dataset, train_world_model
 from world_models import WorldModelTrainer, build_world_model, preset
 from world_models.naive import NaivePixelWorldModel
 

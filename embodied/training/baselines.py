@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 import envs
-from embodied.collect import collect_rollouts, expert_teacher
-from embodied.dataset import DatasetError, EpisodeDataset
-from embodied.train_agent import data_summary, split_episodes
+from embodied.data.collect import collect_rollouts, expert_teacher
+from embodied.data.dataset import DatasetError, EpisodeDataset
+from embodied.training.layered import data_summary, split_episodes
 from envs.base import IMAGE_PREFIX, OBJECT_STATE, PROPRIO
 from envs.task_features import TaskFeatures, instruction_vector
 from policies.bc import BC_KINDS, BCBundle, BCStateAgent, bc_preset

@@ -17,8 +17,8 @@ import torch
 
 import envs
 from embodied.agents import agent_factory_from_run, load_bundle
-from embodied.evaluation import evaluate
-from embodied.train_agent import AGENT_FILE, train_agent
+from embodied.evaluation.harness import evaluate
+from embodied.training.layered import AGENT_FILE, train_agent
 from policies.agents import HierarchicalAgent, obs_batch
 from sandbox_common.atomic import write_json_atomic
 from sandbox_common.paths import portable_path

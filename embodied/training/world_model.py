@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from embodied.dataset import DatasetError, EpisodeDataset, SequenceLoader
+from embodied.data.dataset import DatasetError, EpisodeDataset, SequenceLoader
 from sandbox_common.atomic import write_json_atomic
 from world_models.trainer import resolve_device
 from world_models import (

@@ -1,0 +1,1 @@
+"""Benchmarks behind docs/BENCHMARKS.md: env throughput, experts, learnability, world model, agents."""

@@ -1,0 +1,1 @@
+"""Datasets: the on-disk episode format, collection (expert demos, DAgger rollouts), LeRobot export/import."""

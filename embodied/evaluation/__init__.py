@@ -1,0 +1,1 @@
+"""The one evaluation harness (seeded episodes, Wilson intervals, latency, videos, vector envs)."""

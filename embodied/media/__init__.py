@@ -1,0 +1,1 @@
+"""Videos with overlays, and real | imagined rollouts of a world model."""

@@ -1,0 +1,1 @@
+"""Training loops run from dataset directories: layered agents, reference baselines + DAgger, world models."""
