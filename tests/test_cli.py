@@ -226,3 +226,12 @@ def test_demo_runs_end_to_end_small(tmp_path, capsys):
         row = agents[kind]["tasks"]["reach"]
         assert 0 <= row["success_rate"] <= 1 and (out / row["video"]).exists()
     assert "| task | bc-state | end-to-end | hierarchical |" in (out / "report.md").read_text()
+
+
+def test_every_help_page_renders(capsys):
+    """argparse formats help strings with %: a stray one crashes `--help`."""
+    for argv in (["--help"], ["train", "agent", "--help"], ["bench", "--help"], ["eval", "--help"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 0
+    assert "wm-sandbox" in capsys.readouterr().out

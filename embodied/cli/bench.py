@@ -1,0 +1,230 @@
+"""``bench ...``: the benchmarks behind docs/BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from embodied.cli.common import *
+
+
+def cmd_bench_env(args: argparse.Namespace) -> int:
+    from embodied.bench.env import format_table, run_env_benchmark
+    from sandbox_common.atomic import write_json_atomic
+
+    tasks = [check_task(t) for t in args.tasks.split(",")] if args.tasks else None
+    result = run_env_benchmark(tasks=tasks, steps=args.steps, peers=not args.no_peers)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out, result)
+    print(format_table(result))
+    return 0
+
+
+def cmd_bench_learnability(args: argparse.Namespace) -> int:
+    import torch
+
+    from embodied.bench.learnability import bench_learnability, format_table
+
+    torch.set_num_threads(1)
+    demos = int_list(args.demos, "--demos")
+    if not demos:
+        raise UsageError("--demos needs at least one count, e.g. 200,1000")
+    results = bench_learnability(
+        args.out,
+        task_list(args.tasks),
+        demos,
+        episodes=args.episodes,
+        dagger=args.dagger,
+        dagger_episodes=args.dagger_episodes,
+        dagger_demos=int_list(args.dagger_demos, "--dagger-demos") or None,
+        pixel_tasks=task_list(args.pixel_tasks) if args.pixel_tasks else [],
+        pixel_demos=int_list(args.pixel_demos, "--pixel-demos"),
+        pixel_steps=args.pixel_steps,
+        workers=args.workers,
+        num_envs=args.num_envs,
+        progress=not args.quiet,
+        pixel_device=args.device,
+    )
+    print(format_table(results))
+    return 0
+
+
+def cmd_bench_experts(args: argparse.Namespace) -> int:
+    from embodied.bench.experts import bench_experts
+    from sandbox_common.atomic import write_json_atomic
+
+    tasks = [check_task(t) for t in args.tasks.split(",")] if args.tasks else None
+    result = bench_experts(
+        tasks=tasks,
+        episodes=args.episodes,
+        noise=args.noise,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out, result)
+    for task, r in result["tasks"].items():
+        lo, hi = r["ci95"]
+        print(
+            f"{task:<11} success {r['success_rate']:.1%}  (95% CI {lo:.1%}-{hi:.1%})  "
+            f"links {r['mean_links_fraction']:.1%}  mean length {r['mean_length']:.0f}"
+        )
+    return 0
+
+
+def cmd_bench_world_model(args: argparse.Namespace) -> int:
+    from embodied.bench.world_model import format_summary, run_world_model_benchmark
+    from sandbox_common.atomic import write_json_atomic
+
+    result = run_world_model_benchmark(
+        args.work_dir,
+        episodes=args.episodes,
+        seed=args.seed,
+        steps=args.steps,
+        train=not args.no_training,
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out, result)
+    print(format_summary(result))
+    return 0
+
+
+def cmd_bench_agents(args: argparse.Namespace) -> int:
+    import torch
+
+    from embodied.bench.agents import bench_agents, format_table
+
+    torch.set_num_threads(1)
+    tasks = tuple(check_task(t.strip()) for t in args.tasks.split(",")) if args.tasks else None
+    for head in args.heads:
+        if head not in ("discrete", "flow"):
+            raise UsageError(f"unknown action head {head!r}; accepted: discrete, flow")
+    results = bench_agents(
+        args.data,
+        args.out,
+        seeds=tuple(args.seeds),
+        heads=tuple(args.heads),
+        episodes=args.episodes,
+        world_model=args.world_model,
+        preset=args.preset,
+        steps=args.steps,
+        planner_steps=args.planner_steps,
+        tasks=tasks,
+        num_envs=args.num_envs,
+        progress=not args.quiet,
+        pixel_device=args.device,
+    )
+    print(format_table(results))
+    print(json.dumps(results["summary"]["hierarchical_minus_end_to_end"], indent=1))
+    print(json.dumps(results["latency"], indent=1))
+    return 0
+
+
+def cmd_bench_vision_probe(args: argparse.Namespace) -> int:
+    import torch
+
+    from embodied.bench.vision_probe import run_vision_probe
+    from sandbox_common.atomic import write_json_atomic
+
+    torch.set_num_threads(1)
+    result = run_vision_probe(args.data, steps=args.steps)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(Path(args.out), result)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Add this group's verbs to the top-level parser."""
+    p = sub.add_parser("bench", help="benchmarks")
+    bench = p.add_subparsers(dest="bench", metavar="WHAT", required=True)
+    b = bench.add_parser(
+        "env", help="env steps/s (state, 64px images) vs raw physics and peer envs, one core"
+    )
+    b.add_argument("--out", required=True, help="JSON file for the results")
+    b.add_argument("--steps", type=positive, default=2000, help="control steps per measurement")
+    b.add_argument("--tasks", help="comma-separated subset of tasks (default: all)")
+    b.add_argument("--no-peers", action="store_true", help="skip FetchPush / Meta-World / Pusher")
+    b.set_defaults(func=cmd_bench_env)
+    b = bench.add_parser(
+        "learnability",
+        help="collect demos, train bc-state / bc-pixels (with DAgger), evaluate on held-out seeds",
+    )
+    b.add_argument(
+        "--out", required=True, help="directory for data/, runs/ and the results (resumes)"
+    )
+    b.add_argument("--tasks", default="all", help="comma-separated tasks or all (default)")
+    b.add_argument("--demos", default="200,1000", help="comma-separated demo counts")
+    b.add_argument("--episodes", type=positive, default=50, help="held-out evaluation episodes")
+    b.add_argument("--dagger", type=int, default=3, help="DAgger rounds (0: none)")
+    b.add_argument("--dagger-episodes", type=positive, default=50, help="rollouts per round")
+    b.add_argument("--dagger-demos", help="demo counts that get DAgger (default: the smallest)")
+    b.add_argument("--pixel-tasks", help="tasks for bc-pixels (default: none; it is slow on a CPU)")
+    b.add_argument("--pixel-demos", help="demo counts for bc-pixels, e.g. 1000")
+    b.add_argument("--pixel-steps", type=positive, help="bc-pixels updates (default: the preset's)")
+    b.add_argument(
+        "--device", default="cpu", choices=["auto", "cpu", "cuda"], help="where bc-pixels trains"
+    )
+    b.add_argument("--workers", type=positive, default=2, help="parallel collection processes")
+    b.add_argument("--num-envs", type=positive, default=2, help="vectorized evaluation envs")
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.set_defaults(func=cmd_bench_learnability)
+
+    b = bench.add_parser(
+        "experts", help="scripted-expert success rate per task over seeded episodes"
+    )
+    b.add_argument("--out", required=True, help="JSON file for the results")
+    b.add_argument(
+        "--episodes", type=positive, default=100, help="episodes per task (seeds seed..seed+N-1)"
+    )
+    b.add_argument("--noise", type=non_negative_float, default=0.0, help="expert action noise")
+    b.add_argument("--seed", type=int, default=0, help="first seed")
+    b.add_argument("--tasks", help="comma-separated subset of tasks (default: all)")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(func=cmd_bench_experts)
+    b = bench.add_parser(
+        "world-model", help="world-model throughput, imagination speed, prediction quality"
+    )
+    b.add_argument("--out", required=True, help="JSON file for the results")
+    b.add_argument(
+        "--work-dir",
+        default="runs/bench-world-model",
+        help="where demos and runs are kept (resumable)",
+    )
+    b.add_argument("--episodes", type=positive, default=100, help="demos per task")
+    b.add_argument("--seed", type=int, default=0, help="seed of demos and training")
+    b.add_argument("--steps", type=positive, help="training updates (default: the preset's)")
+    b.add_argument(
+        "--no-training", action="store_true", help="only throughput and imagination speed"
+    )
+    b.set_defaults(func=cmd_bench_world_model)
+    b = bench.add_parser(
+        "agents",
+        help="end-to-end vs hierarchical agents: both heads, several seeds, every task, latency",
+    )
+    b.add_argument("--data", required=True, nargs="+", help="demo dataset directories")
+    b.add_argument("--out", required=True, help="directory for runs/ and results.json (resumes)")
+    b.add_argument("--world-model", help="world-model run for the hierarchical agents")
+    b.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
+    b.add_argument("--heads", nargs="+", default=["discrete", "flow"], help="action heads")
+    b.add_argument("--episodes", type=positive, default=20, help="evaluation episodes per task")
+    b.add_argument("--preset", default="default", help="debug, default or large")
+    b.add_argument("--steps", type=positive, help="System 1 updates (default: the preset's)")
+    b.add_argument(
+        "--planner-steps", type=positive, help="System 2 updates (default: the preset's)"
+    )
+    b.add_argument("--tasks", help="comma-separated tasks to evaluate (default: the trained ones)")
+    b.add_argument("--num-envs", type=positive, default=2, help="vectorized evaluation envs")
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.set_defaults(func=cmd_bench_agents)
+    b = bench.add_parser(
+        "vision-probe", help="can System 1's backbone locate the instructed cube? (metres)"
+    )
+    b.add_argument("--data", required=True, help="a pick-place demo dataset directory")
+    b.add_argument("--out", required=True, help="JSON file for the results")
+    b.add_argument("--steps", type=positive, default=1500, help="regression updates")
+    b.set_defaults(func=cmd_bench_vision_probe)

@@ -1,0 +1,110 @@
+"""What every verb shares: the usage error, value parsers, env and Ray options."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+class UsageError(Exception):
+    """A bad command-line value; the message says what is accepted."""
+
+
+def parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def env_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for item in getattr(args, "set", None) or []:
+        if "=" not in item:
+            raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        overrides[key.strip().replace("-", "_")] = parse_value(value)
+    if getattr(args, "image_size", None) is not None:
+        overrides["image_size"] = args.image_size
+    if getattr(args, "obs_mode", None) is not None:
+        overrides["obs_mode"] = args.obs_mode
+    if getattr(args, "cameras", None):
+        overrides["cameras"] = tuple(c.strip() for c in args.cameras.split(",") if c.strip())
+    if isinstance(overrides.get("cameras"), list):
+        overrides["cameras"] = tuple(overrides["cameras"])
+    return overrides
+
+
+def check_task(name: str) -> str:
+    import envs
+
+    if name not in envs.TASKS:
+        raise UsageError(f"unknown task {name!r}; known tasks: {', '.join(envs.TASKS.names())}")
+    return name
+
+
+def positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
+
+
+def non_negative_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}") from None
+    if not number >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}")
+    return number
+
+
+def add_env_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--obs-mode", choices=("pixels", "state"), help="observation mode (default: pixels)"
+    )
+    p.add_argument(
+        "--image-size", type=positive, help="observation image size in px (16-640, default 64)"
+    )
+    p.add_argument("--cameras", help="comma-separated observation cameras from front,wrist,side")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="any other task config field"
+    )
+
+
+def add_ray_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help=f"{what}; ADDRESS joins a running cluster, --ray alone starts a local Ray "
+        "(pip install -e .[ray])",
+    )
+
+
+def task_list(text: str | None) -> list[str]:
+    import envs
+
+    if not text or text == "all":
+        return envs.TASKS.names()
+    return [check_task(t.strip()) for t in text.split(",") if t.strip()]
+
+
+def int_list(text: str | None, flag: str) -> list[int]:
+    if not text:
+        return []
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(
+            f"{flag} expects comma-separated positive integers, got {text!r}"
+        ) from None
+    if any(v < 1 for v in values):
+        raise UsageError(f"{flag} expects positive integers, got {text!r}")
+    return values

@@ -1,0 +1,163 @@
+"""``eval`` (the one harness, any agent, optionally on Ray) and ``imagine`` (real | imagined video)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from embodied.cli.common import *
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from embodied.evaluation.harness import evaluate, expert_factory, write_metrics
+
+    task = check_task(args.task)
+    if args.video < 0:
+        raise UsageError(f"--video must be a number of episodes >= 0, got {args.video}")
+    overrides = env_overrides(args)
+    if args.ray is not None and args.video:
+        raise UsageError("--video records in this process: drop --video or --ray")
+    if args.agent == "expert":
+        if args.ray is None and args.num_envs not in (None, 1):
+            raise UsageError(
+                "the expert reads the in-process env (privileged state): it runs with --num-envs 1, "
+                f"got {args.num_envs}"
+            )
+        factory, num_envs = expert_factory(noise=args.noise), 1
+    elif Path(args.agent).exists():
+        import torch
+
+        from embodied.agents import agent_factory_from_run
+
+        torch.set_num_threads(1)  # on 2 cores, 2 torch threads collapse next to the env workers
+
+        factory, agent_overrides = agent_factory_from_run(
+            args.agent, task, world_model_check=not args.no_world_model, device=args.device
+        )
+        overrides = {**agent_overrides, **overrides}
+        num_envs = args.num_envs or 2
+    else:
+        raise UsageError(
+            f"unknown agent {args.agent!r}; accepted: expert (the scripted expert, privileged "
+            "state) or the run directory of a trained agent (written by `train agent`)"
+        )
+    if args.ray is not None:  # the workers build the agent; --num-envs: how many workers
+        from embodied.scale import evaluate_ray
+
+        result = evaluate_ray(
+            args.agent,
+            task,
+            args.episodes,
+            args.seed,
+            args.ray,
+            args.num_envs,
+            noise=args.noise,
+            world_model_check=not args.no_world_model,
+            progress=not args.quiet,
+            **overrides,
+        )
+    else:
+        result = evaluate(
+            factory,
+            task,
+            args.episodes,
+            seed=args.seed,
+            video_episodes=args.video,
+            video_dir=Path(args.out) / "videos",
+            progress=not args.quiet,
+            num_envs=num_envs,
+            **overrides,
+        )
+    path = write_metrics(result, args.out)
+    lo, hi = result.ci95
+    latency = result.latency_ms
+    parts = [f"act {latency['act_mean']:.2f} ms"]
+    for name, label in (("system1", "System 1"), ("system2", "System 2")):
+        if f"{name}_mean" in latency:
+            parts.append(
+                f"{label} {latency[f'{name}_mean']:.2f} ms "
+                f"({latency[f'{name}_calls_per_episode']:.1f} calls/episode)"
+            )
+    print(
+        f"{task}: success {result.success_rate:.1%} (95% CI {lo:.1%}-{hi:.1%}), "
+        f"chain length {result.mean_chain_length:.2f}, {', '.join(parts)} -> {path}"
+    )
+    return 0
+
+
+def cmd_imagine(args: argparse.Namespace) -> int:
+    from embodied.media.imagine import imagine_video
+    from embodied.media.video import VIDEO_SUFFIXES
+
+    if Path(args.out).suffix not in VIDEO_SUFFIXES:
+        raise UsageError(f"--out must end in one of {', '.join(VIDEO_SUFFIXES)}, got {args.out!r}")
+    result = imagine_video(
+        args.world_model,
+        check_task(args.task),
+        args.seed,
+        args.out,
+        noise=args.noise,
+        size=args.size,
+    )
+    result.pop("state_error_by_step", None)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Add this group's verbs to the top-level parser."""
+    p = sub.add_parser(
+        "eval", help="evaluate an agent on seeded episodes: success, 95%% CI, chain length, latency"
+    )
+    p.add_argument(
+        "--agent",
+        required=True,
+        help="expert (the scripted expert) or the run directory of a trained agent",
+    )
+    p.add_argument("--task", required=True, help="task name (see `tasks`)")
+    p.add_argument("--episodes", type=positive, default=50, help="episodes (seeds seed..seed+N-1)")
+    p.add_argument("--seed", type=int, default=0, help="first seed")
+    p.add_argument("--out", required=True, help="directory for metrics.json (and videos/)")
+    p.add_argument(
+        "--video",
+        type=int,
+        nargs="?",
+        const=2,
+        default=0,
+        metavar="N",
+        help="record annotated videos of the first N episodes (--video alone: 2)",
+    )
+    p.add_argument(
+        "--num-envs",
+        type=positive,
+        help="env worker processes (default: 2 for trained agents; the expert runs 1 in-process)",
+    )
+    p.add_argument("--noise", type=non_negative_float, default=0.0, help="expert action noise")
+    add_ray_option(p, "evaluate on a Ray cluster (--num-envs: workers; no --video)")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        choices=["auto", "cpu", "cuda"],
+        help="where a trained agent's networks run (auto: CUDA when present)",
+    )
+    p.add_argument(
+        "--no-world-model",
+        action="store_true",
+        help="hierarchical agents: System 2 without the world-model check (the ablation)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_env_options(p)
+    p.set_defaults(func=cmd_eval)
+    p = sub.add_parser(
+        "imagine", help="real | imagined video of one action sequence, with the error over time"
+    )
+    p.add_argument(
+        "--world-model", required=True, help="world-model run directory or checkpoint file"
+    )
+    p.add_argument("--task", required=True, help="task name (see `tasks`)")
+    p.add_argument("--seed", type=int, default=0, help="episode seed")
+    p.add_argument("--out", required=True, help="video file, .mp4 or .gif")
+    p.add_argument("--noise", type=non_negative_float, default=0.1, help="expert action noise")
+    p.add_argument("--size", type=int, default=256, help="size of each panel in px")
+    p.set_defaults(func=cmd_imagine)
