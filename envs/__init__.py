@@ -10,14 +10,14 @@ from envs.rendering import select_backend
 
 GL_BACKEND = select_backend()  # before anything imports mujoco
 
-import dataclasses  # noqa: E402
-from typing import Any  # noqa: E402
+import dataclasses
+from typing import Any
 
-import gymnasium  # noqa: E402
+import gymnasium
 
-from envs import tasks  # noqa: E402,F401  (registers the tasks)
-from envs.base import ENV_VERSION, ManipulationEnv, TaskConfig  # noqa: E402
-from envs.registry_tasks import TASKS  # noqa: E402
+from envs import tasks  # noqa: F401  (registers the tasks)
+from envs.base import ENV_VERSION, ManipulationEnv, TaskConfig
+from envs.registry_tasks import TASKS
 
 NAMESPACE = "WMSandbox"
 

@@ -8,9 +8,7 @@ done", when it is a success.
 
 from __future__ import annotations
 
-import atexit
 import functools
-import math
 import weakref
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
@@ -21,26 +19,63 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.language import COLOR_NAMES, COLORS, DIRECTIONS, Subtask
-from envs.rendering import renderer_error
+from envs.observation import (  # re-exported: the env's observation keys and sizes
+    CAMERAS,
+    IMAGE_PREFIX,
+    INSTRUCTION,
+    OBJECT_KINDS,
+    OBJECT_STATE,
+    OBS_BOUND,
+    PROPRIO,
+    PROPRIO_DIM,
+    ObservationsAndRendering,
+    _close_renderers,
+)
 from envs.robot import ARM_JOINTS, FINGER_JOINTS, FINGER_OPEN, ArmController, IKConfig
-from envs.scene import CUBE_HALF, PAD_HALF, ObjectSpec, build_model
+from envs.scene import CUBE_HALF, ObjectSpec, build_model
+from envs.subtasks import (  # re-exported: the subtask tolerances
+    LIFT_HEIGHT,
+    PLACE_XY,
+    PUSH_TOLERANCE,
+    REACH_TOLERANCE,
+    SubtaskTracking,
+)
+
+__all__ = [  # the names other modules import from here, including those defined beside it
+    "ACTION_DIM",
+    "CAMERAS",
+    "ENV_VERSION",
+    "IMAGE_PREFIX",
+    "INSTRUCTION",
+    "LIFT_HEIGHT",
+    "MAX_REACH",
+    "OBJECT_KINDS",
+    "OBJECT_STATE",
+    "OBS_BOUND",
+    "PLACE_XY",
+    "POS_STEP",
+    "PROPRIO",
+    "PROPRIO_DIM",
+    "PUSH_DISTANCE",
+    "PUSH_TOLERANCE",
+    "REACH_TOLERANCE",
+    "YAW_LIMIT",
+    "YAW_STEP",
+    "Episode",
+    "ManipulationEnv",
+    "TaskConfig",
+]
 
 ENV_VERSION = "0.2.0"
 """Bumped whenever dynamics, observations or rewards change; recorded in every dataset."""
 
-CAMERAS: tuple[str, ...] = ("front", "wrist", "side")
 OBS_MODES: tuple[str, ...] = ("pixels", "state")
 REWARD_TYPES: tuple[str, ...] = ("dense", "sparse")
-IMAGE_PREFIX = "image_"
-PROPRIO = "proprio"
-OBJECT_STATE = "object_state"
-INSTRUCTION = "instruction"
 INSTRUCTION_CHARSET = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,.;:'-()_"
 )
 INSTRUCTION_MAX_LEN = 400
 
-OBJECT_KINDS: tuple[str, ...] = ("cube", "pad", "target")
 ACTION_DIM = 5
 """Action: end-effector delta x, y, z, delta yaw, gripper (+1 close, -1 open), each in [-1, 1]."""
 POS_STEP = 0.025
@@ -56,17 +91,8 @@ HOME_POS = np.array([-0.12, 0.0, 0.22])
 MAX_REACH = 0.62
 """Largest horizontal distance of the end-effector target from the arm's base axis (m)."""
 
-PLACE_XY = 0.02
-"""A cube stacked on another is placed when their centres are this close in xy (m)."""
-LIFT_HEIGHT = 0.03
-"""A cube is picked once held this far above its resting height (m)."""
-REACH_TOLERANCE = 0.025
-PUSH_TOLERANCE = 0.03
 PUSH_DISTANCE = 0.12
 """How far "push the cube left" moves it (m)."""
-PROPRIO_DIM = 19
-OBS_BOUND = 100.0
-"""State observations are clipped to [-OBS_BOUND, OBS_BOUND] (velocities are the only entries that can get near)."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +163,7 @@ class Episode:
     target_heights: dict[str, float] = field(default_factory=dict)
 
 
-class ManipulationEnv(gym.Env):
+class ManipulationEnv(SubtaskTracking, ObservationsAndRendering, gym.Env):
     """A five-joint arm with a parallel gripper at a table, driven by end-effector deltas."""
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -343,80 +369,6 @@ class ManipulationEnv(gym.Env):
             return np.array(self._require_episode().push_goals[subtask.label])
         return self.object_pos(subtask.dest)[:2]
 
-    # ------------------------------------------------------------------ subtasks
-
-    def _on_pad(self, obj: str, pad: str) -> bool:
-        p, q = self.object_pos(obj), self.object_pos(pad)
-        return bool(np.all(np.abs(p[:2] - q[:2]) < PAD_HALF - 0.005) and p[2] < CUBE_HALF + 0.01)
-
-    def _on_cube(self, obj: str, base: str) -> bool:
-        p, q = self.object_pos(obj), self.object_pos(base)
-        return bool(
-            np.linalg.norm(p[:2] - q[:2]) < PLACE_XY and abs(p[2] - q[2] - 2 * CUBE_HALF) < 0.008
-        )
-
-    def is_placed(self, obj: str, dest: str) -> bool:
-        """``obj`` rests on ``dest`` (a pad or a cube)."""
-        return self._on_cube(obj, dest) if dest.endswith("_cube") else self._on_pad(obj, dest)
-
-    def subtask_done(self, subtask: Subtask) -> bool:
-        if subtask.verb == "reach":
-            return _dist(self.ee_pos, self.object_pos(subtask.obj)) < REACH_TOLERANCE
-        if subtask.verb == "pick":
-            return (
-                self.is_grasped(subtask.obj)
-                and self.object_pos(subtask.obj)[2] > CUBE_HALF + LIFT_HEIGHT
-            )
-        if subtask.verb == "place":
-            return self.is_placed(subtask.obj, subtask.dest) and not self.is_touched(subtask.obj)
-        goal = self.push_goal(subtask)
-        if subtask.dest in DIRECTIONS:
-            return _dist(self.object_pos(subtask.obj)[:2], goal) < PUSH_TOLERANCE
-        return self._on_pad(subtask.obj, subtask.dest)
-
-    def _subtask_shaping(self, subtask: Subtask) -> float:
-        """Progress within a subtask in [0, 1)."""
-        ee = self.ee_pos
-        if subtask.verb == "reach":
-            return 1.0 - math.tanh(10.0 * _dist(ee, self.object_pos(subtask.obj)))
-        obj = self.object_pos(subtask.obj)
-        if subtask.verb == "pick":
-            near = 1.0 - math.tanh(10.0 * _dist(ee, obj))
-            lift = (
-                min(max((obj[2] - CUBE_HALF) / LIFT_HEIGHT, 0.0), 1.0)
-                if self.is_grasped(subtask.obj)
-                else 0.0
-            )
-            return float(0.6 * near + 0.4 * lift)
-        if subtask.verb == "place":
-            dest = self.object_pos(subtask.dest)
-            return 1.0 - math.tanh(10.0 * _dist(obj[:2], dest[:2]))
-        goal = self.push_goal(subtask)
-        return 1.0 - math.tanh(10.0 * _dist(obj[:2], goal))
-
-    def _update_subtasks(self) -> tuple[list[str], list[str]]:
-        """Advance (or roll back) the plan pointer; return labels completed and reverted this step."""
-        completed, reverted = [], []
-        plan = self.plan
-        while self._progress < len(plan) and self.subtask_done(plan[self._progress]):
-            completed.append(plan[self._progress].label)
-            self._progress += 1
-        current = self.current_subtask
-        if (
-            current is not None
-            and current.verb == "place"
-            and self._progress > 0
-            and plan[self._progress - 1].verb == "pick"
-            and not self.is_grasped(current.obj)
-            and self.object_pos(current.obj)[2] < CUBE_HALF + 0.01
-        ):
-            self._progress -= 1
-            reverted.append(plan[self._progress].label)
-        return completed, reverted
-
-    def links_completed(self) -> int:
-        return sum(1 for end in self._require_episode().link_ends if self._progress >= end)
-
     # ------------------------------------------------------------------ gymnasium API
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -557,156 +509,3 @@ class ManipulationEnv(gym.Env):
             "reward_sparse": float(success),
             "unstable": bool(unstable),
         }
-
-    # ------------------------------------------------------------------ observations
-
-    def _proprio(self) -> np.ndarray:
-        d = self.data
-        ee = d.site_xpos[self._ee_site]
-        rot = d.site_xmat[self._ee_site]
-        yaw = math.atan2(rot[3], rot[0])
-        out = self._proprio_buffer
-        out[0:3] = ee
-        out[3] = math.sin(yaw)
-        out[4] = math.cos(yaw)
-        out[5] = self.gripper_opening
-        out[6:9] = (ee - self._prev_ee) * (1.0 / self.control_dt)
-        out[9:14] = d.qpos[self._arm_qadr]
-        out[14:19] = d.qvel[self._arm_dadr]
-        return np.minimum(np.maximum(out, -OBS_BOUND), OBS_BOUND)
-
-    def _layout_object_state(self) -> None:
-        """Precompute, per episode, where each object's numbers go in ``object_state``.
-
-        Per cube: position (3), quaternion (4), linear velocity (3), colour one-hot; per pad or
-        target: position (3), colour one-hot. Static parts are written once into a template.
-        """
-        d = self.data
-        template = np.zeros(self.object_state_dim, dtype=np.float32)
-        qpos_slots, qpos_src, qvel_slots, qvel_src = [], [], [], []
-        i = 0
-        for obj in self.objects:
-            if obj.kind == "cube":
-                a, v = self._qadr[obj.name], self._dadr[obj.name]
-                qpos_slots += range(i, i + 7)
-                qpos_src += range(a, a + 7)
-                qvel_slots += range(i + 7, i + 10)
-                qvel_src += range(v, v + 3)
-                i += 10
-            else:
-                template[i : i + 3] = d.xpos[self._body[obj.name]]
-                i += 3
-            template[i + self._color_index[obj.name]] = 1.0
-            i += len(COLOR_NAMES)
-        self._state_template = template
-        self._state_index = tuple(
-            np.array(x, dtype=np.intp) for x in (qpos_slots, qpos_src, qvel_slots, qvel_src)
-        )
-
-    @property
-    def objects_by_colour_dim(self) -> int:
-        return len(COLOR_NAMES) * len(OBJECT_KINDS) * 4
-
-    def objects_by_colour(self, object_state: np.ndarray) -> np.ndarray:
-        """Re-index ``object_state (..., D)`` by colour: ``(..., 6 colours x 3 kinds x [present, x, y, z])``.
-
-        ``object_state`` lists objects in scene order (which cube is the instructed one), which
-        no camera can tell; indexed by colour and kind, the same facts become visible ones.
-        """
-        state = np.asarray(object_state, dtype=np.float32)
-        out = np.zeros(
-            (*state.shape[:-1], len(COLOR_NAMES), len(OBJECT_KINDS), 4), dtype=np.float32
-        )
-        i = 0
-        n_colors = len(COLOR_NAMES)
-        for obj in self.objects:
-            pos = state[..., i : i + 3]
-            i += 10 if obj.kind == "cube" else 3
-            onehot = state[..., i : i + n_colors]
-            i += n_colors
-            kind = OBJECT_KINDS.index(obj.kind)
-            present = onehot[..., :, None]  # (..., colours, 1)
-            out[..., :, kind, 0] += onehot
-            out[..., :, kind, 1:] += present * pos[..., None, :]
-        return out.reshape(*state.shape[:-1], -1)
-
-    def _object_state(self) -> np.ndarray:
-        out = self._state_template.copy()
-        qpos_slots, qpos_src, qvel_slots, qvel_src = self._state_index
-        out[qpos_slots] = self.data.qpos[qpos_src]
-        out[qvel_slots] = self.data.qvel[qvel_src]
-        return np.minimum(np.maximum(out, -OBS_BOUND, out=out), OBS_BOUND, out=out)
-
-    def _observation(self) -> dict[str, Any]:
-        obs: dict[str, Any] = {}
-        if self.config.obs_mode == "pixels":
-            for cam in self.config.cameras:
-                obs[IMAGE_PREFIX + cam] = self.render_camera(cam)
-        obs[PROPRIO] = self._proprio()
-        obs[OBJECT_STATE] = self._object_state()
-        obs[INSTRUCTION] = self.instruction
-        return obs
-
-    # ------------------------------------------------------------------ rendering
-
-    def _make_renderer(self, size: int, fast: bool) -> mujoco.Renderer:
-        quality = self.model.vis.quality
-        saved = quality.offsamples
-        quality.offsamples = 0 if fast else 4
-        try:
-            renderer = mujoco.Renderer(self.model, size, size)
-        except Exception as exc:  # the GL backend failed: say what to install
-            raise renderer_error(exc) from exc
-        finally:
-            quality.offsamples = saved
-        flags = renderer.scene.flags
-        flags[mujoco.mjtRndFlag.mjRND_SHADOW] = not fast
-        flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = not fast
-        if self._exit_hook is None:
-            # an env nobody closed frees its GL contexts at exit *before* mujoco's own exit hook
-            # (registered with the first context, so it runs after this one) terminates EGL;
-            # otherwise every such context prints an EGL traceback at interpreter exit
-            self._exit_hook = functools.partial(_close_renderers, self._renderers)
-            atexit.register(self._exit_hook)
-        return renderer
-
-    def render_camera(self, camera: str, size: int | None = None, fast: bool = True) -> np.ndarray:
-        """An RGB frame ``(H, W, 3) uint8`` from ``camera``: fast (observations) or pretty (videos)."""
-        if fast and (size is None or size == self.config.image_size):
-            if "obs" not in self._renderers:
-                self._renderers["obs"] = self._make_renderer(self.config.image_size, fast=True)
-            renderer = self._renderers["obs"]
-        else:
-            size = size or self.config.render_size
-            video = self._renderers.get("video")
-            if video is None or video.height != size:
-                if video is not None:
-                    video.close()
-                self._renderers["video"] = self._make_renderer(size, fast=False)
-            renderer = self._renderers["video"]
-        renderer.update_scene(self.data, camera=camera)
-        return renderer.render()
-
-    def render(self) -> np.ndarray | None:
-        if self.render_mode != "rgb_array":
-            return None
-        return self.render_camera("front", self.config.render_size, fast=False)
-
-    def close(self) -> None:
-        _close_renderers(self._renderers)
-        if self._exit_hook is not None:
-            atexit.unregister(self._exit_hook)
-            self._exit_hook = None
-        super().close()
-
-
-def _close_renderers(renderers: dict[str, mujoco.Renderer]) -> None:
-    """Close and forget every renderer in ``renderers`` (an env's, shared with its finalizer)."""
-    for renderer in renderers.values():
-        renderer.close()
-    renderers.clear()
-
-
-def _dist(a: np.ndarray, b: np.ndarray) -> float:
-    """Euclidean distance of two small vectors (cheaper than np.linalg.norm on the hot path)."""
-    return math.dist(a.tolist(), b.tolist())

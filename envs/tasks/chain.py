@@ -42,7 +42,7 @@ class ChainConfig(TaskConfig):
                 f"got min_links={self.min_links}, max_links={self.max_links}"
             )
 
-    def build(self, render_mode: str | None = None) -> "ChainEnv":
+    def build(self, render_mode: str | None = None) -> ChainEnv:
         return ChainEnv(self, render_mode=render_mode)
 
 

@@ -21,7 +21,7 @@ class PickPlaceConfig(TaskConfig):
     max_steps: int = 100
     """Control steps before the episode is truncated."""
 
-    def build(self, render_mode: str | None = None) -> "PickPlaceEnv":
+    def build(self, render_mode: str | None = None) -> PickPlaceEnv:
         return PickPlaceEnv(self, render_mode=render_mode)
 
 

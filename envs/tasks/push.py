@@ -21,7 +21,7 @@ class PushConfig(TaskConfig):
     max_steps: int = 100
     """Control steps before the episode is truncated."""
 
-    def build(self, render_mode: str | None = None) -> "PushEnv":
+    def build(self, render_mode: str | None = None) -> PushEnv:
         return PushEnv(self, render_mode=render_mode)
 
 

@@ -21,7 +21,7 @@ class ReachConfig(TaskConfig):
     max_steps: int = 50
     """Control steps before the episode is truncated."""
 
-    def build(self, render_mode: str | None = None) -> "ReachEnv":
+    def build(self, render_mode: str | None = None) -> ReachEnv:
         return ReachEnv(self, render_mode=render_mode)
 
 

@@ -26,7 +26,7 @@ class SortConfig(TaskConfig):
     max_steps: int = 300
     """Control steps before the episode is truncated."""
 
-    def build(self, render_mode: str | None = None) -> "SortEnv":
+    def build(self, render_mode: str | None = None) -> SortEnv:
         return SortEnv(self, render_mode=render_mode)
 
 

@@ -21,7 +21,7 @@ class StackConfig(TaskConfig):
     max_steps: int = 120
     """Control steps before the episode is truncated."""
 
-    def build(self, render_mode: str | None = None) -> "StackEnv":
+    def build(self, render_mode: str | None = None) -> StackEnv:
         return StackEnv(self, render_mode=render_mode)
 
 
