@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import weakref
-from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -40,6 +39,7 @@ from envs.subtasks import (  # re-exported: the subtask tolerances
     REACH_TOLERANCE,
     SubtaskTracking,
 )
+from envs.task_config import OBS_MODES, REWARD_TYPES, Episode, TaskConfig
 
 __all__ = [  # the names other modules import from here, including those defined beside it
     "ACTION_DIM",
@@ -52,6 +52,7 @@ __all__ = [  # the names other modules import from here, including those defined
     "OBJECT_KINDS",
     "OBJECT_STATE",
     "OBS_BOUND",
+    "OBS_MODES",
     "PLACE_XY",
     "POS_STEP",
     "PROPRIO",
@@ -59,6 +60,7 @@ __all__ = [  # the names other modules import from here, including those defined
     "PUSH_DISTANCE",
     "PUSH_TOLERANCE",
     "REACH_TOLERANCE",
+    "REWARD_TYPES",
     "YAW_LIMIT",
     "YAW_STEP",
     "Episode",
@@ -69,8 +71,6 @@ __all__ = [  # the names other modules import from here, including those defined
 ENV_VERSION = "0.2.0"
 """Bumped whenever dynamics, observations or rewards change; recorded in every dataset."""
 
-OBS_MODES: tuple[str, ...] = ("pixels", "state")
-REWARD_TYPES: tuple[str, ...] = ("dense", "sparse")
 INSTRUCTION_CHARSET = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,.;:'-()_"
 )
@@ -93,74 +93,6 @@ MAX_REACH = 0.62
 
 PUSH_DISTANCE = 0.12
 """How far "push the cube left" moves it (m)."""
-
-
-@dataclass(frozen=True)
-class TaskConfig:
-    """Settings common to every task. Subclasses add task fields and register themselves in ``TASKS``."""
-
-    max_steps: int = 100
-    """Control steps before the episode is truncated."""
-    frame_skip: int = 10
-    """Physics steps (5 ms each) per control step: 10 gives a 20 Hz controller."""
-    obs_mode: str = "pixels"
-    """``pixels`` (camera images + proprioception + object state) or ``state`` (no images)."""
-    cameras: tuple[str, ...] = ("front", "wrist")
-    """Cameras rendered into the observation (keys ``image_<camera>``)."""
-    image_size: int = 64
-    """Height and width of observation images (px)."""
-    render_size: int = 256
-    """Height and width of ``render()`` frames, for videos (px)."""
-    reward_type: str = "dense"
-    """``dense`` (shaped progress in [0, 1]) or ``sparse`` (1 on success); both are always in ``info``."""
-    terminate_on_success: bool = True
-    """End the episode (terminated) at the first step that is a success."""
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.max_steps < 1:
-            problems.append(f"max_steps must be >= 1, got {self.max_steps}")
-        if not 1 <= self.frame_skip <= 100:
-            problems.append(f"frame_skip must be in [1, 100], got {self.frame_skip}")
-        if self.obs_mode not in OBS_MODES:
-            problems.append(f"obs_mode must be one of {OBS_MODES}, got {self.obs_mode!r}")
-        if self.reward_type not in REWARD_TYPES:
-            problems.append(f"reward_type must be one of {REWARD_TYPES}, got {self.reward_type!r}")
-        if not isinstance(self.cameras, tuple) or not self.cameras:
-            problems.append(
-                f"cameras must be a non-empty tuple drawn from {CAMERAS}, got {self.cameras!r}"
-            )
-        else:
-            bad = [c for c in self.cameras if c not in CAMERAS]
-            if bad:
-                problems.append(f"unknown camera(s) {bad}; known cameras: {CAMERAS}")
-        for name in ("image_size", "render_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or not 16 <= value <= 640:
-                problems.append(f"{name} must be an int in [16, 640] (px), got {value!r}")
-        if problems:
-            raise ValueError(f"invalid {type(self).__name__}: " + "; ".join(problems))
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
-
-
-@dataclass
-class Episode:
-    """What a task draws at reset: who is which colour, where things are, the plan and the words."""
-
-    colors: dict[str, str]
-    """Body name (``cube0``) -> colour name."""
-    placements: dict[str, tuple[float, float, float]]
-    """Body name -> (x, y, yaw) on the table (z for targets is the third entry of ``target_heights``)."""
-    plan: list[Subtask]
-    instruction: str
-    link_ends: list[int] = field(default_factory=list)
-    """Index one past the last subtask of each instruction link; default: one link, the whole plan."""
-    push_goals: dict[str, tuple[float, float]] = field(default_factory=dict)
-    """Subtask label -> goal xy for pushes in a direction."""
-    target_heights: dict[str, float] = field(default_factory=dict)
 
 
 class ManipulationEnv(SubtaskTracking, ObservationsAndRendering, gym.Env):

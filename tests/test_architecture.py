@@ -105,3 +105,12 @@ def test_envs_never_import_torch_and_world_models_never_import_envs():
             assert not any(n == "torch" or n.startswith("torch.") for n in names), module
         if module.startswith("world_models"):
             assert not any(n == "envs" or n.startswith("envs.") for n in names), module
+
+
+def test_no_module_over_500_lines():
+    long = {
+        name: n
+        for name, path in _modules().items()
+        if (n := len(path.read_text().splitlines())) > 500
+    }
+    assert long == {}, f"split these modules along their seams: {long}"
