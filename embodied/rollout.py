@@ -86,6 +86,77 @@ def _call(hooks: list[Any], name: str, *args: Any) -> None:
             method(*args)
 
 
+class EpisodeRun:
+    """One episode in progress, whoever steps its env: the agent, the hooks and the tally.
+
+    ``run_episode`` feeds it from one env in this process; the vectorized harness feeds one per
+    slot of a vector env (there ``env`` is ``None``: the env lives in a worker process, so only
+    hooks that do not read it can run there). Either way the same calls happen in the same
+    order and the same :class:`Rollout` comes out.
+    """
+
+    def __init__(
+        self,
+        agent: Agent,
+        seed: int,
+        hooks: tuple[EpisodeHook, ...] | list[EpisodeHook] = (),
+        keep_infos: bool = False,
+    ) -> None:
+        self.agent = agent
+        self.seed = seed
+        self.hooks = list(hooks)
+        self.keep_infos = keep_infos
+        self.infos: list[dict[str, Any]] = []
+        self.steps = 0
+        self.total = 0.0
+        self.info: dict[str, Any] = {}
+
+    def start(self, env: ManipulationEnv | None, obs: dict[str, Any], info: dict[str, Any]) -> None:
+        """After the env's reset: reset the agent, show the hooks."""
+        self.info = info
+        self.agent.reset(info["instruction"])
+        _call(self.hooks, "on_reset", env, obs, info)
+
+    def act(self, env: ManipulationEnv | None, obs: dict[str, Any]) -> np.ndarray:
+        """The agent's action for ``obs``, shown to the hooks before the env executes it."""
+        action = self.agent.act(obs)
+        _call(self.hooks, "before_step", env, obs, action)
+        return action
+
+    def record(
+        self,
+        env: ManipulationEnv | None,
+        obs: dict[str, Any],
+        reward: float,
+        terminated: bool,
+        truncated: bool,
+        info: dict[str, Any],
+    ) -> bool:
+        """After the env's step; returns whether the episode is over."""
+        self.total += float(reward)
+        self.steps += 1
+        self.info = info
+        if self.keep_infos:
+            self.infos.append(info)
+        _call(self.hooks, "after_step", env, obs, reward, terminated, truncated, info)
+        return bool(terminated or truncated)
+
+    def rollout(self, frames: list[np.ndarray] | None = None) -> Rollout:
+        info = self.info
+        return Rollout(
+            seed=self.seed,
+            instruction=str(info["instruction"]),
+            success=bool(info["success"]),
+            length=self.steps,
+            links_completed=int(info["links_completed"]),
+            num_links=int(info["num_links"]),
+            total_reward=float(self.total),
+            unstable=bool(info["unstable"]),
+            frames=frames or [],
+            infos=self.infos,
+        )
+
+
 def run_episode(
     env: ManipulationEnv,
     agent: Agent,
@@ -101,30 +172,12 @@ def run_episode(
     video = VideoHook(agent, video_size, camera) if video_size is not None else None
     if video is not None:
         hooks.append(video)
+    run = EpisodeRun(agent, seed, hooks, keep_infos)
     obs, info = env.reset(seed=seed)
-    agent.reset(info["instruction"])
-    _call(hooks, "on_reset", env, obs, info)
-    infos: list[dict[str, Any]] = []
-    total, steps, done = 0.0, 0, False
+    run.start(env, obs, info)
+    done = False
     while not done:
-        action = agent.act(obs)
-        _call(hooks, "before_step", env, obs, action)
+        action = run.act(env, obs)
         obs, reward, terminated, truncated, info = env.step(action)
-        total += reward
-        steps += 1
-        done = terminated or truncated
-        if keep_infos:
-            infos.append(info)
-        _call(hooks, "after_step", env, obs, reward, terminated, truncated, info)
-    return Rollout(
-        seed=seed,
-        instruction=info["instruction"],
-        success=bool(info["success"]),
-        length=steps,
-        links_completed=int(info["links_completed"]),
-        num_links=int(info["num_links"]),
-        total_reward=float(total),
-        unstable=bool(info["unstable"]),
-        frames=video.frames if video is not None else [],
-        infos=infos,
-    )
+        done = run.record(env, obs, reward, terminated, truncated, info)
+    return run.rollout(video.frames if video is not None else None)

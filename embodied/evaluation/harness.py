@@ -27,8 +27,8 @@ from tqdm import tqdm
 
 import envs
 from embodied.agent import Agent, ExpertAgent
-from embodied.rollout import Rollout, run_episode
 from embodied.media.video import write_video
+from embodied.rollout import EpisodeRun, Rollout, run_episode
 from envs.base import ACTION_DIM, ManipulationEnv
 from sandbox_common.atomic import write_json_atomic
 
@@ -199,16 +199,6 @@ def _run_serial(
     return videos
 
 
-@dataclass
-class _Slot:
-    """The episode running in one env of the vector env."""
-
-    seed: int
-    agent: TimedAgent
-    steps: int = 0
-    total_reward: float = 0.0
-
-
 def _info_at(infos: dict[str, Any], index: int) -> dict[str, Any]:
     """One env's info out of a vector env's batched infos (keys it did not report left out)."""
     return {
@@ -255,7 +245,7 @@ def _run_vector(
         autoreset_mode=AutoresetMode.DISABLED,
     )
     try:
-        slots: list[_Slot | None] = [None] * n
+        slots: list[EpisodeRun | None] = [None] * n
         started = 0
         obs: dict[str, Any] = {}
         while True:
@@ -272,9 +262,9 @@ def _run_vector(
                     if info["success"]:
                         out.skipped.append(candidate)
                         continue
-                    agent = TimedAgent(make_agent(None, candidate))
-                    agent.reset(info["instruction"])
-                    slots[i] = _Slot(candidate, agent)
+                    run = EpisodeRun(TimedAgent(make_agent(None, candidate)), candidate)
+                    run.start(None, _obs_at(obs, i), info)
+                    slots[i] = run
                     started += 1
                 free = [i for i, slot in enumerate(slots) if slot is None]
             active = [i for i, slot in enumerate(slots) if slot is not None]
@@ -282,25 +272,13 @@ def _run_vector(
                 return
             actions = np.zeros((n, ACTION_DIM), dtype=np.float64)
             for i in active:
-                actions[i] = _action(slots[i].agent.act(_obs_at(obs, i)))
+                actions[i] = _action(slots[i].act(None, _obs_at(obs, i)))
             obs, rewards, terminated, truncated, infos = vec.step(actions)
             for i in active:
-                slot = slots[i]
-                slot.steps += 1
-                slot.total_reward += float(rewards[i])
-                if terminated[i] or truncated[i]:
-                    info = _info_at(infos, i)
-                    rollout = Rollout(
-                        seed=slot.seed,
-                        instruction=str(info["instruction"]),
-                        success=bool(info["success"]),
-                        length=slot.steps,
-                        links_completed=int(info["links_completed"]),
-                        num_links=int(info["num_links"]),
-                        total_reward=slot.total_reward,
-                        unstable=bool(info["unstable"]),
-                    )
-                    out.finish(rollout, slot.agent)
+                run = slots[i]
+                info = _info_at(infos, i)
+                if run.record(None, _obs_at(obs, i), rewards[i], terminated[i], truncated[i], info):
+                    out.finish(run.rollout(), run.agent)
                     slots[i] = None
     finally:
         vec.close()
