@@ -6,7 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
-from embodied.cli.common import *
+from embodied.cli.common import (
+    UsageError,
+    check_task,
+    int_list,
+    non_negative_float,
+    positive,
+    task_list,
+)
 
 
 def cmd_bench_env(args: argparse.Namespace) -> int:

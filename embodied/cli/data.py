@@ -7,7 +7,15 @@ import json
 from functools import partial
 from pathlib import Path
 
-from embodied.cli.common import *
+from embodied.cli.common import (
+    UsageError,
+    add_env_options,
+    add_ray_option,
+    check_task,
+    env_overrides,
+    non_negative_float,
+    positive,
+)
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:

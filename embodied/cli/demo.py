@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from embodied.cli.common import *
+from embodied.cli.common import check_task, non_negative_float, positive
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -6,7 +6,15 @@ import argparse
 import json
 from pathlib import Path
 
-from embodied.cli.common import *
+from embodied.cli.common import (
+    UsageError,
+    add_env_options,
+    add_ray_option,
+    check_task,
+    env_overrides,
+    non_negative_float,
+    positive,
+)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -5,85 +5,78 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from embodied.cli.common import *
+from embodied.cli.common import UsageError, add_ray_option, positive
+
+BC_KINDS = ("bc-state", "bc-pixels")
+
+
+def _training_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of ``train_bc`` (baselines) or ``train_agent`` (layered agents)
+    from the command line, refusing flags that belong to the other kind."""
+    options = {"preset": args.preset, "steps": args.steps, "device": args.device}
+    if args.kind in BC_KINDS:
+        if args.world_model or args.head or args.planner_steps:
+            raise UsageError("--world-model, --head and --planner-steps are for the layered agents")
+        return options | {
+            "dagger": args.dagger,
+            "dagger_episodes": args.dagger_episodes,
+            "teacher": args.teacher,
+            "dagger_beta": args.dagger_beta,
+        }
+    if args.dagger:
+        raise UsageError("--dagger is for the baselines (--kind bc-state or bc-pixels)")
+    return options | {
+        "head": args.head,
+        "world_model": args.world_model,
+        "planner_steps": args.planner_steps,
+    }
+
+
+def _report_line(kind: str, report: dict) -> str:
+    """One line per trained run: every round of a baseline, or System 1 / 2 of a layered agent."""
+    from embodied.training.layered import summary_line
+
+    if kind not in BC_KINDS:
+        return summary_line(report)
+    lines = []
+    for r, rnd in enumerate(report["rounds"]):
+        rollouts = ", ".join(
+            f"{x['task']} {x['rollout_success']:.0%}" for x in rnd.get("rollouts", [])
+        )
+        final = {k: round(v, 4) for k, v in rnd["final"].items()}
+        lines.append(
+            f"round {r}: {rnd['steps']} steps {final}"
+            + (f"; rollouts: {rollouts}" if rollouts else "")
+        )
+    return "\n".join(lines)
 
 
 def cmd_train_agent(args: argparse.Namespace) -> int:
     import torch
 
-    from embodied.training.layered import summary_line, train_agent
-
     torch.set_num_threads(args.threads)
+    options = _training_options(args)
     if args.seeds or args.ray is not None:
-        return _train_sweep(args)
-    if args.kind in ("bc-state", "bc-pixels"):
-        from embodied.training.baselines import train_bc
-
-        if args.world_model or args.head or args.planner_steps:
-            raise UsageError("--world-model, --head and --planner-steps are for the layered agents")
-        report = train_bc(
-            args.kind,
-            args.data,
-            args.out,
-            preset=args.preset,
-            seed=args.seed,
-            steps=args.steps,
-            dagger=args.dagger,
-            dagger_episodes=args.dagger_episodes,
-            teacher=args.teacher,
-            dagger_beta=args.dagger_beta,
-            progress=not args.quiet,
-            device=args.device,
-        )
-        for r, rnd in enumerate(report["rounds"]):
-            rollouts = ", ".join(
-                f"{x['task']} {x['rollout_success']:.0%}" for x in rnd.get("rollouts", [])
-            )
-            final = {k: round(v, 4) for k, v in rnd["final"].items()}
-            print(
-                f"round {r}: {rnd['steps']} steps {final}"
-                + (f"; rollouts: {rollouts}" if rollouts else "")
-            )
-        print(f"agent written to {Path(args.out) / 'agent.pt'} (train.json, round_*/)")
-        return 0
-    if args.dagger:
-        raise UsageError("--dagger is for the baselines (--kind bc-state or bc-pixels)")
-    report = train_agent(
-        args.kind,
-        args.data,
-        args.out,
-        preset=args.preset,
-        head=args.head,
-        world_model=args.world_model,
-        seed=args.seed,
-        steps=args.steps,
-        planner_steps=args.planner_steps,
-        progress=not args.quiet,
-        device=args.device,
+        return _train_sweep(args, options)
+    if args.kind in BC_KINDS:
+        from embodied.training.baselines import train_bc as train
+    else:
+        from embodied.training.layered import train_agent as train
+    report = train(
+        args.kind, args.data, args.out, seed=args.seed, progress=not args.quiet, **options
     )
-    print(summary_line(report))
-    print(f"agent written to {Path(args.out) / 'agent.pt'} (train.json, system1/, system2/)")
+    print(_report_line(args.kind, report))
+    parts = "round_*/" if args.kind in BC_KINDS else "system1/, system2/"
+    print(f"agent written to {Path(args.out) / 'agent.pt'} (train.json, {parts})")
     return 0
 
 
-def _train_sweep(args: argparse.Namespace) -> int:
+def _train_sweep(args: argparse.Namespace, options: dict) -> int:
     """``train agent --seeds K... [--ray [ADDRESS]]``: one run per seed in ``OUT/seed_<k>``."""
-    from embodied.scale import BC_KINDS, sweep_dir, train_sweep, train_sweep_ray
-    from embodied.training.layered import summary_line
+    from embodied.scale import sweep_dir, train_sweep, train_sweep_ray
 
     if not args.seeds:
         raise UsageError("--ray trains a seed sweep: give the seeds, e.g. --seeds 0 1 2")
-    if args.kind in BC_KINDS:
-        if args.world_model or args.head or args.planner_steps:
-            raise UsageError("--world-model, --head and --planner-steps are for the layered agents")
-        options = {"dagger": args.dagger, "dagger_episodes": args.dagger_episodes}
-        options |= {"teacher": args.teacher, "dagger_beta": args.dagger_beta}
-    else:
-        if args.dagger:
-            raise UsageError("--dagger is for the baselines (--kind bc-state or bc-pixels)")
-        options = {"head": args.head, "world_model": args.world_model}
-        options |= {"planner_steps": args.planner_steps}
-    options |= {"preset": args.preset, "steps": args.steps, "device": args.device}
     if args.ray is None:
         reports = train_sweep(
             args.kind, args.data, args.out, args.seeds, progress=not args.quiet, **options
@@ -91,11 +84,7 @@ def _train_sweep(args: argparse.Namespace) -> int:
     else:
         reports = train_sweep_ray(args.kind, args.data, args.out, args.seeds, args.ray, **options)
     for seed, report in reports.items():
-        if args.kind in BC_KINDS:
-            final = {k: round(v, 4) for k, v in report["rounds"][-1]["final"].items()}
-            line = f"{len(report['rounds'])} round(s), final {final}"
-        else:
-            line = summary_line(report)
+        line = _report_line(args.kind, report).splitlines()[-1]
         print(f"seed {seed}: {line} -> {sweep_dir(args.out, seed) / 'agent.pt'}")
     return 0
 
