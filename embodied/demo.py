@@ -12,8 +12,8 @@ from typing import Any
 import envs
 from embodied.agent import ExpertAgent
 from embodied.data.collect import collect
-from embodied.rollout import run_episode
 from embodied.media.video import write_video
+from embodied.rollout import run_episode
 from sandbox_common.atomic import write_json_atomic
 
 
@@ -80,9 +80,8 @@ def demo_agents(
     harness (first episode on video), and return the comparison."""
     from embodied.agents import agent_factory_from_run
     from embodied.evaluation.harness import evaluate
-    from embodied.training.layered import train_agent
-
     from embodied.training.baselines import train_bc
+    from embodied.training.layered import train_agent
 
     rows: dict[str, Any] = {}
     for kind in AGENT_KINDS:

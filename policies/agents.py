@@ -270,7 +270,7 @@ class AgentBundle:
             keys,
         )
 
-    def to(self, device: str | torch.device) -> "AgentBundle":
+    def to(self, device: str | torch.device) -> AgentBundle:
         """Move every network to ``device`` (agents then act there; observations stay NumPy)."""
         for net in (self.system1, self.planner, self.world_model):
             if net is not None:
@@ -310,11 +310,11 @@ class AgentBundle:
         return save_checkpoint(path, KIND, payload)
 
     @classmethod
-    def load(cls, path: str | Path) -> "AgentBundle":
+    def load(cls, path: str | Path) -> AgentBundle:
         return cls.from_record(load_checkpoint(path, KIND), path)
 
     @classmethod
-    def from_record(cls, record: dict[str, Any], path: str | Path = "") -> "AgentBundle":
+    def from_record(cls, record: dict[str, Any], path: str | Path = "") -> AgentBundle:
         try:
             tokenizer = WordTokenizer.from_dict(record["tokenizer"])
             spec = ObsSpec.from_dict(record["spec"])

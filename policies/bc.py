@@ -34,6 +34,7 @@ from envs.task_features import (
 from policies.agents import AGENTS
 from policies.chunking import ActionChunkQueue
 from policies.config import POLICIES, TrainConfig, _raise, _Serializable
+from policies.fusion import random_shift
 from world_models.checkpoint import CheckpointError, save_checkpoint
 
 KIND = "agent"
@@ -236,21 +237,6 @@ class FiLMConvStem(nn.Module):
         return F.relu(self.proj(x.flatten(1)))
 
 
-def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | None) -> torch.Tensor:
-    """DrQ's augmentation: replicate-pad by ``pad`` px and crop back at a random offset per image.
-    ``images (B, C, H, W)`` float."""
-    b, _, h, w = images.shape
-    padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")
-    dev = images.device
-    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(dev)
-    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(dev)
-    rows = dy[:, None] + torch.arange(h, device=dev)[None]  # (B, H)
-    cols = dx[:, None] + torch.arange(w, device=dev)[None]  # (B, W)
-    batch = torch.arange(b, device=dev)[:, None, None]
-    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
-    return out.permute(0, 3, 1, 2)
-
-
 class BCPixelsPolicy(nn.Module):
     """``images {key: (B, H, W, 3) uint8}, proprio (B, P), instruction (B, I) -> chunk (B, K, A)``."""
 
@@ -289,9 +275,10 @@ class BCPixelsPolicy(nn.Module):
         cond = self.instruction(instruction)
         feats = []
         for key in self.image_keys:
-            x = images[key].permute(0, 3, 1, 2).float() * (1.0 / 255.0)
+            x = images[key]
             if shift:
-                x = random_shift(x, shift, generator)
+                x = random_shift(x, shift, generator)  # integer crop: uint8 stays exact
+            x = x.permute(0, 3, 1, 2).float() * (1.0 / 255.0)
             feats.append(self.stems[key](x, cond))
         p = self.normalizer(proprio[:, list(PROPRIO_USED)].float())
         out = self.head(torch.cat([*feats, p, cond], dim=-1))
@@ -429,7 +416,7 @@ class BCBundle:
             raise CheckpointError(f"this agent was trained on {list(self.tasks)}, not {task!r}")
         return BCStateAgent(self.policy, TaskFeatures(self.task_kinds[task]))
 
-    def to(self, device: str | torch.device) -> "BCBundle":
+    def to(self, device: str | torch.device) -> BCBundle:
         """Move the network to ``device`` (agents then act there; observations stay NumPy)."""
         self.policy.to(device)
         return self

@@ -35,12 +35,14 @@ def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | No
     if pad <= 0:
         return images
     b, h, w, _ = images.shape
+    dev = images.device
     padded = nn.functional.pad(images.permute(0, 3, 1, 2).float(), (pad,) * 4, mode="replicate")
-    offsets = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator)  # CPU: .tolist()
-    out = torch.stack(
-        [padded[i, :, y : y + h, x : x + w] for i, (y, x) in enumerate(offsets.tolist())]
-    )
-    return out.permute(0, 2, 3, 1).to(images.dtype)
+    offsets = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator).to(dev)  # (y, x)
+    rows = offsets[:, :1] + torch.arange(h, device=dev)[None]  # (B, H)
+    cols = offsets[:, 1:] + torch.arange(w, device=dev)[None]  # (B, W)
+    batch = torch.arange(b, device=dev)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
+    return out.to(images.dtype)
 
 
 class SharpSpatialSoftmax(nn.Module):

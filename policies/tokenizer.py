@@ -36,7 +36,7 @@ class WordTokenizer:
         object.__setattr__(self, "_index", {w: i for i, w in enumerate(self.vocab)})
 
     @classmethod
-    def fit(cls, texts: Iterable[str]) -> "WordTokenizer":
+    def fit(cls, texts: Iterable[str]) -> WordTokenizer:
         """A vocabulary of every word in ``texts``, sorted (so the same texts give the same ids)."""
         words = sorted({w for text in texts for w in split_words(text)})
         return cls((PAD, UNK, *words))
@@ -70,5 +70,5 @@ class WordTokenizer:
         return {"vocab": list(self.vocab)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "WordTokenizer":
+    def from_dict(cls, data: dict) -> WordTokenizer:
         return cls(tuple(data["vocab"]))

@@ -278,3 +278,17 @@ def test_results_record_portable_paths(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert portable_path(tmp_path / "runs" / "x") == "runs/x"
     assert portable_path("/somewhere/else/data/pp") == "<elsewhere>/data/pp"
+
+
+def test_rollouts_refuse_to_resume_another_rounds_settings(tmp_path):
+    from embodied.agent import ExpertAgent
+    from embodied.data.collect import collect_rollouts, expert_teacher
+    from embodied.data.dataset import DatasetError
+
+    def run(meta):
+        return collect_rollouts(tmp_path / "r", "reach", [7], lambda env, s: ExpertAgent(env),
+                                expert_teacher, meta=meta, progress=False, obs_mode="state")  # fmt: skip
+
+    assert run({"dagger_round": 1, "teacher_probability": 0.5})["episodes"] == 1
+    with pytest.raises(DatasetError, match="source"):
+        run({"dagger_round": 1, "teacher_probability": 0.25})

@@ -20,8 +20,8 @@ from envs.language import SUBTASK_VOCAB
 from policies.config import policy_preset
 from policies.fusion import random_shift
 from policies.tokenizer import WordTokenizer
-from world_models import ObsSpec
 from sandbox_common.paths import portable_path
+from world_models import ObsSpec
 
 FIRST_STEPS = 12
 """Steps per episode used: the cube is still at its start (the gripper has not reached it)."""

@@ -172,19 +172,17 @@ def _dataset_meta(
     }
 
 
-def _check_same_collection(root: Path, wanted: dict[str, Any]) -> None:
+RESUME_KEYS = ("format_version", "task", "env_version", "env_config", "seed", "noise", "obs_keys")
+"""Fields of ``meta.json`` that must match for a collection to resume."""
+
+
+def _check_same_collection(
+    root: Path, wanted: dict[str, Any], extra_keys: tuple[str, ...] = ()
+) -> None:
     have = read_json(root / META_FILE)
     diffs = [
         f"{k}: on disk {have.get(k)!r}, asked {wanted[k]!r}"
-        for k in (
-            "format_version",
-            "task",
-            "env_version",
-            "env_config",
-            "seed",
-            "noise",
-            "obs_keys",
-        )
+        for k in (*RESUME_KEYS, *extra_keys)
         if _jsonable(have.get(k)) != _jsonable(wanted[k])
     ]
     if diffs:
@@ -252,7 +250,7 @@ def open_collection(
     wanted = _dataset_meta(task, config, seed, noise, obs_keys) | dict(extra or {})
     root.mkdir(parents=True, exist_ok=True)
     if (root / META_FILE).exists():
-        _check_same_collection(root, wanted)
+        _check_same_collection(root, wanted, tuple(extra or {}))
     else:
         write_json_atomic(root / META_FILE, wanted)
     done = _existing_episodes(root, count)

@@ -11,8 +11,8 @@ from PIL import Image, ImageDraw
 
 import envs
 from embodied.agent import ExpertAgent
-from embodied.training.world_model import OBJECTS_BY_COLOUR
 from embodied.media.video import annotate, side_by_side, write_video
+from embodied.training.world_model import OBJECTS_BY_COLOUR
 from envs.base import INSTRUCTION
 from world_models import CheckpointError, ObsSpec, load_world_model
 

@@ -19,7 +19,7 @@ evaluation's.
 
 from __future__ import annotations
 
-import shutil
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +31,11 @@ import torch
 import envs
 from embodied.data.collect import collect_rollouts, expert_teacher
 from embodied.data.dataset import DatasetError, EpisodeDataset
-from embodied.training.layered import data_summary, split_episodes
+from embodied.training.layered import data_summary, one_layout, split_episodes
 from envs.base import IMAGE_PREFIX, OBJECT_STATE, PROPRIO
-from envs.task_features import TaskFeatures, instruction_vector
+from envs.task_features import PROPRIO_USED, TaskFeatures, instruction_vector
 from policies.bc import BC_KINDS, BCBundle, BCStateAgent, bc_preset
-from sandbox_common.atomic import write_json_atomic
+from sandbox_common.atomic import atomic_write, write_json_atomic
 from world_models import Trainer
 from world_models.trainer import resolve_device
 
@@ -44,6 +44,7 @@ DAGGER_SEED = 500_000
 """First seed of DAgger rollouts (demos start at 100000 in the benchmarks; evaluation at 0)."""
 
 
+@functools.cache
 def task_kinds(task: str) -> tuple[str, ...]:
     """The kinds of a task's scene objects, in scene order (the layout of ``object_state``)."""
     env = envs.make(task, obs_mode="state")
@@ -79,13 +80,7 @@ def open_datasets(roots: list[str | Path], kind: str) -> tuple[list[EpisodeDatas
         else:
             layout = {"obs_mode": "state"}
         layouts[str(ds.root)] = layout
-    first = next(iter(layouts.values()))
-    if any(lay != first for lay in layouts.values()):
-        raise DatasetError(
-            f"datasets have different observation layouts: {layouts}; collect them with the same "
-            "--cameras and --image-size"
-        )
-    return datasets, first
+    return datasets, one_layout(layouts)
 
 
 @dataclass
@@ -107,20 +102,16 @@ class Demos:
 
 
 def load_demos(datasets: list[EpisodeDataset], kind: str, pairs: list[tuple[int, int]]) -> Demos:
-    kinds_of: dict[str, tuple[str, ...]] = {}
     actions, lengths, features, proprio, codes = [], [], [], [], []
     image_keys = sorted(k for k in datasets[0].obs_keys if k.startswith(IMAGE_PREFIX))
     images: dict[str, list[np.ndarray]] = {k: [] for k in image_keys}
     for d, e in pairs:
         ep = datasets[d][e]
-        task = ep.meta["task"]
-        if task not in kinds_of:
-            kinds_of[task] = task_kinds(task)
         n = len(ep)
         lengths.append(n)
         actions.append(ep.steps["expert_action"].astype(np.float32))
         if kind == "bc-state":
-            tf = TaskFeatures(kinds_of[task])
+            tf = TaskFeatures(task_kinds(ep.meta["task"]))
             state = ep.obs[OBJECT_STATE]
             bound = tf.bind(ep.instruction, state[0])
             features.append(tf.state_features(ep.obs[PROPRIO][:n], state[:n], state[0], bound))
@@ -205,7 +196,7 @@ def _fit_round(
     elif kind == "bc-state":
         policy.normalizer.fit(demos.features)
     else:
-        policy.normalizer.fit(demos.proprio[:, list(range(6))])
+        policy.normalizer.fit(demos.proprio[:, list(PROPRIO_USED)])
     data_info = data_summary(datasets, train_pairs, val_pairs, demos.lengths)
     val_sample = sampler(val, kind, config.train.batch_size, chunk)
     trainer = Trainer(
@@ -379,8 +370,8 @@ def train_bc(
         report["rounds"].append(round_report)
         if bundle is None:
             return {"stopped_at": round_report["steps"], "round": r}
-    shutil.copyfile(out / f"round_{dagger}" / AGENT_FILE, out / (AGENT_FILE + ".tmp"))
-    (out / (AGENT_FILE + ".tmp")).replace(out / AGENT_FILE)
+    final = (out / f"round_{dagger}" / AGENT_FILE).read_bytes()
+    atomic_write(out / AGENT_FILE, lambda fh: fh.write(final))
     report["seconds_this_call"] = round(time.perf_counter() - start, 1)
     write_json_atomic(out / "train.json", report)
     return report

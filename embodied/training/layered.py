@@ -84,14 +84,19 @@ def open_datasets(roots: list[str | Path]) -> tuple[list[EpisodeDataset], dict[s
         if PROPRIO not in ds.obs_keys:
             raise DatasetError(f"{ds.root}: no {PROPRIO!r} observations; it has {ds.obs_keys}")
         layouts[str(ds.root)] = layout
+    return datasets, one_layout(layouts)
+
+
+def one_layout(layouts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The observation layout every dataset shares (dataset root -> layout); a clear error when
+    they differ."""
     first = next(iter(layouts.values()))
-    differing = {root: lay for root, lay in layouts.items() if lay != first}
-    if differing:
+    if any(layout != first for layout in layouts.values()):
         raise DatasetError(
             f"datasets have different observation layouts: {layouts}; collect them with the same "
             "--cameras and --image-size"
         )
-    return datasets, first
+    return first
 
 
 def load_demos(

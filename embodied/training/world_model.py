@@ -13,7 +13,6 @@ import torch
 
 from embodied.data.dataset import DatasetError, EpisodeDataset, SequenceLoader
 from sandbox_common.atomic import write_json_atomic
-from world_models.trainer import resolve_device
 from world_models import (
     ObsSpec,
     WorldModelTrainer,
@@ -22,6 +21,7 @@ from world_models import (
     plot_errors,
     preset,
 )
+from world_models.trainer import resolve_device
 
 IMAGE_PREFIX = "image_"
 OBJECT_STATE = "object_state"
