@@ -88,10 +88,8 @@ def demo_agents(
         run = out / "agents" / kind
         if kind == "bc-state":
             report = train_bc(kind, state_data, run, preset=preset, seed=seed, progress=progress)
-            report["data"] = report["rounds"][-1]["data"]
-            report["system1"] = {
-                "train_seconds_this_call": report["rounds"][0]["train_seconds_this_call"]
-            }
+            tasks = report["rounds"][-1]["data"]["tasks"]
+            train_seconds = sum(r["train_seconds_this_call"] for r in report["rounds"])
         else:
             report = train_agent(
                 kind,
@@ -104,8 +102,13 @@ def demo_agents(
                 planner_steps=planner_steps,
                 progress=progress,
             )
+            tasks = report["data"]["tasks"]
+            train_seconds = sum(
+                report.get(p, {}).get("train_seconds_this_call", 0.0)
+                for p in ("system1", "system2")
+            )
         per_task = {}
-        for task in report["data"]["tasks"]:
+        for task in tasks:
             make, overrides = agent_factory_from_run(run, task)
             result = evaluate(
                 make,
@@ -126,9 +129,6 @@ def demo_agents(
                 "latency_ms": result.latency_ms,
                 "video": str(Path(result.videos[0]).relative_to(out)) if result.videos else None,
             }
-        train_seconds = sum(
-            report.get(p, {}).get("train_seconds_this_call", 0.0) for p in ("system1", "system2")
-        )
         rows[kind] = {
             "run": str(run.relative_to(out)),
             "train_seconds": train_seconds,

@@ -28,7 +28,7 @@ from policies.planner import PlanView, SubtaskPlanner
 from policies.tokenizer import WordTokenizer
 from policies.vla import VLAPolicy
 from sandbox_common.registry import Registry
-from world_models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from world_models.checkpoint import CheckpointError, save_checkpoint
 from world_models.config import LatentWorldModelConfig, ObsSpec
 from world_models.latent import LatentWorldModel
 
@@ -308,10 +308,6 @@ class AgentBundle:
                 "state": self.world_model.state_dict(),
             }
         return save_checkpoint(path, KIND, payload)
-
-    @classmethod
-    def load(cls, path: str | Path) -> AgentBundle:
-        return cls.from_record(load_checkpoint(path, KIND), path)
 
     @classmethod
     def from_record(cls, record: dict[str, Any], path: str | Path = "") -> AgentBundle:
