@@ -25,6 +25,17 @@ class Agent(Protocol):
         """The subtask the agent is pursuing now (``none`` for agents without one)."""
 
 
+def observe(agent: Any, info: dict[str, Any]) -> None:
+    """Show ``info`` to an agent that reads it (an optional ``observe(info)`` method).
+
+    Only privileged references use it: the oracle System 2 reads the env's own subtask
+    (``info["subtask"]``); learned agents act on observations alone.
+    """
+    method = getattr(agent, "observe", None)
+    if method is not None:
+        method(info)
+
+
 class ExpertAgent:
     """The scripted expert as an ``Agent``. It reads privileged state, so it is bound to one env."""
 

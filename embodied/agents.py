@@ -8,7 +8,7 @@ from typing import Any
 import envs
 from embodied.evaluation.harness import AgentFactory
 from embodied.training.layered import AGENT_FILE
-from policies.agents import AgentBundle
+from policies.agents import AgentBundle, check_planner
 from policies.bc import BCBundle
 from policies.bundles import load_agent
 from world_models.checkpoint import CheckpointError
@@ -27,13 +27,21 @@ def load_bundle(path: str | Path) -> AgentBundle | BCBundle:
 
 
 def agent_factory_from_run(
-    path: str | Path, task: str, world_model_check: bool = True, device: str = "cpu"
+    path: str | Path,
+    task: str,
+    world_model_check: bool = True,
+    device: str = "cpu",
+    planner: str = "learned",
 ) -> tuple[AgentFactory, dict[str, Any]]:
     """The factory the harness calls per episode, and the env settings the agent needs.
 
-    Raises :class:`CheckpointError` when the agent was trained on other tasks or observations.
+    ``planner="oracle"`` evaluates a hierarchical agent's System 1 under the env's own subtask
+    sequence. Raises :class:`CheckpointError` when the agent was trained on other tasks or
+    observations, ``ValueError`` for a planner the agent cannot use.
     """
-    bundle = load_bundle(path).to(resolve_device(device))
+    bundle = load_bundle(path)
+    check_planner(planner, bundle.kind)
+    bundle = bundle.to(resolve_device(device))
     overrides = dict(bundle.env)
     if "cameras" in overrides:
         overrides["cameras"] = tuple(overrides["cameras"])
@@ -44,6 +52,8 @@ def agent_factory_from_run(
         env.close()
 
     def make(env, seed: int):
-        return bundle.make(seed=seed, world_model_check=world_model_check, task=task)
+        return bundle.make(
+            seed=seed, world_model_check=world_model_check, task=task, planner=planner
+        )
 
     return make, overrides

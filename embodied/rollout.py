@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from embodied.agent import Agent
+from embodied.agent import Agent, observe
 from embodied.media.video import annotate
 from envs.base import ManipulationEnv
 
@@ -115,6 +115,7 @@ class EpisodeRun:
         """After the env's reset: reset the agent, show the hooks."""
         self.info = info
         self.agent.reset(info["instruction"])
+        observe(self.agent, info)
         _call(self.hooks, "on_reset", env, obs, info)
 
     def act(self, env: ManipulationEnv | None, obs: dict[str, Any]) -> np.ndarray:
@@ -138,6 +139,7 @@ class EpisodeRun:
         self.info = info
         if self.keep_infos:
             self.infos.append(info)
+        observe(self.agent, info)
         _call(self.hooks, "after_step", env, obs, reward, terminated, truncated, info)
         return bool(terminated or truncated)
 

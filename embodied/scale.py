@@ -241,6 +241,7 @@ class _AgentSpec:
 
     noise: float = 0.0
     world_model_check: bool = True
+    planner: str = "learned"
 
 
 @dataclass
@@ -274,7 +275,9 @@ def _evaluate_block(
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="wm-sandbox-agent-") as tmp:
         (Path(tmp) / AGENT_FILE).write_bytes(checkpoint)
-        factory, _ = agent_factory_from_run(tmp, task, world_model_check=spec.world_model_check)
+        factory, _ = agent_factory_from_run(
+            tmp, task, world_model_check=spec.world_model_check, planner=spec.planner
+        )
     return _run_episodes(factory, task, overrides, seeds)
 
 
@@ -318,6 +321,7 @@ def evaluate_ray(
     *,
     noise: float = 0.0,
     world_model_check: bool = True,
+    planner: str = "learned",
     progress: bool = False,
     **overrides: Any,
 ) -> EvalResult:
@@ -335,7 +339,7 @@ def evaluate_ray(
         raise ValueError(f"num_workers must be >= 1, got {num_workers}")
     import_ray()
     start = time.perf_counter()
-    spec = _AgentSpec(noise=noise, world_model_check=world_model_check)
+    spec = _AgentSpec(noise=noise, world_model_check=world_model_check, planner=planner)
     checkpoint: bytes | None = None
     if str(run_or_expert) != "expert":
         from embodied.agents import agent_factory_from_run
@@ -346,7 +350,7 @@ def evaluate_ray(
             raise ValueError(
                 f"unknown agent {str(run_or_expert)!r}; accepted: expert or a trained run directory"
             )
-        _, agent_overrides = agent_factory_from_run(path, task, world_model_check)
+        _, agent_overrides = agent_factory_from_run(path, task, world_model_check, planner=planner)
         overrides = {**agent_overrides, **overrides}
         checkpoint = (path / AGENT_FILE if path.is_dir() else path).read_bytes()
     seeds, skipped = evaluation_seeds(task, episodes, seed, **overrides)

@@ -263,3 +263,33 @@ class TaskFeatures:
             return kind, pos, None
         w, z = state[:, start + 3], state[:, start + 6]
         return kind, pos, 2.0 * np.arctan2(z, w)  # the cubes only turn about the vertical
+
+
+def subtasks_named_by(instruction: str, labels: tuple[str, ...]) -> np.ndarray:
+    """``(len(labels),) bool``: which subtask labels act only on what the instruction names.
+
+    A label is allowed when every object in it is one the instruction names (and a direction is
+    the one named with its cube). An instruction that names no object (sort) allows picking any
+    cube and placing on any pad, as :meth:`TaskFeatures.bind` reads it. ``none`` is always
+    allowed. System 2 keeps its proposals inside this set, so it cannot ask System 1 to pick a
+    cube the scene does not have (a "green cube" where green is a pad).
+    """
+    mentions = parse_mentions(instruction)
+    named = {f"{m.color}_{m.kind}" for m in mentions}
+    directions = {(f"{m.color}_{m.kind}", m.direction) for m in mentions if m.direction}
+    out = np.zeros(len(labels), dtype=bool)
+    for i, label in enumerate(labels):
+        if label == "none":
+            out[i] = True
+            continue
+        verb, _, rest = label.partition("(")
+        args = [a.strip() for a in rest.rstrip(")").split(",")]
+        if not mentions:
+            out[i] = (verb == "pick" and args[0].endswith("_cube")) or (
+                verb == "place" and args[0].endswith("_pad")
+            )
+        elif verb == "push" and args[1] in DIRECTIONS:
+            out[i] = (args[0], args[1]) in directions
+        else:
+            out[i] = all(a in named for a in args)
+    return out

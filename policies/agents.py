@@ -4,6 +4,9 @@
 * :class:`HierarchicalAgent`: System 2 (a :class:`~policies.planner.SubtaskPlanner`, optionally
   checking candidates in the world model) picks the subtask; System 1 conditioned on the
   subtask's label turns it into action chunks.
+* :class:`OracleHierarchicalAgent`: the same System 1 under an *oracle* System 2, the env's own
+  subtask sequence (privileged: it reads ``info["subtask"]``). Against the learned System 2 it
+  tells how much of a failure is planning and how much is execution.
 
 Both follow ``embodied.agent.Agent``: ``reset(instruction)``, ``act(obs) -> (A,)``, ``subtask``;
 ``pop_timings()`` hands the evaluation harness the latency of every System 1 chunk inference and
@@ -21,6 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from envs.task_features import subtasks_named_by
 from policies.chunking import ActionChunkQueue
 from policies.config import PlannerConfig, VLAConfig
 from policies.imagination import WorldModelCheck
@@ -156,6 +160,7 @@ class HierarchicalAgent:
     def reset(self, instruction: str) -> None:
         self.instruction = instruction
         self._tokens = self.tokenizer.encode(instruction, self.config.fusion.max_text_len)[None]
+        self._allowed = subtasks_named_by(instruction, self.subtasks)
         self.index = 0
         self.current: int | None = None
         self._failed: set[int] = set()
@@ -206,7 +211,15 @@ class HierarchicalAgent:
         self.timings.append(_elapsed_ms(start))
 
     def _deliberate(self, batch: dict[str, torch.Tensor], log_probs: np.ndarray) -> int:
-        order = [int(i) for i in np.argsort(-log_probs) if int(i) not in self._failed]
+        """The subtask to pursue: the planner's best candidates among those about what the
+        instruction names, re-scored in imagination when there is a world model."""
+        order = [
+            int(i)
+            for i in np.argsort(-log_probs)
+            if int(i) not in self._failed and self._allowed[int(i)]
+        ]
+        if not order:  # everything allowed has failed here: retry the planner's best allowed
+            order = [int(i) for i in np.argsort(-log_probs) if self._allowed[int(i)]]
         candidates = order[: self.config.candidates]
         scores = log_probs[candidates].astype(np.float64)
         if self.check is not None and len(candidates) > 1:
@@ -225,7 +238,56 @@ class HierarchicalAgent:
         self.system1.set_text(self.subtasks[subtask])  # drops queued actions if the text changed
 
 
+class OracleHierarchicalAgent:
+    """System 1 pursuing the env's own current subtask (``info["subtask"]``): the oracle System 2.
+
+    The harness shows it every step's ``info`` through ``observe``; it switches System 1's text
+    whenever the env's plan pointer moves (a subtask done, or a dropped cube sending ``place``
+    back to ``pick``). System 2 costs nothing here, so only System 1 is timed.
+    """
+
+    def __init__(self, system1: System1) -> None:
+        self.system1 = system1
+        self._label = "none"
+
+    def reset(self, instruction: str) -> None:
+        self.instruction = instruction
+        self._label = "none"
+        self.system1.reset("none")
+
+    def observe(self, info: dict[str, Any]) -> None:
+        self._label = str(info["subtask"])
+
+    @property
+    def subtask(self) -> str:
+        return self._label
+
+    def act(self, obs: dict[str, Any]) -> np.ndarray:
+        self.system1.set_text(self._label)
+        return self.system1.act(obs)
+
+    def pop_timings(self) -> dict[str, list[float]]:
+        out = {"system1": self.system1.timings}
+        self.system1.timings = []
+        return out
+
+
+PLANNERS: tuple[str, ...] = ("learned", "oracle")
+"""System 2 of a hierarchical agent at evaluation: its own planner, or the env's subtask sequence."""
+
+
 # ---------------------------------------------------------------------- the one checkpoint
+
+
+def check_planner(planner: str, kind: str) -> None:
+    """Raise a clear error for an unknown System 2 or one the agent kind cannot use."""
+    if planner not in PLANNERS:
+        raise ValueError(f"unknown planner {planner!r}; accepted: {', '.join(PLANNERS)}")
+    if planner == "oracle" and kind != "hierarchical":
+        raise ValueError(
+            f"planner 'oracle' replaces the System 2 of a hierarchical agent, whose System 1 "
+            f"was trained on subtask labels; this agent is {kind!r}"
+        )
 
 
 @dataclass
@@ -249,11 +311,21 @@ class AgentBundle:
         if self.kind == "hierarchical" and self.planner is None:
             raise ValueError("a hierarchical agent needs a planner")
 
-    def make(self, seed: int = 0, world_model_check: bool = True, task: str | None = None):
-        """A fresh agent; ``world_model_check=False`` is the ablation without imagination."""
+    def make(
+        self,
+        seed: int = 0,
+        world_model_check: bool = True,
+        task: str | None = None,
+        planner: str = "learned",
+    ):
+        """A fresh agent; ``world_model_check=False`` is the ablation without imagination,
+        ``planner="oracle"`` puts the env's own subtask sequence in System 2's place."""
+        check_planner(planner, self.kind)
         system1 = System1(self.system1, self.tokenizer, seed=seed)
         if self.kind == "end-to-end":
             return EndToEndAgent(system1)
+        if planner == "oracle":
+            return OracleHierarchicalAgent(system1)
         check = None
         if world_model_check and self.world_model is not None:
             check = WorldModelCheck(

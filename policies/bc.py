@@ -31,7 +31,7 @@ from envs.task_features import (
     TaskFeatures,
     instruction_vector,
 )
-from policies.agents import AGENTS
+from policies.agents import AGENTS, check_planner
 from policies.chunking import ActionChunkQueue
 from policies.config import POLICIES, TrainConfig, _raise, _Serializable
 from policies.fusion import random_shift
@@ -404,8 +404,16 @@ class BCBundle:
         if self.kind not in BC_KINDS:
             raise ValueError(f"unknown baseline {self.kind!r}; known: {BC_KINDS}")
 
-    def make(self, seed: int = 0, world_model_check: bool = True, task: str | None = None):
-        """A fresh agent for ``task`` (``bc-state`` reads the task's object layout)."""
+    def make(
+        self,
+        seed: int = 0,
+        world_model_check: bool = True,
+        task: str | None = None,
+        planner: str = "learned",
+    ):
+        """A fresh agent for ``task`` (``bc-state`` reads the task's object layout); a baseline
+        has no System 2, so ``planner`` must stay ``learned``."""
+        check_planner(planner, self.kind)
         if self.kind == "bc-pixels":
             return BCPixelsAgent(self.policy)
         if task is None:

@@ -13,6 +13,7 @@ from embodied.data.collect import collect
 from embodied.evaluation.harness import evaluate
 from embodied.training.layered import AGENT_FILE, train_agent
 from envs.language import SUBTASK_VOCAB
+from envs.task_features import subtasks_named_by
 from policies.agents import AGENTS, HierarchicalAgent, System1
 from policies.chunking import ActionChunkQueue
 from policies.config import POLICIES, PlannerConfig, planner_preset, policy_preset
@@ -142,8 +143,13 @@ def test_temporal_ensemble_weights_older_chunks_more():
 # ---------------------------------------------------------------------- hierarchical agent logic
 
 
+INSTRUCTION = "put the red cube on the green pad"
+NAMED = [i for i in np.flatnonzero(subtasks_named_by(INSTRUCTION, SUBTASK_VOCAB)) if i]
+"""The subtasks about what INSTRUCTION names: pick(red_cube), place(green_pad), ..."""
+
+
 class FakePlanner:
-    """Subtask ``index + 1`` at every position (plan: 1, 2, 3, ...); done flags set by the test."""
+    """Subtask ``NAMED[index]`` at every position; done flags set by the test."""
 
     def __init__(self) -> None:
         self.done_at: dict[int, float] = {}
@@ -154,8 +160,8 @@ class FakePlanner:
         positions = [max(index - 1, 0), index, index + 1]
         log_probs = np.full((3, len(SUBTASK_VOCAB)), -10.0)
         for row, pos in enumerate(positions):
-            log_probs[row, pos + 1] = 0.0
-            log_probs[row, pos + 2] = -1.0  # a runner-up
+            log_probs[row, NAMED[pos]] = 0.0
+            log_probs[row, NAMED[pos + 1]] = -1.0  # a runner-up
         return PlanView(
             log_probs=log_probs, done=np.array([self.done_at.get(p, 0.0) for p in positions])
         )
@@ -170,6 +176,9 @@ class FakeSystem1:
         self.generator = torch.Generator()
         self.policy = type("P", (), {"config": policy_preset("debug")})()
 
+    def reset(self, text: str) -> None:
+        self.texts = [text]
+
     def set_text(self, text: str) -> None:
         if not self.texts or self.texts[-1] != text:
             self.texts.append(text)
@@ -182,7 +191,7 @@ class FakeSystem1:
 def _hierarchical(config: PlannerConfig, check=None):
     planner, system1 = FakePlanner(), FakeSystem1()
     agent = HierarchicalAgent(planner, system1, TOKENIZER, SUBTASK_VOCAB, config, check)
-    agent.reset("put the red cube on the green pad")
+    agent.reset(INSTRUCTION)
     return agent, planner, system1
 
 
@@ -193,16 +202,16 @@ def test_system2_runs_every_n_steps_and_advances_on_completion():
     for _ in range(8):
         agent.act(obs)
     assert planner.calls == 2 and system1.acts == 8
-    assert agent.calls["start"] == 1 and agent.subtask == SUBTASK_VOCAB[1]
+    assert agent.calls["start"] == 1 and agent.subtask == SUBTASK_VOCAB[NAMED[0]]
     planner.done_at[0] = 0.9  # subtask 0 completes
     for _ in range(4):
         agent.act(obs)
-    assert agent.calls["advance"] == 1 and agent.index == 1 and agent.subtask == SUBTASK_VOCAB[2]
-    assert system1.texts == [SUBTASK_VOCAB[1], SUBTASK_VOCAB[2]]
+    assert agent.calls["advance"] == 1 and agent.index == 1 and agent.subtask == SUBTASK_VOCAB[NAMED[1]]
+    assert system1.texts == [SUBTASK_VOCAB[NAMED[0]], SUBTASK_VOCAB[NAMED[1]]]
     planner.done_at[0] = 0.01  # subtask 0 undone again (a dropped cube): step back
     for _ in range(4):
         agent.act(obs)
-    assert agent.calls["step_back"] == 1 and agent.index == 0 and agent.subtask == SUBTASK_VOCAB[1]
+    assert agent.calls["step_back"] == 1 and agent.index == 0 and agent.subtask == SUBTASK_VOCAB[NAMED[0]]
     assert len(agent.pop_timings()["system2"]) == planner.calls
 
 
@@ -213,7 +222,7 @@ def test_system2_replans_when_a_subtask_does_not_progress():
     for _ in range(10):
         agent.act(obs)
     assert agent.calls["failure"] == 1
-    assert agent.subtask == SUBTASK_VOCAB[2]  # the runner-up, the failed one is not proposed again
+    assert agent.subtask == SUBTASK_VOCAB[NAMED[1]]  # the runner-up, the failed one is not proposed again
     agent.reset("another instruction")
     assert agent.index == 0 and agent.current is None and not agent.calls
 
@@ -233,7 +242,49 @@ def test_world_model_check_is_asked_on_deliberation_only_and_can_overturn():
     for _ in range(8):
         agent.act(obs)
     assert planner.calls == 4 and FavourRunnerUp.calls == 1 and agent.calls["imagined"] == 1
-    assert agent.subtask == SUBTASK_VOCAB[2]  # log p -1 + 2 * 1 beats 0 + 0
+    assert agent.subtask == SUBTASK_VOCAB[NAMED[1]]  # log p -1 + 2 * 1 beats 0 + 0
+
+
+def test_system2_proposes_only_subtasks_about_what_the_instruction_names():
+    class PrefersAbsentCube(FakePlanner):
+        def assess(self, obs, tokens, index):
+            view = super().assess(obs, tokens, index)
+            view.log_probs[:, SUBTASK_VOCAB.index("pick(green_cube)")] = 5.0  # green is a pad
+            return view
+
+    config = planner_preset("debug", decide_every=2, patience=100)
+    planner, system1 = PrefersAbsentCube(), FakeSystem1()
+    agent = HierarchicalAgent(planner, system1, TOKENIZER, SUBTASK_VOCAB, config)
+    agent.reset(INSTRUCTION)
+    agent.act({"proprio": np.zeros(19, np.float32)})
+    assert agent.subtask == "pick(red_cube)"
+    named = subtasks_named_by("sort the cubes onto the pads of their colour", SUBTASK_VOCAB)
+    allowed = {label for label, ok in zip(SUBTASK_VOCAB, named) if ok}
+    assert "pick(green_cube)" in allowed and "place(green_pad)" in allowed
+    assert not any(label.startswith(("push", "reach")) for label in allowed)
+    chain = "push the blue cube to the left, then put the red cube on the green pad"
+    named = subtasks_named_by(chain, SUBTASK_VOCAB)
+    allowed = {label for label, ok in zip(SUBTASK_VOCAB, named) if ok}
+    assert {"push(blue_cube, left)", "pick(red_cube)", "place(green_pad)"} <= allowed
+    assert "push(blue_cube, right)" not in allowed and "pick(green_cube)" not in allowed
+
+
+def test_oracle_system2_follows_the_envs_subtask_on_both_harness_paths():
+    from policies.agents import OracleHierarchicalAgent
+
+    agents = []
+
+    def make(env, seed):
+        agents.append(OracleHierarchicalAgent(FakeSystem1()))
+        return agents[-1]
+
+    for num_envs in (1, 2):
+        agents.clear()
+        evaluate(make, "pick-place", 2, seed=0, num_envs=num_envs, max_steps=3, obs_mode="state")
+        for agent in agents:
+            assert agent.system1.texts[0] == "none"  # reset, before the first observation
+            assert agent.system1.texts[1].startswith("pick(") and agent.system1.acts == 3
+            assert agent.subtask == agent.system1.texts[-1]
 
 
 def test_world_model_check_imagines_every_candidate():
@@ -342,6 +393,12 @@ def test_tiny_train_then_evaluate_in_process(trained, kind):
     assert result.latency_ms["system1_mean"] > 0
     if kind == "hierarchical":
         assert result.latency_ms["system2_mean"] > 0
+        make, overrides = agent_factory_from_run(trained[kind], "pick-place", planner="oracle")
+        oracle = evaluate(make, "pick-place", 2, seed=0, max_steps=12, **overrides)
+        assert oracle.episodes == 2 and "system2_mean" not in oracle.latency_ms
+    else:
+        with pytest.raises(ValueError, match="planner 'oracle' replaces the System 2"):
+            agent_factory_from_run(trained[kind], "pick-place", planner="oracle")
 
 
 def test_cli_train_agent_then_eval_writes_metrics_and_videos(demos, tmp_path, capsys):

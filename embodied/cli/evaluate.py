@@ -26,6 +26,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     overrides = env_overrides(args)
     if args.ray is not None and args.video:
         raise UsageError("--video records in this process: drop --video or --ray")
+    if args.planner != "learned" and not Path(args.agent).exists():
+        raise UsageError("--planner applies to a trained hierarchical agent (a run directory)")
     if args.agent == "expert":
         if args.ray is None and args.num_envs not in (None, 1):
             raise UsageError(
@@ -41,7 +43,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         torch.set_num_threads(1)  # on 2 cores, 2 torch threads collapse next to the env workers
 
         factory, agent_overrides = agent_factory_from_run(
-            args.agent, task, world_model_check=not args.no_world_model, device=args.device
+            args.agent,
+            task,
+            world_model_check=not args.no_world_model,
+            device=args.device,
+            planner=args.planner,
         )
         overrides = {**agent_overrides, **overrides}
         num_envs = args.num_envs or 2
@@ -62,6 +68,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             args.num_envs,
             noise=args.noise,
             world_model_check=not args.no_world_model,
+            planner=args.planner,
             progress=not args.quiet,
             **overrides,
         )
@@ -153,6 +160,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--no-world-model",
         action="store_true",
         help="hierarchical agents: System 2 without the world-model check (the ablation)",
+    )
+    p.add_argument(
+        "--planner",
+        default="learned",
+        choices=["learned", "oracle"],
+        help="hierarchical agents: System 2 is the agent's own planner (learned) or the env's "
+        "subtask sequence (oracle: how much of the gap is System 1, how much planning)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_env_options(p)

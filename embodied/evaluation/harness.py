@@ -26,7 +26,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode
 from tqdm import tqdm
 
 import envs
-from embodied.agent import Agent, ExpertAgent
+from embodied.agent import Agent, ExpertAgent, observe
 from embodied.media.video import write_video
 from embodied.rollout import EpisodeRun, Rollout, run_episode
 from envs.base import ACTION_DIM, ManipulationEnv
@@ -84,6 +84,9 @@ class TimedAgent:
 
     def reset(self, instruction: str) -> None:
         self.agent.reset(instruction)
+
+    def observe(self, info: dict[str, Any]) -> None:
+        observe(self.agent, info)
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         start = time.perf_counter()
