@@ -17,7 +17,16 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from envs.language import COLOR_NAMES, COLORS, DIRECTIONS, Subtask
+from envs.language import (
+    COLOR_NAMES,
+    COLORS,
+    DIRECTIONS,
+    HELDOUT_TEMPLATES,
+    Subtask,
+    is_heldout_pair,
+    phrase,
+    plan_pairs,
+)
 from envs.observation import (  # re-exported: the env's observation keys and sizes
     CAMERAS,
     IMAGE_PREFIX,
@@ -301,6 +310,33 @@ class ManipulationEnv(SubtaskTracking, ObservationsAndRendering, gym.Env):
             return np.array(self._require_episode().push_goals[subtask.label])
         return self.object_pos(subtask.dest)[:2]
 
+    # ------------------------------------------------------------------ language splits
+
+    def phrase(self, kind: str, rng: np.random.Generator, **names: str) -> str:
+        """An instruction clause in the words of this env's language split."""
+        unseen = self.config.language == "unseen-paraphrase"
+        return phrase(kind, rng, HELDOUT_TEMPLATES if unseen else None, **names)
+
+    def _draw_episode(self, rng: np.random.Generator, attempts: int = 500) -> Episode:
+        """The task's episode, redrawn until its colour/destination combinations fit the
+        language split (``all`` takes the first draw, so its episodes never change)."""
+        split = self.config.language
+        for _ in range(attempts):
+            episode = self._sample_episode(rng)
+            if split == "all":
+                return episode
+            pairs = plan_pairs(episode.plan)
+            if split == "unseen-composition" and not pairs:
+                raise ValueError(
+                    f"{self.task_name} instructions pair no cube with a destination, so it has no "
+                    "unseen compositions; language='unseen-composition' applies to pick-place, "
+                    "push, stack and chain"
+                )
+            heldout = any(is_heldout_pair(c, dest) for c, dest in pairs)
+            if heldout == (split == "unseen-composition"):
+                return episode
+        raise RuntimeError(f"no {split!r} episode of {self.task_name} in {attempts} draws")
+
     # ------------------------------------------------------------------ gymnasium API
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -310,7 +346,7 @@ class ManipulationEnv(SubtaskTracking, ObservationsAndRendering, gym.Env):
         if options:
             raise ValueError(f"reset options are not supported yet, got keys {sorted(options)}")
         m, d = self.model, self.data
-        episode = self._sample_episode(self.np_random)
+        episode = self._draw_episode(self.np_random)
         self._episode = episode
         self._semantic = {}
         for body, color in episode.colors.items():

@@ -124,14 +124,67 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "match the cubes to the pads by colour",
     ),
 }
+HELDOUT_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "reach": ("bring your fingers to the {obj}", "hover over the {obj}"),
+    "push_to": ("shift the {obj} until it sits on the {dest}", "drive the {obj} onto the {dest}"),
+    "push_dir": ("give the {obj} a push {dest}", "nudge the {obj} {dest}"),
+    "pick_place": ("grab the {obj} and set it down on the {dest}", "the {obj} goes on the {dest}"),
+    "stack": ("lift the {obj} and rest it on the {dest}", "the {obj} goes on top of the {dest}"),
+    "sort": (
+        "each cube belongs on the pad that has its colour",
+        "tidy the cubes: same colour pad for each",
+    ),
+}
+"""Paraphrases never used by the training splits: ``language="unseen-paraphrase"`` draws only
+these, to measure whether an agent understood the words or memorised the sentences."""
 JOINERS: tuple[str, ...] = (", then ", " and then ", ". After that, ", ", next ")
 
+LANGUAGE_SPLITS: tuple[str, ...] = ("all", "train", "unseen-paraphrase", "unseen-composition")
+"""Which instructions an env draws (``TaskConfig.language``):
 
-def phrase(kind: str, rng: np.random.Generator, **names: str) -> str:
-    """One paraphrase of a meaning, drawn with ``rng``."""
-    options = TEMPLATES[kind]
+* ``all``: the training templates and every colour/destination combination (the default);
+* ``train``: the same templates, but never a held-out combination (see :func:`is_heldout_pair`);
+  collect demos with it to test generalisation;
+* ``unseen-paraphrase``: the held-out templates (:data:`HELDOUT_TEMPLATES`) on training
+  combinations;
+* ``unseen-composition``: the training templates on scenes whose instruction pairs a cube
+  with a destination it was never paired with in ``train`` (reach and sort pair nothing, so
+  they cannot draw one).
+"""
+
+
+def phrase(
+    kind: str, rng: np.random.Generator, templates: dict | None = None, **names: str
+) -> str:
+    """One paraphrase of a meaning, drawn with ``rng`` from ``templates`` (default: the
+    training templates)."""
+    options = (TEMPLATES if templates is None else templates)[kind]
     text = options[int(rng.integers(len(options)))]
     return text.format(**{k: spoken(v) for k, v in names.items()})
+
+
+def is_heldout_pair(color: str, dest: str) -> bool:
+    """Whether a cube of ``color`` going to ``dest`` (an object name or a direction) is a
+    combination the ``train`` split never shows. Every colour keeps other partners in
+    training: a cube colour is held out with the destination colour three steps along the
+    palette (6 of the 30 colour pairs), and with one direction each (6 of 24)."""
+    i = COLOR_NAMES.index(color)
+    if dest in DIRECTIONS:
+        return (i + tuple(DIRECTIONS).index(dest)) % len(DIRECTIONS) == 0
+    j = COLOR_NAMES.index(dest.split("_")[0])
+    return (j - i) % len(COLOR_NAMES) == len(COLOR_NAMES) // 2
+
+
+def plan_pairs(plan: list[Subtask]) -> list[tuple[str, str]]:
+    """(cube colour, destination) of every place and push in a plan whose destination is not
+    of the cube's own colour (sort's "the pad of its colour" is a rule, not a combination)."""
+    return [
+        (s.obj.split("_")[0], s.dest)
+        for s in plan
+        if s.verb in ("place", "push")
+        and s.dest is not None
+        and s.dest.split("_")[0] != s.obj.split("_")[0]
+    ]
 
 
 def join_clauses(clauses: list[str], rng: np.random.Generator) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from envs.language import Subtask
+from envs.language import LANGUAGE_SPLITS, Subtask
 from envs.observation import CAMERAS
 
 OBS_MODES: tuple[str, ...] = ("pixels", "state")
@@ -32,6 +32,10 @@ class TaskConfig:
     """``dense`` (shaped progress in [0, 1]) or ``sparse`` (1 on success); both are always in ``info``."""
     terminate_on_success: bool = True
     """End the episode (terminated) at the first step that is a success."""
+    language: str = "all"
+    """Which instructions are drawn: ``all``, ``train`` (no held-out colour/destination
+    combination), ``unseen-paraphrase`` (held-out templates) or ``unseen-composition``
+    (held-out combinations); see ``envs.language.LANGUAGE_SPLITS``."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -41,6 +45,8 @@ class TaskConfig:
             problems.append(f"frame_skip must be in [1, 100], got {self.frame_skip}")
         if self.obs_mode not in OBS_MODES:
             problems.append(f"obs_mode must be one of {OBS_MODES}, got {self.obs_mode!r}")
+        if self.language not in LANGUAGE_SPLITS:
+            problems.append(f"language must be one of {LANGUAGE_SPLITS}, got {self.language!r}")
         if self.reward_type not in REWARD_TYPES:
             problems.append(f"reward_type must be one of {REWARD_TYPES}, got {self.reward_type!r}")
         if not isinstance(self.cameras, tuple) or not self.cameras:

@@ -226,3 +226,46 @@ def test_ik_reaches_every_pose_over_the_object_region():
                     abs(np.arctan2(rot[1, 0], rot[0, 0]) - yaw) < 1e-2 and rot[2, 2] > 0.999
                 )  # fingers down
     env.close()
+
+
+def test_language_splits_hold_out_paraphrases_and_compositions():
+    import re
+
+    from envs.language import HELDOUT_TEMPLATES, TEMPLATES, is_heldout_pair, plan_pairs
+
+    def pattern(template: str) -> re.Pattern:
+        return re.compile(re.sub(r"\\\{\w+\\\}", ".+", re.escape(template)) + "$")
+
+    seen = [pattern(t) for ts in TEMPLATES.values() for t in ts]
+    unseen = [pattern(t) for ts in HELDOUT_TEMPLATES.values() for t in ts]
+    for task in ("pick-place", "stack", "chain"):
+        drawn = {}
+        for split in ("all", "train", "unseen-paraphrase", "unseen-composition"):
+            env = envs.make(task, obs_mode="state", language=split)
+            drawn[split] = []
+            for seed in range(12):
+                _, info = env.reset(seed=seed)
+                pairs = plan_pairs(env._episode.plan)
+                heldout = [is_heldout_pair(c, d) for c, d in pairs]
+                clauses = re.split(r", then |, next |\. After that, | and then ", info["instruction"])
+                if split == "unseen-paraphrase":
+                    assert all(any(p.match(c) for p in unseen) for c in clauses), clauses
+                    assert not any(any(p.match(c) for p in seen) for c in clauses), clauses
+                else:
+                    assert all(any(p.match(c) for p in seen) for c in clauses), clauses
+                if split in ("train", "unseen-paraphrase"):
+                    assert not any(heldout), (task, split, seed)
+                if split == "unseen-composition":
+                    assert any(heldout), (task, seed)
+                drawn[split].append(info["instruction"])
+            env.close()
+        default = envs.make(task, obs_mode="state")
+        assert drawn["all"] == [default.reset(seed=s)[1]["instruction"] for s in range(12)]
+        default.close()
+    for task in ("reach", "sort"):
+        env = envs.make(task, obs_mode="state", language="unseen-composition")
+        with pytest.raises(ValueError, match="no unseen compositions"):
+            env.reset(seed=0)
+        env.close()
+    with pytest.raises(ValueError, match="language must be one of"):
+        envs.make("reach", language="heldout")

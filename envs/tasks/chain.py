@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from envs.base import PUSH_DISTANCE, Episode, ManipulationEnv, TaskConfig
-from envs.language import COLOR_NAMES, DIRECTIONS, Subtask, join_clauses, phrase
+from envs.language import COLOR_NAMES, DIRECTIONS, Subtask, join_clauses
 from envs.placement import OBJECT_HIGH, OBJECT_LOW, random_colors, random_yaw, sample_layout
 from envs.registry_tasks import TASKS
 from envs.scene import ObjectSpec
@@ -98,12 +98,12 @@ class ChainEnv(ManipulationEnv):
                 if use_pad:
                     pad = f"{pad_colors[free_pads.pop()]}_pad"
                     plan += [Subtask("pick", cube), Subtask("place", cube, pad)]
-                    clauses.append(phrase("pick_place", rng, obj=cube, dest=pad))
+                    clauses.append(self.phrase("pick_place", rng, obj=cube, dest=pad))
                 elif goal is not None:
                     push = Subtask("push", cube, direction)
                     plan.append(push)
                     push_goals[push.label] = (float(goal[0]), float(goal[1]))
-                    clauses.append(phrase("push_dir", rng, obj=cube, dest=direction))
+                    clauses.append(self.phrase("push_dir", rng, obj=cube, dest=direction))
                 else:
                     break
                 link_ends.append(len(plan))

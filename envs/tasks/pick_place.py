@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from envs.base import Episode, ManipulationEnv, TaskConfig
-from envs.language import COLOR_NAMES, Subtask, phrase
+from envs.language import COLOR_NAMES, Subtask
 from envs.placement import random_colors, random_yaw, sample_layout
 from envs.registry_tasks import TASKS
 from envs.scene import ObjectSpec
@@ -49,6 +49,6 @@ class PickPlaceEnv(ManipulationEnv):
                 "cube1": (*xy[3], random_yaw(rng)),
             },
             plan=[Subtask("pick", obj), Subtask("place", obj, dest)],
-            instruction=phrase("pick_place", rng, obj=obj, dest=dest),
+            instruction=self.phrase("pick_place", rng, obj=obj, dest=dest),
             link_ends=[2],
         )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from envs.base import Episode, ManipulationEnv, TaskConfig
-from envs.language import COLOR_NAMES, Subtask, phrase
+from envs.language import COLOR_NAMES, Subtask
 from envs.placement import random_colors, random_yaw, sample_layout
 from envs.registry_tasks import TASKS
 from envs.scene import ObjectSpec
@@ -42,6 +42,6 @@ class PushEnv(ManipulationEnv):
             colors={"cube0": colors[0], "pad0": colors[1]},
             placements={"cube0": (*cube, random_yaw(rng)), "pad0": (*pad, 0.0)},
             plan=[Subtask("push", obj, dest)],
-            instruction=phrase("push_to", rng, obj=obj, dest=dest),
+            instruction=self.phrase("push_to", rng, obj=obj, dest=dest),
             link_ends=[1],
         )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from envs.base import Episode, ManipulationEnv, TaskConfig
-from envs.language import COLOR_NAMES, Subtask, phrase
+from envs.language import COLOR_NAMES, Subtask
 from envs.placement import random_colors, sample_layout
 from envs.registry_tasks import TASKS
 from envs.scene import ObjectSpec
@@ -40,7 +40,7 @@ class ReachEnv(ManipulationEnv):
             colors={"target0": colors[0], "target1": colors[1]},
             placements={f"target{i}": (*xy[i], 0.0) for i in range(2)},
             plan=[Subtask("reach", goal)],
-            instruction=phrase("reach", rng, obj=goal),
+            instruction=self.phrase("reach", rng, obj=goal),
             link_ends=[1],
             target_heights={f"target{i}": float(heights[i]) for i in range(2)},
         )

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from envs.base import Episode, ManipulationEnv, TaskConfig
-from envs.language import COLOR_NAMES, Subtask, phrase
+from envs.language import COLOR_NAMES, Subtask
 from envs.placement import random_colors, random_yaw, sample_layout
 from envs.registry_tasks import TASKS
 from envs.scene import ObjectSpec
@@ -54,7 +54,7 @@ class SortEnv(ManipulationEnv):
             | {f"pad{i}": colors[i] for i in range(N_CUBES)},
             placements=placements,
             plan=plan,
-            instruction=phrase("sort", rng),
+            instruction=self.phrase("sort", rng),
             link_ends=[2, 4, 6],
         )
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from envs.base import Episode, ManipulationEnv, TaskConfig
-from envs.language import COLOR_NAMES, Subtask, phrase
+from envs.language import COLOR_NAMES, Subtask
 from envs.placement import random_colors, random_yaw, sample_layout
 from envs.registry_tasks import TASKS
 from envs.scene import ObjectSpec
@@ -39,6 +39,6 @@ class StackEnv(ManipulationEnv):
             colors={f"cube{i}": colors[i] for i in range(3)},
             placements={f"cube{i}": (*xy[i], random_yaw(rng)) for i in range(3)},
             plan=[Subtask("pick", obj), Subtask("place", obj, base)],
-            instruction=phrase("stack", rng, obj=obj, dest=base),
+            instruction=self.phrase("stack", rng, obj=obj, dest=base),
             link_ends=[2],
         )
