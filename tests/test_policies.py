@@ -425,3 +425,27 @@ def test_cli_train_agent_then_eval_writes_metrics_and_videos(demos, tmp_path, ca
         == 2
     )
     assert "trained on tasks ['pick-place'], not 'sort'" in capsys.readouterr().err
+
+
+def test_bench_agents_has_four_rows_and_held_out_language(demos, tmp_path):
+    from embodied.bench.agents import bench_agents, format_table
+
+    results = bench_agents(
+        [demos], tmp_path / "bench", seeds=(0,), heads=("discrete",), episodes=1,
+        preset="debug", num_envs=1, progress=False,
+    )  # fmt: skip
+    table = results["summary"]["table"]
+    for row in ("end-to-end-discrete", "hierarchical-discrete", "hierarchical-discrete-oracle"):
+        assert "pick-place" in table[row]
+    assert "pick-place" in table["bc-pixels"]
+    for row in ("hierarchical-discrete-unseen-paraphrase", "bc-pixels-unseen-composition"):
+        assert "pick-place" in table[row]
+    runs = results["runs"]
+    assert runs["bc-pixels-s0"]["updates"]["policy"] > 0 and runs["bc-pixels-s0"]["train_seconds"] > 0
+    assert "system1_chunk_ms_median" in results["latency"]["hierarchical-discrete"]
+    assert "| hierarchical-discrete-oracle |" in format_table(results)
+    again = bench_agents(
+        [demos], tmp_path / "bench", seeds=(0,), heads=("discrete",), episodes=1,
+        preset="debug", num_envs=1, progress=False,
+    )  # fmt: skip  (resumes: nothing is trained or evaluated twice)
+    assert again["runs"] == results["runs"]

@@ -1,6 +1,12 @@
 """Benchmark of the layered agent: end-to-end vs hierarchical, both action heads, several training
 seeds, every task, the world-model ablation, and the latency of System 1 and System 2.
 
+Four rows in every comparison: ``end-to-end``; ``hierarchical`` with its learned System 2;
+``hierarchical`` under the oracle System 2 (the env's own subtask sequence: how much of the gap
+is System 1, how much planning); and ``bc-pixels`` (the pixel imitation floor, trained with the
+same demos). Each is also evaluated on held-out language (``language_splits``: unseen
+paraphrases, unseen colour/destination compositions) beside the in-distribution seeds.
+
 Every agent is trained from the same demos with the same update budget (see ``train_agent``) and
 evaluated by the one harness on the same seed list. Results are written after each evaluation,
 so a killed benchmark resumes where it stopped.
@@ -18,6 +24,7 @@ import torch
 import envs
 from embodied.agents import agent_factory_from_run, load_bundle
 from embodied.evaluation.harness import evaluate
+from embodied.training.baselines import train_bc
 from embodied.training.layered import AGENT_FILE, train_agent
 from policies.agents import HierarchicalAgent, obs_batch
 from sandbox_common.atomic import write_json_atomic
@@ -25,6 +32,24 @@ from sandbox_common.paths import portable_path
 from world_models.checkpoint import load_checkpoint
 
 LONG_HORIZON = ("sort", "chain")
+LAYERED = ("end-to-end", "hierarchical")
+FLOOR = "bc-pixels"
+HELDOUT_SPLITS = ("unseen-paraphrase", "unseen-composition")
+
+
+def variants(kind: str, world_model: bool, language_splits: tuple[str, ...]):
+    """(label, evaluation settings) of every evaluation a run of ``kind`` gets."""
+    out = [("eval", {})]
+    if kind == "hierarchical":
+        out.append(("eval_oracle", {"planner": "oracle"}))
+        if world_model:
+            out.append(("eval_no_world_model", {"world_model_check": False}))
+    out += [(f"eval_{split}", {"language": split}) for split in language_splits]
+    return out
+
+
+def run_name(kind: str, head: str, seed: int) -> str:
+    return f"{kind}-s{seed}" if kind == FLOOR else f"{kind}-{head}-s{seed}"
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -86,17 +111,24 @@ def bench_agents(
     out: str | Path,
     seeds: tuple[int, ...] = (0, 1, 2),
     heads: tuple[str, ...] = ("discrete", "flow"),
-    kinds: tuple[str, ...] = ("end-to-end", "hierarchical"),
+    kinds: tuple[str, ...] = (*LAYERED, FLOOR),
     episodes: int = 20,
     world_model: str | Path | None = None,
     preset: str = "default",
     steps: int | None = None,
     planner_steps: int | None = None,
+    floor_steps: int | None = None,
     tasks: tuple[str, ...] | None = None,
+    language_splits: tuple[str, ...] = HELDOUT_SPLITS,
     num_envs: int = 2,
     progress: bool = True,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Train and evaluate every (kind, head, seed); returns and writes ``OUT/results.json``."""
+    """Train and evaluate every (kind, head, seed); returns and writes ``OUT/results.json``.
+
+    ``bc-pixels`` has no action-head choice: one run per seed. Held-out language is evaluated
+    on the tasks that have such instructions (no unseen composition exists for reach or sort).
+    """
     out = Path(out)
     results_path = out / "results.json"
     results = _read(results_path)
@@ -109,76 +141,113 @@ def bench_agents(
         "episodes": episodes,
         "world_model": portable_path(world_model) if world_model else None,
         "preset": preset,
+        "language_splits": list(language_splits),
         "eval_seeds": f"0..{episodes - 1} (skipping starts that are already a success)",
     }
     for seed in seeds:
-        for head in heads:
-            for kind in kinds:
-                name = f"{kind}-{head}-s{seed}"
+        for kind in kinds:
+            for head in heads if kind in LAYERED else heads[:1]:
+                name = run_name(kind, head, seed)
                 run_dir = out / "runs" / name
-                entry = results["runs"].setdefault(name, {"kind": kind, "head": head, "seed": seed})
+                entry = results["runs"].setdefault(name, {"kind": kind, "seed": seed})
+                if kind in LAYERED:
+                    entry["head"] = head
                 if not (run_dir / AGENT_FILE).exists():
-                    train_agent(
-                        kind,
-                        list(data),
-                        run_dir,
-                        preset=preset,
-                        head=head,
-                        world_model=world_model if kind == "hierarchical" else None,
-                        seed=seed,
-                        steps=steps,
-                        planner_steps=planner_steps,
-                        progress=progress,
-                    )
-                report = _read(run_dir / "train.json")
-                entry["train_seconds"] = sum(
-                    report.get(part, {}).get("train_seconds_this_call", 0.0)
-                    for part in ("system1", "system2")
-                )
-                entry["updates"] = {
-                    part: report[part]["steps"] for part in ("system1", "system2") if part in report
-                }
+                    _train(kind, head, data, run_dir, preset, world_model, seed, steps,
+                           planner_steps, floor_steps, progress, device)  # fmt: skip
+                _record_training(entry, run_dir)
                 trained_tasks = load_checkpoint(run_dir / AGENT_FILE, "agent")["tasks"]
-                variants = [("eval", True)]
-                if kind == "hierarchical" and world_model:
-                    variants.append(("eval_no_world_model", False))
-                for label, check in variants:
+                for label, settings in variants(kind, bool(world_model), language_splits):
+                    split = settings.get("language")
                     for task in tasks or trained_tasks:
-                        if task in entry.get(label, {}):
+                        if task in entry.get(label, {}) or not _has_split(task, split):
                             continue
-                        make, overrides = agent_factory_from_run(run_dir, task, check)
-                        result = evaluate(
-                            make,
-                            task,
-                            episodes,
-                            seed=0,
-                            num_envs=num_envs,
-                            progress=progress,
-                            **overrides,
+                        entry.setdefault(label, {})[task] = _evaluate(
+                            run_dir, task, episodes, num_envs, progress, settings
                         )
-                        entry.setdefault(label, {})[task] = {
-                            "success_rate": result.success_rate,
-                            "ci95": list(result.ci95),
-                            "mean_chain_length": result.mean_chain_length,
-                            "mean_links_fraction": result.mean_links_fraction,
-                            "latency_ms": result.latency_ms,
-                            "seconds": result.seconds,
-                        }
                         write_json_atomic(results_path, results)
+                        r = entry[label][task]
                         print(
-                            f"{name} {label} {task}: success {result.success_rate:.0%}, "
-                            f"links {result.mean_chain_length:.2f}",
+                            f"{name} {label} {task}: success {r['success_rate']:.0%}, "
+                            f"links {r['mean_chain_length']:.2f}",
                             flush=True,
                         )
     torch.set_num_threads(1)
     results["latency"] = {}
     for head in heads:
-        for kind in kinds:
-            run_dir = out / "runs" / f"{kind}-{head}-s{seeds[0]}"
+        for kind in (k for k in kinds if k in LAYERED):
+            run_dir = out / "runs" / run_name(kind, head, seeds[0])
             results["latency"][f"{kind}-{head}"] = measure_latency(run_dir)
     results["summary"] = summarize(results)
     write_json_atomic(results_path, results)
     return results
+
+
+def _train(kind, head, data, run_dir, preset, world_model, seed, steps, planner_steps,
+           floor_steps, progress, device) -> None:  # fmt: skip
+    if kind == FLOOR:
+        train_bc(kind, list(data), run_dir, preset=preset, seed=seed, steps=floor_steps,
+                 progress=progress, device=device)  # fmt: skip
+        return
+    train_agent(
+        kind,
+        list(data),
+        run_dir,
+        preset=preset,
+        head=head,
+        world_model=world_model if kind == "hierarchical" else None,
+        seed=seed,
+        steps=steps,
+        planner_steps=planner_steps,
+        progress=progress,
+        device=device,
+    )
+
+
+def _record_training(entry: dict[str, Any], run_dir: Path) -> None:
+    """Training cost from the run's own report: seconds and updates."""
+    report = _read(run_dir / "train.json")
+    if "rounds" in report:  # a baseline
+        entry["train_seconds"] = sum(
+            r.get("train_seconds_this_call", 0.0) for r in report["rounds"]
+        )
+        entry["updates"] = {"policy": sum(r.get("steps", 0) for r in report["rounds"])}
+        return
+    entry["train_seconds"] = sum(
+        report.get(part, {}).get("train_seconds_this_call", 0.0) for part in ("system1", "system2")
+    )
+    entry["updates"] = {
+        part: report[part]["steps"] for part in ("system1", "system2") if part in report
+    }
+
+
+def _has_split(task: str, split: str | None) -> bool:
+    """Whether ``task`` can draw instructions of a language split."""
+    return split != "unseen-composition" or task not in ("reach", "sort")
+
+
+def _evaluate(
+    run_dir: Path, task: str, episodes: int, num_envs: int, progress: bool, settings: dict
+) -> dict[str, Any]:
+    make, overrides = agent_factory_from_run(
+        run_dir,
+        task,
+        world_model_check=settings.get("world_model_check", True),
+        planner=settings.get("planner", "learned"),
+    )
+    if "language" in settings:
+        overrides["language"] = settings["language"]
+    result = evaluate(
+        make, task, episodes, seed=0, num_envs=num_envs, progress=progress, **overrides
+    )
+    return {
+        "success_rate": result.success_rate,
+        "ci95": list(result.ci95),
+        "mean_chain_length": result.mean_chain_length,
+        "mean_links_fraction": result.mean_links_fraction,
+        "latency_ms": result.latency_ms,
+        "seconds": result.seconds,
+    }
 
 
 def merge_results(paths: list[str | Path]) -> dict[str, Any]:
@@ -202,10 +271,14 @@ def merge_results(paths: list[str | Path]) -> dict[str, Any]:
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
     """Mean and std over seeds per (kind, head, variant, task), and the hierarchical margin."""
     table: dict[str, dict[str, dict[str, float]]] = {}
+    suffix = {"eval": "", "eval_no_world_model": "-no-wm", "eval_oracle": "-oracle"}
     for entry in results["runs"].values():
-        for label in ("eval", "eval_no_world_model"):
-            for task, r in entry.get(label, {}).items():
-                key = f"{entry['kind']}-{entry['head']}" + ("" if label == "eval" else "-no-wm")
+        for label in entry:
+            if not label.startswith("eval"):
+                continue
+            for task, r in entry[label].items():
+                base = entry["kind"] if "head" not in entry else f"{entry['kind']}-{entry['head']}"
+                key = base + suffix.get(label, "-" + label.removeprefix("eval_"))
                 cell = table.setdefault(key, {}).setdefault(task, {"success": [], "links": []})
                 cell["success"].append(r["success_rate"])
                 cell["links"].append(r["mean_chain_length"])

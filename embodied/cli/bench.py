@@ -103,27 +103,40 @@ def cmd_bench_world_model(args: argparse.Namespace) -> int:
 def cmd_bench_agents(args: argparse.Namespace) -> int:
     import torch
 
-    from embodied.bench.agents import bench_agents, format_table
+    from embodied.bench.agents import FLOOR, HELDOUT_SPLITS, LAYERED, bench_agents, format_table
 
     torch.set_num_threads(1)
     tasks = tuple(check_task(t.strip()) for t in args.tasks.split(",")) if args.tasks else None
     for head in args.heads:
         if head not in ("discrete", "flow"):
             raise UsageError(f"unknown action head {head!r}; accepted: discrete, flow")
+    for kind in args.kinds:
+        if kind not in (*LAYERED, FLOOR):
+            raise UsageError(
+                f"unknown agent kind {kind!r}; accepted: {', '.join((*LAYERED, FLOOR))}"
+            )
+    for split in args.language:
+        if split not in HELDOUT_SPLITS:
+            raise UsageError(
+                f"unknown language split {split!r}; accepted: {', '.join(HELDOUT_SPLITS)}"
+            )
     results = bench_agents(
         args.data,
         args.out,
         seeds=tuple(args.seeds),
         heads=tuple(args.heads),
+        kinds=tuple(args.kinds),
         episodes=args.episodes,
         world_model=args.world_model,
         preset=args.preset,
         steps=args.steps,
         planner_steps=args.planner_steps,
+        floor_steps=args.floor_steps,
         tasks=tasks,
+        language_splits=tuple(args.language),
         num_envs=args.num_envs,
         progress=not args.quiet,
-        pixel_device=args.device,
+        device=args.device,
     )
     print(format_table(results))
     print(json.dumps(results["summary"]["hierarchical_minus_end_to_end"], indent=1))
@@ -224,8 +237,24 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     b.add_argument(
         "--planner-steps", type=positive, help="System 2 updates (default: the preset's)"
     )
+    b.add_argument("--floor-steps", type=positive, help="bc-pixels updates (default: the preset's)")
+    b.add_argument(
+        "--kinds",
+        nargs="+",
+        default=["end-to-end", "hierarchical", "bc-pixels"],
+        help="agents to train (hierarchical ones are also evaluated under the oracle System 2)",
+    )
+    b.add_argument(
+        "--language",
+        nargs="*",
+        default=["unseen-paraphrase", "unseen-composition"],
+        help="held-out language splits evaluated beside the in-distribution seeds (none: skip)",
+    )
     b.add_argument("--tasks", help="comma-separated tasks to evaluate (default: the trained ones)")
     b.add_argument("--num-envs", type=positive, default=2, help="vectorized evaluation envs")
+    b.add_argument(
+        "--device", default="cpu", choices=["auto", "cpu", "cuda"], help="where training runs"
+    )
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_bench_agents)
     b = bench.add_parser(
