@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 EXTRAS="${1:-dev}"
 PY="${PYTHON:-python3.11}"
 
-# 1. Debian packages for headless OpenGL (EGL, with OSMesa as the fallback).
+# 1. Debian packages for headless OpenGL (EGL, with OSMesa as the fallback); with the dev
+#    extra also chromium, in which the tests open the comparison report headless.
 DEB_PKGS=(libegl1 libopengl0 libgl1-mesa-dri libosmesa6)
+case ",$EXTRAS," in *,dev,*) DEB_PKGS+=(chromium) ;; esac
 missing=()
 for p in "${DEB_PKGS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

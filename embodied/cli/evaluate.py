@@ -101,6 +101,35 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    import torch
+
+    from embodied.evaluation.compare import compare_runs
+    from embodied.media.report import write_report
+
+    torch.set_num_threads(1)
+    if args.video > args.episodes:
+        raise UsageError(f"--video ({args.video}) must be <= --episodes ({args.episodes})")
+    tasks = tuple(check_task(t.strip()) for t in args.tasks.split(",")) if args.tasks else None
+    results = compare_runs(
+        args.runs,
+        args.out,
+        tasks=tasks,
+        episodes=args.episodes,
+        seed=args.seed,
+        video_episodes=args.video,
+        language=tuple(args.language),
+        oracle=not args.no_oracle,
+        num_envs=args.num_envs,
+        progress=not args.quiet,
+        **env_overrides(args),
+    )
+    paths = write_report(results, args.out)
+    print(paths["markdown"].read_text())
+    print(f"report: {paths['html']} (Markdown twin: {paths['markdown']})")
+    return 0
+
+
 def cmd_imagine(args: argparse.Namespace) -> int:
     from embodied.media.imagine import imagine_video
     from embodied.media.video import VIDEO_SUFFIXES
@@ -171,6 +200,31 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_env_options(p)
     p.set_defaults(func=cmd_eval)
+    p = sub.add_parser(
+        "compare",
+        help="trained agents side by side: one HTML report (plots, videos) and its Markdown twin",
+    )
+    p.add_argument("runs", nargs="+", help="run directories written by `train agent`")
+    p.add_argument("--out", required=True, help="directory for the report (resumes)")
+    p.add_argument("--tasks", help="comma-separated tasks (default: every task a run knows)")
+    p.add_argument("--episodes", type=positive, default=50, help="episodes per task and agent")
+    p.add_argument("--seed", type=int, default=10_000, help="first seed (held-out by default)")
+    p.add_argument(
+        "--video", type=int, default=2, help="episodes on video per task and agent (the same seeds)"
+    )
+    p.add_argument(
+        "--language",
+        nargs="*",
+        default=["unseen-paraphrase", "unseen-composition"],
+        help="held-out language splits to evaluate too (none: skip)",
+    )
+    p.add_argument(
+        "--no-oracle", action="store_true", help="no oracle-System 2 row for hierarchical runs"
+    )
+    p.add_argument("--num-envs", type=positive, default=2, help="env worker processes")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_env_options(p)
+    p.set_defaults(func=cmd_compare)
     p = sub.add_parser(
         "imagine", help="real | imagined video of one action sequence, with the error over time"
     )
