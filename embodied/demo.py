@@ -76,22 +76,20 @@ def demo_agents(
     video_size: int = 256,
 ) -> dict[str, Any]:
     """Train the bc-state baseline on ``state_data``, and the end-to-end and the hierarchical agent
-    on the same pixel demos with the same update budget; evaluate each on every task with the one
-    harness (first episode on video), and return the comparison."""
-    from embodied.agents import agent_factory_from_run
-    from embodied.evaluation.harness import evaluate
+    on the same pixel demos with the same update budget; compare them with ``compare`` (the
+    hierarchical agent also under the oracle System 2) and return its rows."""
+    from embodied.evaluation.compare import compare_runs
+    from embodied.media.report import write_report
     from embodied.training.baselines import train_bc
     from embodied.training.layered import train_agent
 
-    rows: dict[str, Any] = {}
+    runs = []
     for kind in AGENT_KINDS:
         run = out / "agents" / kind
         if kind == "bc-state":
-            report = train_bc(kind, state_data, run, preset=preset, seed=seed, progress=progress)
-            tasks = report["rounds"][-1]["data"]["tasks"]
-            train_seconds = sum(r["train_seconds_this_call"] for r in report["rounds"])
+            train_bc(kind, state_data, run, preset=preset, seed=seed, progress=progress)
         else:
-            report = train_agent(
+            train_agent(
                 kind,
                 data,
                 run,
@@ -102,39 +100,37 @@ def demo_agents(
                 planner_steps=planner_steps,
                 progress=progress,
             )
-            tasks = report["data"]["tasks"]
-            train_seconds = sum(
-                report.get(p, {}).get("train_seconds_this_call", 0.0)
-                for p in ("system1", "system2")
-            )
-        per_task = {}
-        for task in tasks:
-            make, overrides = agent_factory_from_run(run, task)
-            result = evaluate(
-                make,
-                task,
-                episodes,
-                seed=10_000 + seed,
-                video_episodes=1,
-                video_dir=out / "videos" / kind,
-                video_size=video_size,
-                num_envs=2,
-                progress=progress,
-                **overrides,
-            )
-            per_task[task] = {
-                "success_rate": result.success_rate,
-                "ci95": list(result.ci95),
-                "mean_chain_length": result.mean_chain_length,
-                "latency_ms": result.latency_ms,
-                "video": str(Path(result.videos[0]).relative_to(out)) if result.videos else None,
-            }
-        rows[kind] = {
-            "run": str(run.relative_to(out)),
-            "train_seconds": train_seconds,
-            "tasks": per_task,
+        runs.append(run)
+    where = out / "comparison"
+    results = compare_runs(
+        runs, where, episodes=episodes, seed=10_000 + seed, video_episodes=1, language=(),
+        num_envs=2, progress=progress,
+    )  # fmt: skip
+    paths = write_report(results, where)
+    rows = {}
+    for row in results["rows"]:
+        rows[row["name"]] = {
+            "kind": row["kind"],
+            "planner": row["planner"],
+            "training": row["training"],
+            "tasks": {
+                task: {
+                    "success_rate": c["all"]["success_rate"],
+                    "ci95": c["all"]["ci95"],
+                    "mean_chain_length": c["all"]["mean_chain_length"],
+                    "latency_ms": c["all"]["latency_ms"],
+                    "video": f"comparison/{c['all']['videos'][0]}" if c["all"]["videos"] else None,
+                }
+                for task, c in row["tasks"].items()
+            },
         }
-    return {"episodes": episodes, "steps": steps, "planner_steps": planner_steps, "agents": rows}
+    return {
+        "episodes": episodes,
+        "steps": steps,
+        "planner_steps": planner_steps,
+        "report": str(paths["html"].relative_to(out)),
+        "agents": rows,
+    }
 
 
 def run_demo(
@@ -252,45 +248,38 @@ def run_demo(
     comparison = report.get("agents")
     if comparison:
         agents_rows = comparison["agents"]
-        kinds = [k for k in AGENT_KINDS if k in agents_rows]
+        names = list(agents_rows)
+        tasks_seen = list(dict.fromkeys(t for r in agents_rows.values() for t in r["tasks"]))
         lines += [
             "",
             f"## Agents: the bc-state floor, end-to-end vs hierarchical ({comparison['steps']} "
             f"System 1 updates; the planner's {comparison['planner_steps']} go to the end-to-end "
             "System 1 too)",
             "",
-            f"Success over {comparison['episodes']} held-out seeds per task (95% CI), links completed for "
-            f"chains, latency. bc-state reads privileged state ({baseline_episodes} state demos per "
+            f"Success over {comparison['episodes']} held-out seeds per task (95% CI) and links "
+            f"completed. bc-state reads privileged state ({baseline_episodes} state demos per "
             f"task, one multi-task network); the layered agents read pixels ({episodes} demos per "
-            "task). A short demo budget: see docs/BENCHMARKS.md for the full benchmarks.",
+            "task); `hierarchical+oracle` is the hierarchical agent's System 1 under the env's own "
+            "subtask sequence. The full report, with plots, latency, training cost and the same "
+            f"episodes side by side on video: [{comparison['report']}]({comparison['report']}). "
+            "A short demo budget: see docs/BENCHMARKS.md for the full benchmarks.",
             "",
-            "| task | " + " | ".join(kinds) + " | videos |",
-            "|---|" + "---|" * len(kinds) + "---|",
+            "| task | " + " | ".join(names) + " | videos |",
+            "|---|" + "---|" * len(names) + "---|",
         ]
-        for task in agents_rows["end-to-end"]["tasks"]:
-            cells = []
-            for kind in kinds:
-                r = agents_rows[kind]["tasks"][task]
+        for task in tasks_seen:
+            cells, videos = [], []
+            for name in names:
+                r = agents_rows[name]["tasks"].get(task)
+                if r is None:
+                    cells.append("-")
+                    continue
                 lo, hi = r["ci95"]
                 cells.append(
                     f"{r['success_rate']:.0%} ({lo:.0%}-{hi:.0%}), {r['mean_chain_length']:.2f} links"
                 )
-            videos = " ".join(
-                f"[{kind}]({agents_rows[kind]['tasks'][task]['video']})"
-                for kind in kinds
-                if agents_rows[kind]["tasks"][task]["video"]
-            )
-            lines.append(f"| {task} | " + " | ".join(cells) + f" | {videos} |")
-        for kind in kinds:
-            lat = next(iter(agents_rows[kind]["tasks"].values()))["latency_ms"]
-            parts = [
-                f"{k} {v:.2f} ms"
-                for k, v in lat.items()
-                if k.endswith("_mean") and ("system" in k or k == "act_mean")
-            ]
-            lines.append(
-                f"\n{kind}: trained in {agents_rows[kind]['train_seconds']:.0f} s; "
-                + ", ".join(parts)
-            )
+                if r["video"]:
+                    videos.append(f"[{name}]({r['video']})")
+            lines.append(f"| {task} | " + " | ".join(cells) + f" | {' '.join(videos)} |")
     (out / "report.md").write_text("\n".join(lines) + "\n")
     return report

@@ -222,10 +222,12 @@ def test_demo_runs_end_to_end_small(tmp_path, capsys):
     assert read_video(out / wm["video"]).shape[0] == 60
     assert "## World model" in (out / "report.md").read_text()
     agents = report["agents"]["agents"]
-    for kind in ("bc-state", "end-to-end", "hierarchical"):
-        row = agents[kind]["tasks"]["reach"]
+    for name in ("bc-state", "end-to-end", "hierarchical", "hierarchical+oracle"):
+        row = agents[name]["tasks"]["reach"]
         assert 0 <= row["success_rate"] <= 1 and (out / row["video"]).exists()
-    assert "| task | bc-state | end-to-end | hierarchical |" in (out / "report.md").read_text()
+    md = (out / "report.md").read_text()
+    assert "| task | bc-state | end-to-end | hierarchical | hierarchical+oracle |" in md
+    assert (out / report["agents"]["report"]).exists()
 
 
 def test_every_help_page_renders(capsys):
