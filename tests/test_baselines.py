@@ -23,7 +23,7 @@ from envs.task_features import (
     instruction_vector,
     parse_mentions,
 )
-from policies.bc import bc_preset
+from policies.bc_config import bc_preset
 from world_models.checkpoint import CheckpointError
 
 

@@ -34,7 +34,8 @@ from embodied.data.dataset import DatasetError, EpisodeDataset
 from embodied.training.layered import data_summary, one_layout, split_episodes
 from envs.base import IMAGE_PREFIX, OBJECT_STATE, PROPRIO
 from envs.task_features import PROPRIO_USED, TaskFeatures, instruction_vector
-from policies.bc import BC_KINDS, BCBundle, BCStateAgent, bc_preset
+from policies.bc import BC_KINDS, BCBundle, BCStateAgent
+from policies.bc_config import bc_preset
 from sandbox_common.atomic import atomic_write, write_json_atomic
 from world_models import Trainer
 from world_models.trainer import resolve_device

@@ -1,0 +1,114 @@
+"""Configs and presets of the reference imitation baselines (``bc-state``, ``bc-pixels``); the
+networks and agents live in :mod:`policies.bc`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from policies.config import POLICIES, POLICY_BUILDERS, TrainConfig, _raise, _Serializable
+
+
+def _train_from(config: Any) -> None:
+    if isinstance(config.train, dict):
+        object.__setattr__(config, "train", TrainConfig.from_dict(config.train))
+
+
+@POLICIES.register("bc-state")
+@dataclass(frozen=True)
+class BCStateConfig(_Serializable):
+    """A per-step MLP: task-relative privileged state -> action."""
+
+    hidden: tuple[int, ...] = (256, 256, 256)
+    """Widths of the hidden layers."""
+    train: TrainConfig = TrainConfig(
+        learning_rate=1e-3, batch_size=256, steps=4000, warmup=100, eval_every=500,
+        checkpoint_every=500, shift=0,
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        _train_from(self)
+        problems: list[str] = []
+        self.train.validate(problems)
+        if not self.hidden or any(h < 1 for h in self.hidden):
+            problems.append(f"hidden must be positive widths, got {self.hidden}")
+        _raise(type(self), problems)
+
+    def build(self, action_dim: int = 5):
+        return POLICY_BUILDERS.build(self, action_dim)
+
+
+@POLICIES.register("bc-pixels")
+@dataclass(frozen=True)
+class BCPixelsConfig(_Serializable):
+    """A plain conv policy with the instruction in every conv layer (FiLM)."""
+
+    channels: tuple[int, ...] = (16, 32, 32)
+    """Conv widths per camera stem: 8x8 stride 4, 3x3 stride 2, then 3x3 stride 1 (64 px -> 8x8)."""
+    hidden: int = 128
+    """Width of each camera's projection and of the MLP head."""
+    chunk: int = 8
+    """Actions predicted per inference."""
+    execute: int = 4
+    """Actions of each chunk executed before the next inference."""
+    train: TrainConfig = TrainConfig(
+        learning_rate=1e-3, batch_size=64, steps=20000, warmup=500, eval_every=1000,
+        checkpoint_every=500, shift=4,
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        _train_from(self)
+        problems: list[str] = []
+        self.train.validate(problems)
+        if len(self.channels) < 2 or any(c < 1 for c in self.channels):
+            problems.append(f"channels must hold >= 2 positive widths, got {self.channels}")
+        if self.hidden < 1 or self.chunk < 1 or not 1 <= self.execute <= self.chunk:
+            problems.append(
+                f"need hidden >= 1 and 1 <= execute <= chunk, got {self.hidden}, "
+                f"{self.execute}, {self.chunk}"
+            )
+        _raise(type(self), problems)
+
+    def build(self, image_keys: tuple[str, ...], image_size: int, action_dim: int = 5):
+        return POLICY_BUILDERS.build(self, image_keys, image_size, action_dim)
+
+
+_DEBUG_TRAIN = TrainConfig(
+    batch_size=8, steps=6, warmup=2, eval_every=3, checkpoint_every=2, shift=2
+)
+BC_PRESETS: dict[str, dict[str, Any]] = {
+    "bc-state": {
+        "debug": BCStateConfig(hidden=(32, 32), train=_DEBUG_TRAIN),
+        "default": BCStateConfig(),
+        "large": BCStateConfig(
+            hidden=(512, 512, 512),
+            train=TrainConfig(
+                learning_rate=1e-3, batch_size=256, steps=10000, warmup=200,
+                eval_every=1000, checkpoint_every=1000, shift=0,
+            ),
+        ),
+    },
+    "bc-pixels": {
+        "debug": BCPixelsConfig(channels=(4, 8), hidden=16, chunk=4, execute=2, train=_DEBUG_TRAIN),
+        "default": BCPixelsConfig(),
+        "large": BCPixelsConfig(
+            channels=(32, 64, 64, 64),
+            hidden=256,
+            train=TrainConfig(
+                learning_rate=1e-3, batch_size=128, steps=40000, warmup=500,
+                eval_every=2000, checkpoint_every=1000, shift=4,
+            ),
+        ),
+    },
+}  # fmt: skip
+"""``debug`` for tests, ``default`` for the benchmarks and the demo, ``large`` for real runs."""
+
+
+def bc_preset(kind: str, name: str) -> BCStateConfig | BCPixelsConfig:
+    if kind not in BC_PRESETS:
+        raise KeyError(f"unknown baseline {kind!r}; known: {', '.join(BC_PRESETS)}")
+    if name not in BC_PRESETS[kind]:
+        raise KeyError(
+            f"unknown {kind} preset {name!r}; known presets: {', '.join(BC_PRESETS[kind])}"
+        )
+    return BC_PRESETS[kind][name]
