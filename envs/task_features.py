@@ -293,3 +293,26 @@ def subtasks_named_by(instruction: str, labels: tuple[str, ...]) -> np.ndarray:
         else:
             out[i] = all(a in named for a in args)
     return out
+
+
+class GroundedState:
+    """One episode's task-relative features: binds the instruction to the scene at the first
+    observation (and keeps that ``object_state``, where pushes are measured from), then turns
+    every observation into ``(STATE_DIM,)`` features. Used by ``bc-state`` and by RL on state."""
+
+    def __init__(self, kinds: tuple[str, ...]) -> None:
+        self.features = TaskFeatures(kinds)
+        self.reset("")
+
+    def reset(self, instruction: str) -> None:
+        self.instruction = instruction
+        self.initial: np.ndarray | None = None
+        self.bound: list[tuple[int, Mention]] = []
+
+    def __call__(self, obs: dict) -> np.ndarray:
+        if self.initial is None:
+            self.initial = np.asarray(obs["object_state"], dtype=np.float32).copy()
+            self.bound = self.features.bind(self.instruction, self.initial)
+        return self.features.state_features(
+            obs["proprio"], obs["object_state"], self.initial, self.bound
+        )

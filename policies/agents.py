@@ -81,6 +81,14 @@ class System1:
             self._tokens = self.tokenizer.encode(text, self.policy.config.fusion.max_text_len)[None]
             self.queue.clear()
 
+    def embed(self, obs: dict[str, Any]) -> np.ndarray:
+        """The backbone's readout ``(d,)`` for ``obs`` under the current text."""
+        if self._tokens is None:
+            raise RuntimeError("call reset(text) before embed()")
+        with torch.inference_mode():
+            h = self.policy.backbone(obs_batch(obs, self.keys), torch.from_numpy(self._tokens))
+        return h[0].cpu().numpy()
+
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         if self._tokens is None:
             raise RuntimeError("call reset(text) before act()")
@@ -107,6 +115,9 @@ class EndToEndAgent:
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         return self.system1.act(obs)
+
+    def embed(self, obs: dict[str, Any]) -> np.ndarray:
+        return self.system1.embed(obs)
 
     @property
     def subtask(self) -> str:
@@ -179,6 +190,10 @@ class HierarchicalAgent:
         self._since_decision += 1
         self._on_subtask += 1
         return self.system1.act(obs)
+
+    def embed(self, obs: dict[str, Any]) -> np.ndarray:
+        """System 1's readout under the current subtask (after ``act`` chose it)."""
+        return self.system1.embed(obs)
 
     def pop_timings(self) -> dict[str, list[float]]:
         out = {"system1": self.system1.timings, "system2": self.timings}
@@ -265,6 +280,9 @@ class OracleHierarchicalAgent:
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         self.system1.set_text(self._label)
         return self.system1.act(obs)
+
+    def embed(self, obs: dict[str, Any]) -> np.ndarray:
+        return self.system1.embed(obs)
 
     def pop_timings(self) -> dict[str, list[float]]:
         out = {"system1": self.system1.timings}

@@ -28,6 +28,7 @@ from envs.task_features import (
     INSTRUCTION_DIM,
     PROPRIO_USED,
     STATE_DIM,
+    GroundedState,
     TaskFeatures,
     instruction_vector,
 )
@@ -87,6 +88,10 @@ class BCStatePolicy(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.net(self.normalizer(features))
+
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer ``(B, hidden[-1])``: what a residual policy reads."""
+        return self.net[:-1](self.normalizer(features))
 
     def loss(self, batch: dict[str, Any], generator: torch.Generator | None = None):
         """``batch``: ``features (B, F)``, ``actions (B, A)``; mean squared error."""
@@ -167,6 +172,18 @@ class BCPixelsPolicy(nn.Module):
         shift: int = 0,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
+        out = self.head[-1](self.embed(images, proprio, instruction, shift, generator))
+        return out.view(-1, self.config.chunk, self.action_dim)
+
+    def embed(
+        self,
+        images: dict[str, torch.Tensor],
+        proprio: torch.Tensor,
+        instruction: torch.Tensor,
+        shift: int = 0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """The head's last hidden layer ``(B, hidden)``: what a residual policy reads."""
         cond = self.instruction(instruction)
         feats = []
         for key in self.image_keys:
@@ -176,8 +193,7 @@ class BCPixelsPolicy(nn.Module):
             x = x.permute(0, 3, 1, 2).float() * (1.0 / 255.0)
             feats.append(self.stems[key](x, cond))
         p = self.normalizer(proprio[:, list(PROPRIO_USED)].float())
-        out = self.head(torch.cat([*feats, p, cond], dim=-1))
-        return out.view(-1, self.config.chunk, self.action_dim)
+        return self.head[:-1](torch.cat([*feats, p, cond], dim=-1))
 
     def loss(self, batch: dict[str, Any], generator: torch.Generator | None = None):
         """``batch``: ``obs/<image key>``, ``obs/proprio``, ``instruction (B, I)``, ``actions
@@ -215,31 +231,28 @@ class BCStateAgent:
 
     def __init__(self, policy: BCStatePolicy, features: TaskFeatures) -> None:
         self.policy = policy.eval()
-        self.features = features
+        self.state = GroundedState(features.kinds)
         self.reset("")
 
     def reset(self, instruction: str) -> None:
         self.instruction = instruction
-        self._initial: np.ndarray | None = None
-        self._bound: list = []
+        self.state.reset(instruction)
 
-    def _start(self, obs: dict[str, Any]) -> None:
-        self._initial = np.asarray(obs[OBJECT_STATE], dtype=np.float32).copy()
-        self._bound = self.features.bind(self.instruction, self._initial)
+    def _run(self, obs: dict[str, Any], fn) -> np.ndarray:
+        with torch.no_grad():
+            device = self.policy.normalizer.mean.device
+            return fn(torch.from_numpy(self.state(obs))[None].to(device))[0].cpu().numpy()
 
     def raw_action(self, obs: dict[str, Any]) -> np.ndarray:
         """The network's action before snapping (a DAgger teacher's label)."""
-        if self._initial is None:
-            self._start(obs)
-        f = self.features.state_features(
-            obs[PROPRIO], obs[OBJECT_STATE], self._initial, self._bound
-        )
-        with torch.no_grad():
-            device = self.policy.normalizer.mean.device
-            return self.policy(torch.from_numpy(f)[None].to(device))[0].cpu().numpy()
+        return self._run(obs, self.policy)
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         return executable(self.raw_action(obs))
+
+    def embed(self, obs: dict[str, Any]) -> np.ndarray:
+        """The policy's last hidden layer for ``obs``: what a residual policy reads."""
+        return self._run(obs, self.policy.embed)
 
     @property
     def subtask(self) -> str:
@@ -260,19 +273,26 @@ class BCPixelsAgent:
         self._code = torch.from_numpy(instruction_vector(instruction))[None]
         self.queue.clear()
 
+    def _inputs(self, obs: dict[str, Any]):
+        device = self.policy.normalizer.mean.device
+        images = {
+            k: torch.from_numpy(np.ascontiguousarray(obs[k]))[None].to(device)
+            for k in self.policy.image_keys
+        }
+        proprio = torch.from_numpy(np.asarray(obs[PROPRIO], dtype=np.float32))[None]
+        return images, proprio.to(device), self._code.to(device)
+
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         if self.queue.needs_chunk():
-            device = self.policy.normalizer.mean.device
-            images = {
-                k: torch.from_numpy(np.ascontiguousarray(obs[k]))[None].to(device)
-                for k in self.policy.image_keys
-            }
-            proprio = torch.from_numpy(np.asarray(obs[PROPRIO], dtype=np.float32))[None]
             with torch.no_grad():
-                chunk = self.policy(images, proprio.to(device), self._code.to(device))[0]
-            chunk = chunk.cpu().numpy()
-            self.queue.push(chunk)
+                chunk = self.policy(*self._inputs(obs))[0]
+            self.queue.push(chunk.cpu().numpy())
         return executable(self.queue.pop())
+
+    def embed(self, obs: dict[str, Any]) -> np.ndarray:
+        """The policy's last hidden layer for ``obs``: what it sees now, every step."""
+        with torch.no_grad():
+            return self.policy.embed(*self._inputs(obs))[0].cpu().numpy()
 
     @property
     def subtask(self) -> str:
