@@ -1,6 +1,7 @@
 """Load any trained agent from the one checkpoint format (``kind = "agent"``), whatever it is:
-an end-to-end or hierarchical :class:`~policies.agents.AgentBundle`, or a ``bc-state`` /
-``bc-pixels`` :class:`~policies.bc.BCBundle`. Importing this module registers every agent kind."""
+an end-to-end or hierarchical :class:`~policies.agents.AgentBundle`, a ``bc-state`` /
+``bc-pixels`` :class:`~policies.bc.BCBundle`, or an ``rl`` / ``residual``
+:class:`~policies.rl.RLBundle`. Importing this module registers every agent kind."""
 
 from __future__ import annotations
 
@@ -8,21 +9,22 @@ from pathlib import Path
 
 from policies.agents import AGENTS, KIND, AgentBundle
 from policies.bc import BC_KINDS, BCBundle
+from policies.rl import RL_KINDS, RLBundle
 from world_models.checkpoint import CheckpointError, load_checkpoint
 
 __all__ = ["AGENTS", "BC_KINDS", "load_agent"]
 
 
-def load_agent(path: str | Path) -> AgentBundle | BCBundle:
+def load_agent(path: str | Path) -> AgentBundle | BCBundle | RLBundle:
     """The agent bundle in ``path``; a clear :class:`CheckpointError` when it is not readable."""
     record = load_checkpoint(path, KIND)
     kind = record.get("agent")
     if kind not in AGENTS:
         raise CheckpointError(f"{path}: unknown agent kind {kind!r}; known: {AGENTS.names()}")
-    if kind not in BC_KINDS:
+    if kind not in (*BC_KINDS, *RL_KINDS):
         return AgentBundle.from_record(record, path)
     try:
-        return BCBundle.from_record(record)
+        return (BCBundle if kind in BC_KINDS else RLBundle).from_record(record)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(
             f"{path}: agent checkpoint is not readable by this code "

@@ -1,11 +1,12 @@
-"""``train world-model`` and ``train agent`` (layered agents, baselines + DAgger, seed sweeps)."""
+"""``train world-model``, ``train agent`` (layered agents, baselines + DAgger, seed sweeps) and
+``train rl`` (stable-baselines3 from scratch, or residual over a trained agent)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from embodied.cli.common import UsageError, add_ray_option, positive
+from embodied.cli.common import UsageError, add_ray_option, check_task, positive
 
 BC_KINDS = ("bc-state", "bc-pixels")
 
@@ -112,6 +113,50 @@ def cmd_train_world_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_rl(args: argparse.Namespace) -> int:
+    from embodied.training.rl import RLConfig, train_rl
+
+    if args.init is not None and not args.residual:
+        raise UsageError("--init RUN trains a residual over that agent: add --residual")
+    if args.residual and args.init is None:
+        raise UsageError("--residual needs the base agent: --init RUN")
+    if args.init is not None and not Path(args.init).exists():
+        raise UsageError(
+            f"--init {args.init!r} does not exist; give a run written by `train agent`"
+        )
+    try:
+        config = RLConfig(
+            algo=args.algo,
+            steps=args.steps,
+            learning_rate=args.learning_rate,
+            residual_scale=args.residual_scale,
+            eval_every=args.eval_every,
+            eval_episodes=args.eval_episodes,
+            checkpoint_every=args.checkpoint_every,
+            learning_starts=min(1_000, max(1, args.steps // 10)),
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    report = train_rl(
+        check_task(args.task),
+        args.out,
+        config,
+        init=args.init,
+        obs_mode=args.obs_mode,
+        reward_type=args.reward,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    last = report["evals"][-1]
+    lo, hi = last["ci95"]
+    print(
+        f"{report['kind']} agent ({args.algo}) on {args.task}: {report['env_steps']} env steps in "
+        f"{report['train_seconds']:.0f} s; success {last['success_rate']:.0%} "
+        f"({lo:.0%}-{hi:.0%}) on {args.eval_episodes} held-out episodes -> {args.out}/agent.pt"
+    )
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add this group's verbs to the top-level parser."""
     p = sub.add_parser("train", help="train a model on a dataset directory")
@@ -202,3 +247,33 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train_agent)
+
+    t = train.add_parser(
+        "rl",
+        help="reinforcement learning with stable-baselines3: from scratch on state, or a "
+        "residual over a trained agent (--init RUN --residual)",
+    )
+    t.add_argument("--task", required=True, help="task name (see `tasks`)")
+    t.add_argument("--algo", default="sac", choices=["sac", "td3", "ppo"], help="SB3 algorithm")
+    t.add_argument(
+        "--obs-mode",
+        choices=["state", "pixels"],
+        help="from scratch: state; residual: the base agent's (the default)",
+    )
+    t.add_argument("--init", help="a trained agent's run directory: the frozen base")
+    t.add_argument("--residual", action="store_true", help="learn a correction to --init")
+    t.add_argument(
+        "--residual-scale", type=float, default=0.1, help="bound of the residual correction"
+    )
+    t.add_argument("--reward", default="dense", choices=["dense", "sparse"], help="task reward")
+    t.add_argument("--steps", type=positive, default=50_000, help="environment steps")
+    t.add_argument("--learning-rate", type=float, default=3e-4, help="optimiser step size")
+    t.add_argument("--eval-every", type=positive, default=5_000, help="env steps between evals")
+    t.add_argument("--eval-episodes", type=positive, default=10, help="episodes per evaluation")
+    t.add_argument(
+        "--checkpoint-every", type=positive, default=5_000, help="env steps between checkpoints"
+    )
+    t.add_argument("--out", required=True, help="run directory (resumes when it holds sb3/)")
+    t.add_argument("--seed", type=int, default=0, help="training seed")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train_rl)

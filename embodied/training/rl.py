@@ -1,0 +1,338 @@
+"""``train rl``: stable-baselines3 (SAC, TD3, PPO) used as a library, from scratch on
+task-relative state or as a residual over a frozen trained agent.
+
+Run directory::
+
+    RUN/
+      agent.pt            the trained agent (``rl`` or ``residual``), for eval / compare / video
+      best_agent.pt       the agent at its best periodic evaluation
+      train.json          settings, the evaluation curve (success vs env steps and seconds)
+      sb3/model.zip       the SB3 model (atomic), with sb3/replay_buffer.pkl: resume from here
+      tensorboard/        SB3's losses and the periodic evaluation's success rate
+
+A killed run resumes from ``sb3/`` with its replay buffer; the env's episode stream after a
+resume differs from an uninterrupted run's (the env is rebuilt), so a resumed run is not bit
+for bit the same. A non-finite loss or parameter stops the run with a clear error; the last
+checkpoint is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import envs
+from embodied.agents import load_bundle
+from embodied.evaluation.harness import evaluate
+from embodied.training.rl_envs import ResidualEnv, TaskStateEnv
+from policies.rl import ALGOS, RLBundle
+from sandbox_common.atomic import write_json_atomic
+
+AGENT_FILE = "agent.pt"
+EVAL_SEED = 20_000
+"""First seed of the periodic evaluations (demos start at 100000, benchmarks at 0 or 10000)."""
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    """What ``train rl`` runs; validated on construction."""
+
+    algo: str = "sac"
+    steps: int = 50_000
+    """Environment steps."""
+    learning_rate: float = 3e-4
+    batch_size: int = 256
+    buffer_size: int = 100_000
+    learning_starts: int = 1_000
+    gamma: float = 0.97
+    net_arch: tuple[int, ...] = (256, 256)
+    residual_scale: float = 0.1
+    """Residual agents: the bound of the correction (actions are in [-1, 1])."""
+    residual_init: float = 0.01
+    """Residual agents: the actor's output layer starts scaled by this (a correction near 0)."""
+    eval_every: int = 5_000
+    eval_episodes: int = 10
+    checkpoint_every: int = 5_000
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.algo not in ALGOS:
+            problems.append(f"algo must be one of {ALGOS}, got {self.algo!r}")
+        for name in ("steps", "batch_size", "buffer_size", "eval_every", "eval_episodes",
+                     "checkpoint_every"):  # fmt: skip
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0 or not 0 < self.gamma < 1:
+            problems.append(
+                f"need learning_rate > 0 and 0 < gamma < 1, got {self.learning_rate}, {self.gamma}"
+            )
+        if not 0 < self.residual_scale <= 1:
+            problems.append(f"residual_scale must be in (0, 1], got {self.residual_scale}")
+        if problems:
+            raise ValueError("invalid RLConfig: " + "; ".join(problems))
+
+
+def _algorithm(algo: str):
+    from stable_baselines3 import PPO, SAC, TD3
+
+    return {"sac": SAC, "td3": TD3, "ppo": PPO}[algo]
+
+
+def _new_model(config: RLConfig, env, seed: int, tensorboard: Path | None, residual: bool):
+    kwargs: dict[str, Any] = {
+        "learning_rate": config.learning_rate,
+        "gamma": config.gamma,
+        "seed": seed,
+        "device": "cpu",
+        "verbose": 0,
+        "tensorboard_log": str(tensorboard) if tensorboard else None,
+        "policy_kwargs": {"net_arch": list(config.net_arch)},
+    }
+    if config.algo in ("sac", "td3"):
+        kwargs |= {
+            "batch_size": config.batch_size,
+            "buffer_size": config.buffer_size,
+            "learning_starts": config.learning_starts,
+        }
+    else:
+        kwargs |= {"batch_size": min(config.batch_size, 64), "n_steps": 1024}
+    model = _algorithm(config.algo)("MlpPolicy", env, **kwargs)
+    if residual:  # start as a correction near zero
+        with torch.no_grad():
+            head = {"sac": lambda p: p.actor.mu, "td3": lambda p: p.actor.mu[-2],
+                    "ppo": lambda p: p.action_net}[config.algo](model.policy)  # fmt: skip
+            head.weight.mul_(config.residual_init)
+            head.bias.zero_()
+            if config.algo == "td3":
+                model.policy.actor_target.load_state_dict(model.policy.actor.state_dict())
+    return model
+
+
+def _callbacks():
+    """SB3 callbacks, built here so the module imports without SB3 at import time."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Progress(BaseCallback):
+        def __init__(self, total: int, enabled: bool) -> None:
+            super().__init__()
+            self.bar = tqdm(total=total, desc="train rl", disable=not enabled, mininterval=1.0)
+
+        def _on_step(self) -> bool:
+            self.bar.update(self.num_timesteps - self.bar.n)  # tqdm rate-limits the redraws
+            return True
+
+        def _on_training_end(self) -> None:
+            self.bar.close()
+
+    class Periodic(BaseCallback):
+        """Every ``every`` env steps, call ``fn(model)`` (evaluation, checkpoint, NaN guard)."""
+
+        def __init__(self, every: int, fn) -> None:
+            super().__init__()
+            self.every, self.fn = every, fn
+            self.last = None
+
+        def _on_step(self) -> bool:
+            if self.last is None:
+                self.last = self.num_timesteps // self.every
+            if self.num_timesteps // self.every > self.last:
+                self.last = self.num_timesteps // self.every
+                self.fn(self.model)
+            return True
+
+    return Progress, Periodic
+
+
+def check_finite(model) -> None:
+    """Raise when a loss SB3 logged or a parameter is no longer finite."""
+    logged = getattr(getattr(model, "_logger", None), "name_to_value", {})  # set once learning
+    bad = [k for k, v in logged.items() if k.startswith("train/") and not np.isfinite(v)]
+    if bad or not all(torch.isfinite(p).all() for p in model.policy.parameters()):
+        raise FloatingPointError(
+            f"RL training diverged at env step {model.num_timesteps} (non-finite "
+            f"{', '.join(bad) or 'parameters'}); the last checkpoint in sb3/ is kept: lower "
+            "--learning-rate, or resume from it"
+        )
+
+
+def _save_model(model, sb3: Path, off_policy: bool) -> None:
+    """Model and replay buffer, each written to a temp file then renamed."""
+    sb3.mkdir(parents=True, exist_ok=True)
+    tmp = sb3 / ".model.tmp.zip"
+    model.save(tmp)
+    if off_policy:
+        buf = sb3 / ".replay_buffer.tmp.pkl"
+        model.save_replay_buffer(buf)
+        os.replace(buf, sb3 / "replay_buffer.pkl")
+    os.replace(tmp, sb3 / "model.zip")
+
+
+def train_rl(
+    task: str,
+    out: str | Path,
+    config: RLConfig = RLConfig(),
+    init: str | Path | None = None,
+    obs_mode: str | None = None,
+    reward_type: str = "dense",
+    seed: int = 0,
+    progress: bool = True,
+    tensorboard: bool = True,
+    stop_after: int | None = None,
+) -> dict[str, Any]:
+    """Train (or resume) an RL agent on ``task``; returns ``RUN/train.json``'s content.
+
+    Without ``init``: from scratch on task-relative state (``obs_mode`` must be ``state``). With
+    ``init`` (a trained run): a residual over that frozen agent, on its own observation layout
+    (``obs_mode`` defaults to the base's and must match it).
+    """
+    torch.set_num_threads(1)
+    out = Path(out)
+    bundle = load_bundle(init) if init is not None else None
+    if bundle is None:
+        if obs_mode not in (None, "state"):
+            raise ValueError(
+                "RL from scratch reads task-relative state (obs_mode 'state'); a pixel agent "
+                "learns by RL as a residual over a trained one: --init RUN --residual"
+            )
+        overrides: dict[str, Any] = {"obs_mode": "state"}
+    else:
+        overrides = dict(bundle.env)
+        if "cameras" in overrides:
+            overrides["cameras"] = tuple(overrides["cameras"])
+        base_mode = overrides.get("obs_mode", "pixels")
+        if obs_mode not in (None, base_mode):
+            raise ValueError(
+                f"the base agent reads obs_mode {base_mode!r}; a residual uses the same "
+                f"observations, got obs_mode {obs_mode!r}"
+            )
+    overrides["reward_type"] = reward_type
+    env = envs.make(task, **overrides)
+    if bundle is not None:
+        bundle.check_env(task, env.observation_space)
+        train_env = ResidualEnv(env, bundle, task, config.residual_scale, seed=200_000 + seed)
+    else:
+        train_env = TaskStateEnv(env)
+    train_env.reset(seed=200_000 + seed)
+    kinds = {task: tuple(o.kind for o in env.unwrapped.objects)}
+
+    sb3 = out / "sb3"
+    state_path = out / "train.json"
+    report: dict[str, Any] = json.loads(state_path.read_text()) if state_path.exists() else {}
+    wanted = json.loads(json.dumps(asdict(config)))
+    if report.get("config", wanted) != wanted:
+        raise ValueError(
+            f"{out} holds a run with other settings ({report['config']}); use a new --out"
+        )
+    off_policy = config.algo in ("sac", "td3")
+    start = time.perf_counter()
+    if (sb3 / "model.zip").exists():
+        model = _algorithm(config.algo).load(sb3 / "model.zip", env=train_env, device="cpu")
+        if off_policy and (sb3 / "replay_buffer.pkl").exists():
+            model.load_replay_buffer(sb3 / "replay_buffer.pkl")
+        resumed = True
+    else:
+        model = _new_model(config, train_env, seed, out / "tensorboard" if tensorboard else None,
+                           residual=bundle is not None)  # fmt: skip
+        resumed = False
+    report = {
+        "task": task,
+        "kind": "residual" if bundle is not None else "rl",
+        "init": str(init) if init is not None else None,
+        "reward_type": reward_type,
+        "seed": seed,
+        "config": asdict(config),
+        "evals": report.get("evals", []),
+        "train_seconds": report.get(
+            "train_seconds_at_checkpoint", report.get("train_seconds", 0.0)
+        ),
+        "resumed": resumed,
+    }
+
+    def agent_bundle(model) -> RLBundle:
+        return RLBundle(
+            kind=report["kind"],
+            algo=config.algo,
+            policy=model.policy,
+            env={k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
+            tasks=(task,),
+            task_kinds=kinds,
+            base=bundle,
+            base_blob=_base_blob(init),
+            scale=config.residual_scale,
+            info={"algo": config.algo, "seed": seed, "env_steps": int(model.num_timesteps)},
+        )
+
+    def evaluation(model) -> None:
+        model.policy.set_training_mode(False)
+        agent = agent_bundle(model)
+        result = evaluate(
+            lambda env, s: agent.make(seed=s, task=task), task, config.eval_episodes,
+            seed=EVAL_SEED, **overrides,
+        )  # fmt: skip
+        entry = {
+            "env_steps": int(model.num_timesteps),
+            "seconds": round(report["train_seconds"] + time.perf_counter() - start, 1),
+            "success_rate": result.success_rate,
+            "ci95": list(result.ci95),
+            "mean_return": float(np.mean([e["total_reward"] for e in result.per_episode])),
+        }
+        report["evals"].append(entry)
+        model.logger.record("eval/success_rate", entry["success_rate"])
+        model.logger.record("eval/mean_return", entry["mean_return"])
+        if entry["success_rate"] >= max(e["success_rate"] for e in report["evals"]):
+            agent.save(out / "best_agent.pt")
+
+    def checkpoint(model) -> None:
+        check_finite(model)
+        _save_model(model, sb3, off_policy)
+        report["train_seconds_at_checkpoint"] = round(
+            report["train_seconds"] + time.perf_counter() - start, 1
+        )
+        write_json_atomic(state_path, report)
+
+    Progress, Periodic = _callbacks()
+    remaining = config.steps - model.num_timesteps
+    if stop_after is not None:
+        remaining = min(remaining, stop_after - model.num_timesteps)
+    try:
+        if remaining > 0:
+            model.learn(
+                remaining,
+                callback=[
+                    Progress(config.steps, progress),
+                    Periodic(min(1_000, config.checkpoint_every), check_finite),
+                    Periodic(config.eval_every, evaluation),
+                    Periodic(config.checkpoint_every, checkpoint),
+                ],
+                reset_num_timesteps=not resumed,
+                tb_log_name="sb3",
+            )
+        check_finite(model)
+        _save_model(model, sb3, off_policy)
+    finally:
+        train_env.close()
+    report["train_seconds"] = round(report["train_seconds"] + time.perf_counter() - start, 1)
+    report["env_steps"] = int(model.num_timesteps)
+    if model.num_timesteps < config.steps:
+        write_json_atomic(state_path, report)
+        return {"stopped_at": int(model.num_timesteps)}
+    if not report["evals"] or report["evals"][-1]["env_steps"] != model.num_timesteps:
+        evaluation(model)
+    agent_bundle(model).save(out / AGENT_FILE)
+    write_json_atomic(state_path, report)
+    return report
+
+
+def _base_blob(init: str | Path | None) -> bytes:
+    if init is None:
+        return b""
+    path = Path(init)
+    return (path / AGENT_FILE if path.is_dir() else path).read_bytes()

@@ -1,0 +1,234 @@
+"""Agents trained by reinforcement learning with stable-baselines3, in the one checkpoint format.
+
+* ``rl``: an SB3 policy acting on task-relative privileged state (:class:`GroundedState`
+  features), trained from scratch.
+* ``residual``: a frozen trained agent of any kind (the *base*) plus a small SB3 policy that
+  learns a correction: ``a = clip(a_base + scale * r)`` with ``r`` in [-1, 1]. The residual
+  reads what the base computed, not raw pixels: the base's embedding (its last hidden layer, or
+  System 1's readout), proprioception and the base's action, so an update costs milliseconds.
+  A hierarchical base keeps its System 2 (or the oracle's, which ``observe`` forwards).
+
+The SB3 policy is stored as the bytes of ``policy.save`` (its constructor arguments and
+weights); the base as the bytes of its own checkpoint, so a residual agent is one file.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from envs.task_features import PROPRIO_USED, STATE_DIM, GroundedState
+from policies.agents import AGENTS, check_planner
+from world_models.checkpoint import CheckpointError, save_checkpoint
+
+KIND = "agent"
+RL_KINDS = ("rl", "residual")
+ALGOS = ("sac", "td3", "ppo")
+
+
+def policy_class(algo: str):
+    """The stable-baselines3 policy class an algorithm trains (``MlpPolicy``)."""
+    if algo not in ALGOS:
+        raise ValueError(f"unknown RL algorithm {algo!r}; accepted: {', '.join(ALGOS)}")
+    if algo == "sac":
+        from stable_baselines3.sac.policies import SACPolicy
+
+        return SACPolicy
+    if algo == "td3":
+        from stable_baselines3.td3.policies import TD3Policy
+
+        return TD3Policy
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
+    return ActorCriticPolicy
+
+
+def predict(policy, x: np.ndarray) -> np.ndarray:
+    """The SB3 policy's deterministic action for one observation vector."""
+    action, _ = policy.predict(x, deterministic=True)
+    return np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
+
+
+@AGENTS.register("rl")
+class StateRLAgent:
+    """An SB3 policy on task-relative state features."""
+
+    def __init__(self, policy, kinds: tuple[str, ...]) -> None:
+        self.policy = policy
+        self.state = GroundedState(kinds)
+
+    def reset(self, instruction: str) -> None:
+        self.state.reset(instruction)
+
+    def observation(self, obs: dict[str, Any]) -> np.ndarray:
+        return self.state(obs).astype(np.float32)
+
+    def act(self, obs: dict[str, Any]) -> np.ndarray:
+        return predict(self.policy, self.observation(obs))
+
+    @property
+    def subtask(self) -> str:
+        return "none"
+
+
+@AGENTS.register("residual")
+class ResidualAgent:
+    """A frozen base agent plus a bounded residual correction from an SB3 policy.
+
+    ``prepare(obs)`` runs the base and returns the residual's observation; ``combine(r)`` adds
+    the residual to the base action. The training env calls the two around the learner's
+    action; ``act`` calls them around the trained policy's.
+    """
+
+    def __init__(self, base, policy, scale: float) -> None:
+        self.base = base
+        self.policy = policy
+        self.scale = float(scale)
+        self._base_action: np.ndarray | None = None
+
+    def reset(self, instruction: str) -> None:
+        self.base.reset(instruction)
+        self._base_action = None
+
+    def observe(self, info: dict[str, Any]) -> None:
+        method = getattr(self.base, "observe", None)  # the oracle System 2 reads info
+        if method is not None:
+            method(info)
+
+    @staticmethod
+    def observation_dim(embedding_dim: int) -> int:
+        return embedding_dim + len(PROPRIO_USED) + 5
+
+    def prepare(self, obs: dict[str, Any]) -> np.ndarray:
+        self._base_action = np.asarray(self.base.act(obs), dtype=np.float32)
+        proprio = np.asarray(obs["proprio"], dtype=np.float32)[list(PROPRIO_USED)]
+        embedding = np.asarray(self.base.embed(obs), dtype=np.float32)
+        return np.concatenate([embedding, proprio, self._base_action]).astype(np.float32)
+
+    def combine(self, residual: np.ndarray) -> np.ndarray:
+        if self._base_action is None:
+            raise RuntimeError("call prepare(obs) before combine()")
+        r = np.clip(np.asarray(residual, dtype=np.float32), -1.0, 1.0)
+        return np.clip(self._base_action + self.scale * r, -1.0, 1.0).astype(np.float32)
+
+    def act(self, obs: dict[str, Any]) -> np.ndarray:
+        x = self.prepare(obs)
+        return self.combine(predict(self.policy, x))
+
+    @property
+    def subtask(self) -> str:
+        return getattr(self.base, "subtask", "none")
+
+    def pop_timings(self) -> dict[str, list[float]]:
+        pop = getattr(self.base, "pop_timings", None)
+        return pop() if callable(pop) else {}
+
+
+def _load_base(blob: bytes):
+    from policies.bundles import load_agent
+
+    with tempfile.TemporaryDirectory(prefix="wm-sandbox-base-") as tmp:
+        path = Path(tmp) / "base.pt"
+        path.write_bytes(blob)
+        return load_agent(path), blob
+
+
+@dataclass
+class RLBundle:
+    """A trained RL agent: the SB3 policy and, for a residual agent, its frozen base."""
+
+    kind: str
+    algo: str
+    policy: Any
+    """A stable-baselines3 policy (``SACPolicy``, ``TD3Policy`` or ``ActorCriticPolicy``)."""
+    env: dict[str, Any]
+    tasks: tuple[str, ...]
+    task_kinds: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    base: Any = None
+    base_blob: bytes = b""
+    scale: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in RL_KINDS:
+            raise ValueError(f"unknown RL agent kind {self.kind!r}; known: {RL_KINDS}")
+        if self.kind == "residual" and self.base is None:
+            raise ValueError("a residual agent needs its base agent")
+
+    def make(
+        self,
+        seed: int = 0,
+        world_model_check: bool = True,
+        task: str | None = None,
+        planner: str = "learned",
+    ):
+        task = task or self.tasks[0]
+        if self.kind == "rl":
+            check_planner(planner, self.kind)
+            return StateRLAgent(self.policy, self.task_kinds[task])
+        base = self.base.make(
+            seed=seed, world_model_check=world_model_check, task=task, planner=planner
+        )
+        return ResidualAgent(base, self.policy, self.scale)
+
+    def to(self, device: str | torch.device) -> RLBundle:
+        """The SB3 policy stays on the CPU (batch-1 MLPs); the base moves to ``device``."""
+        if self.base is not None:
+            self.base.to(device)
+        return self
+
+    def save(self, path: str | Path) -> Path:
+        buffer = io.BytesIO()
+        self.policy.save(buffer)
+        payload = {
+            "agent": self.kind,
+            "algo": self.algo,
+            "policy": buffer.getvalue(),
+            "env": self.env,
+            "tasks": list(self.tasks),
+            "task_kinds": {t: list(k) for t, k in self.task_kinds.items()},
+            "base": self.base_blob,
+            "scale": self.scale,
+            "info": self.info,
+        }
+        return save_checkpoint(path, KIND, payload)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> RLBundle:
+        policy = policy_class(record["algo"]).load(io.BytesIO(record["policy"]), device="cpu")
+        policy.set_training_mode(False)
+        base, blob = _load_base(record["base"]) if record["base"] else (None, b"")
+        return cls(
+            kind=record["agent"],
+            algo=record["algo"],
+            policy=policy,
+            env=dict(record["env"]),
+            tasks=tuple(record["tasks"]),
+            task_kinds={t: tuple(k) for t, k in record["task_kinds"].items()},
+            base=base,
+            base_blob=blob,
+            scale=float(record["scale"]),
+            info=record.get("info", {}),
+        )
+
+    def check_env(self, task: str, observation_space) -> None:
+        """Raise a clear error for a task or observation layout this agent was not trained on."""
+        if task not in self.tasks:
+            raise CheckpointError(
+                f"this agent was trained with RL on {list(self.tasks)}, not {task!r}"
+            )
+        if self.base is not None:
+            self.base.check_env(task, observation_space)
+            return
+        missing = [k for k in ("proprio", "object_state") if k not in observation_space.spaces]
+        if missing:
+            raise CheckpointError(f"the env lacks the observations {missing} this agent reads")
+
+
+__all__ = ["ALGOS", "RL_KINDS", "STATE_DIM", "RLBundle", "ResidualAgent", "StateRLAgent"]

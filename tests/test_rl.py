@@ -1,0 +1,126 @@
+"""``train rl``: stable-baselines3 from scratch on state and as a residual over a trained agent."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import envs
+from embodied.agents import agent_factory_from_run, load_bundle
+from embodied.cli import main
+from embodied.data.collect import collect
+from embodied.evaluation.harness import evaluate
+from embodied.training.baselines import train_bc
+from embodied.training.rl import RLConfig, check_finite, train_rl
+from embodied.training.rl_envs import ResidualEnv, TaskStateEnv
+
+TINY = {"steps": 120, "eval_every": 60, "eval_episodes": 1, "checkpoint_every": 60,
+        "learning_starts": 30, "batch_size": 16, "net_arch": (32, 32)}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory):
+    data = tmp_path_factory.mktemp("demos") / "pick-place"
+    collect("pick-place", 3, data, seed=0, noise=0.1, progress=False, image_size=32)
+    run = tmp_path_factory.mktemp("base") / "bc-pixels"
+    train_bc("bc-pixels", [data], run, preset="debug", progress=False, tensorboard=False)
+    return run
+
+
+def _same_actions(run, task, seed=3, steps=6):
+    overrides = dict(load_bundle(run).env)
+    overrides["cameras"] = tuple(overrides.get("cameras", ("front", "wrist")))
+    env = envs.make(task, **overrides)
+    obs, info = env.reset(seed=seed)
+    a, b = load_bundle(run).make(seed=1, task=task), load_bundle(run).make(seed=1, task=task)
+    a.reset(info["instruction"])
+    b.reset(info["instruction"])
+    actions = []
+    for _ in range(steps):
+        x, y = a.act(obs), b.act(obs)
+        assert np.array_equal(x, y) and x.shape == (5,) and np.all(np.abs(x) <= 1)
+        actions.append(x)
+        obs, *_ = env.step(x)
+    env.close()
+    return np.array(actions)
+
+
+def test_sac_from_scratch_on_state_trains_saves_loads_and_evaluates(tmp_path):
+    run = tmp_path / "sac"
+    report = train_rl("reach", run, RLConfig(**TINY), progress=False, tensorboard=False)
+    assert report["kind"] == "rl" and report["env_steps"] == 120
+    assert [e["env_steps"] for e in report["evals"]] == [60, 120]
+    assert (run / "agent.pt").exists() and (run / "best_agent.pt").exists()
+    assert (run / "sb3" / "model.zip").exists() and (run / "sb3" / "replay_buffer.pkl").exists()
+    _same_actions(run, "reach")
+    make, overrides = agent_factory_from_run(run, "reach")
+    result = evaluate(make, "reach", 2, seed=0, max_steps=10, **overrides)
+    assert result.episodes == 2
+    with pytest.raises(ValueError, match="obs_mode 'state'"):
+        train_rl("reach", tmp_path / "x", RLConfig(**TINY), obs_mode="pixels", progress=False)
+
+
+@pytest.mark.parametrize("algo", ["td3", "ppo"])
+def test_other_algorithms_run_end_to_end(tmp_path, algo):
+    config = RLConfig(**{**TINY, "algo": algo, "steps": 60, "eval_every": 60})
+    report = train_rl("reach", tmp_path / algo, config, progress=False, tensorboard=False)
+    assert report["env_steps"] >= 60 and (tmp_path / algo / "agent.pt").exists()
+
+
+def test_residual_over_a_pixel_agent_is_bounded_resumes_and_reloads(base_run, tmp_path):
+    env = envs.make("pick-place", image_size=32, reward_type="dense")
+    wrapped = ResidualEnv(env, load_bundle(base_run), "pick-place", scale=0.1, seed=5)
+    from gymnasium.utils.env_checker import check_env
+
+    check_env(wrapped, skip_render_check=True)
+    wrapped.reset(seed=1)
+    base_action = wrapped.agent._base_action.copy()
+    executed = wrapped.agent.combine(np.ones(5, np.float32))
+    assert np.allclose(executed, np.clip(base_action + 0.1, -1, 1))
+    wrapped.close()
+
+    run = tmp_path / "residual"
+    config = RLConfig(**TINY)
+    partial = train_rl("pick-place", run, config, init=base_run, progress=False,
+                       tensorboard=False, stop_after=60)  # fmt: skip
+    assert partial == {"stopped_at": 60} and not (run / "agent.pt").exists()
+    report = train_rl("pick-place", run, config, init=base_run, progress=False, tensorboard=False)
+    assert report["resumed"] and report["env_steps"] == 120 and report["kind"] == "residual"
+    bundle = load_bundle(run)
+    assert bundle.kind == "residual" and bundle.base.kind == "bc-pixels"
+    _same_actions(run, "pick-place")
+    with pytest.raises(ValueError, match="other settings"):
+        train_rl("pick-place", run, RLConfig(**{**TINY, "gamma": 0.9}), init=base_run,
+                 progress=False)  # fmt: skip
+
+
+def test_non_finite_parameters_stop_with_a_clear_message(tmp_path):
+    from stable_baselines3 import SAC
+
+    model = SAC("MlpPolicy", TaskStateEnv(envs.make("reach", obs_mode="state")), device="cpu")
+    check_finite(model)
+    with torch.no_grad():
+        next(model.policy.parameters()).fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="diverged at env step 0"):
+        check_finite(model)
+
+
+def test_cli_train_rl_refuses_bad_combinations_and_eval_accepts_the_run(base_run, tmp_path, capsys):
+    argv = ["train", "rl", "--task", "pick-place", "--out", str(tmp_path / "r"), "--quiet"]
+    assert main([*argv, "--init", str(base_run)]) == 2
+    assert "add --residual" in capsys.readouterr().err
+    assert main([*argv, "--residual"]) == 2
+    assert "--residual needs the base agent" in capsys.readouterr().err
+    assert main([*argv, "--residual-scale", "3", "--init", str(base_run), "--residual"]) == 2
+    assert "residual_scale must be in (0, 1]" in capsys.readouterr().err
+    run = tmp_path / "cli"
+    code = main(["train", "rl", "--task", "reach", "--steps", "60", "--eval-every", "60",
+                 "--eval-episodes", "1", "--out", str(run), "--quiet"])  # fmt: skip
+    assert code == 0 and "rl agent (sac) on reach: 60 env steps" in capsys.readouterr().out
+    out = tmp_path / "eval"
+    code = main(["eval", "--agent", str(run), "--task", "reach", "--episodes", "1",
+                 "--out", str(out), "--video", "1", "--set", "max_steps=5", "--quiet"])  # fmt: skip
+    assert code == 0 and json.loads((out / "metrics.json").read_text())["episodes"] == 1
