@@ -52,7 +52,7 @@ def test_sac_from_scratch_on_state_trains_saves_loads_and_evaluates(tmp_path):
     run = tmp_path / "sac"
     report = train_rl("reach", run, RLConfig(**TINY), progress=False, tensorboard=False)
     assert report["kind"] == "rl" and report["env_steps"] == 120
-    assert [e["env_steps"] for e in report["evals"]] == [60, 120]
+    assert [e["env_steps"] for e in report["evals"]] == [0, 60, 120]
     assert (run / "agent.pt").exists() and (run / "best_agent.pt").exists()
     assert (run / "sb3" / "model.zip").exists() and (run / "sb3" / "replay_buffer.pkl").exists()
     _same_actions(run, "reach")
@@ -124,3 +124,15 @@ def test_cli_train_rl_refuses_bad_combinations_and_eval_accepts_the_run(base_run
     code = main(["eval", "--agent", str(run), "--task", "reach", "--episodes", "1",
                  "--out", str(out), "--video", "1", "--set", "max_steps=5", "--quiet"])  # fmt: skip
     assert code == 0 and json.loads((out / "metrics.json").read_text())["episodes"] == 1
+
+
+def test_bench_rl_compares_residual_and_scratch_with_curves(base_run, tmp_path):
+    from embodied.bench.rl import bench_rl, format_summary
+
+    results = bench_rl(base_run, tmp_path / "bench", steps=60, seeds=(0,), eval_every=60,
+                       eval_episodes=1, pusher_steps=120, progress=False)  # fmt: skip
+    assert set(results["runs"]) == {"residual-s0", "scratch-s0"}
+    for run in results["runs"].values():
+        assert [e["env_steps"] for e in run["evals"]] == [0, 60] and run["env_steps_per_s"] > 0
+    assert results["pusher_sac"]["steps_per_s"] > 0 and (tmp_path / "bench" / "curves.png").exists()
+    assert "| residual-s0 |" in format_summary(results)

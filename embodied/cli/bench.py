@@ -144,6 +144,28 @@ def cmd_bench_agents(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_rl(args: argparse.Namespace) -> int:
+    from embodied.bench.rl import bench_rl, format_summary
+
+    if not Path(args.base).exists():
+        raise UsageError(
+            f"--base {args.base!r} does not exist; give a run written by `train agent`"
+        )
+    results = bench_rl(
+        args.base,
+        args.out,
+        task=check_task(args.task),
+        steps=args.steps,
+        seeds=tuple(args.seeds),
+        eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes,
+        pusher_steps=args.pusher_steps,
+        progress=not args.quiet,
+    )
+    print(format_summary(results))
+    return 0
+
+
 def cmd_bench_vision_probe(args: argparse.Namespace) -> int:
     import torch
 
@@ -257,6 +279,21 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_bench_agents)
+    b = bench.add_parser(
+        "rl", help="residual RL over an imitation agent vs RL from scratch: curves, throughput"
+    )
+    b.add_argument("--base", required=True, help="the frozen imitation agent's run directory")
+    b.add_argument("--out", required=True, help="directory for runs/, results.json, curves.png")
+    b.add_argument("--task", default="pick-place", help="task name (see `tasks`)")
+    b.add_argument("--steps", type=positive, default=50_000, help="env steps per run")
+    b.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
+    b.add_argument("--eval-every", type=positive, default=5_000, help="env steps between evals")
+    b.add_argument("--eval-episodes", type=positive, default=20, help="episodes per evaluation")
+    b.add_argument(
+        "--pusher-steps", type=positive, default=2_000, help="SB3 SAC steps on Pusher-v5"
+    )
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.set_defaults(func=cmd_bench_rl)
     b = bench.add_parser(
         "vision-probe", help="can System 1's backbone locate the instructed cube? (metres)"
     )

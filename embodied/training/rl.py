@@ -285,8 +285,9 @@ def train_rl(
             "mean_return": float(np.mean([e["total_reward"] for e in result.per_episode])),
         }
         report["evals"].append(entry)
-        model.logger.record("eval/success_rate", entry["success_rate"])
-        model.logger.record("eval/mean_return", entry["mean_return"])
+        if getattr(model, "_logger", None) is not None:  # SB3 sets it up when learning starts
+            model.logger.record("eval/success_rate", entry["success_rate"])
+            model.logger.record("eval/mean_return", entry["mean_return"])
         if entry["success_rate"] >= max(e["success_rate"] for e in report["evals"]):
             agent.save(out / "best_agent.pt")
 
@@ -303,6 +304,8 @@ def train_rl(
     if stop_after is not None:
         remaining = min(remaining, stop_after - model.num_timesteps)
     try:
+        if not report["evals"]:  # where learning starts from (a residual: about the base agent)
+            evaluation(model)
         if remaining > 0:
             model.learn(
                 remaining,

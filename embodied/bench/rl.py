@@ -1,0 +1,124 @@
+"""Benchmark of RL (issue 12): a residual over a frozen imitation agent against RL from scratch
+at equal environment steps, learning curves (success vs env steps and vs wall-clock) and RL
+throughput beside stable-baselines3's SAC on Gymnasium's ``Pusher-v5`` measured in the same run.
+
+Each run is an ordinary ``train rl`` run directory under ``OUT/runs``; a killed benchmark
+resumes them. Results: ``OUT/results.json`` and ``OUT/curves.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from embodied.training.rl import RLConfig, train_rl
+from sandbox_common.atomic import write_json_atomic
+from sandbox_common.paths import portable_path
+
+
+def pusher_throughput(steps: int = 2_000, seed: int = 0) -> dict[str, float]:
+    """Env steps per second of SB3 SAC (default settings, 1 thread) on ``Pusher-v5``, learning
+    from step 100: the reference an RL user knows."""
+    import gymnasium as gym
+    from stable_baselines3 import SAC
+
+    env = gym.make("Pusher-v5")
+    model = SAC("MlpPolicy", env, learning_starts=100, seed=seed, device="cpu", verbose=0)
+    start = time.perf_counter()
+    model.learn(steps)
+    seconds = time.perf_counter() - start
+    env.close()
+    return {"steps": steps, "seconds": round(seconds, 1), "steps_per_s": steps / seconds}
+
+
+def bench_rl(
+    base: str | Path,
+    out: str | Path,
+    task: str = "pick-place",
+    steps: int = 50_000,
+    seeds: tuple[int, ...] = (0,),
+    algo: str = "sac",
+    eval_every: int = 5_000,
+    eval_episodes: int = 20,
+    pusher_steps: int = 2_000,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Residual (over ``base``) and from-scratch (state) runs per seed; returns the results."""
+    out = Path(out)
+    results: dict[str, Any] = {
+        "settings": {
+            "base": portable_path(base),
+            "task": task,
+            "steps": steps,
+            "seeds": list(seeds),
+            "algo": algo,
+            "eval_every": eval_every,
+            "eval_episodes": eval_episodes,
+        },
+        "runs": {},
+    }
+    config = RLConfig(algo=algo, steps=steps, eval_every=eval_every,
+                      eval_episodes=eval_episodes, checkpoint_every=eval_every)  # fmt: skip
+    for seed in seeds:
+        for name, init in (("residual", base), ("scratch", None)):
+            run = out / "runs" / f"{name}-s{seed}"
+            report = train_rl(task, run, config, init=init, seed=seed, progress=progress)
+            if "stopped_at" in report:
+                report = json.loads((run / "train.json").read_text())
+            results["runs"][f"{name}-s{seed}"] = {
+                "kind": name,
+                "seed": seed,
+                "evals": report["evals"],
+                "train_seconds": report["train_seconds"],
+                "env_steps_per_s": report["env_steps"] / max(report["train_seconds"], 1e-9),
+            }
+            write_json_atomic(out / "results.json", results)
+    results["pusher_sac"] = pusher_throughput(pusher_steps)
+    results["curves"] = plot_curves(results, out / "curves.png").name
+    write_json_atomic(out / "results.json", results)
+    return results
+
+
+def plot_curves(results: dict[str, Any], path: Path) -> Path:
+    """Success vs env steps and vs wall-clock, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
+    for name, run in results["runs"].items():
+        evals = run["evals"]
+        style = "-" if run["kind"] == "residual" else "--"
+        ys = [100 * e["success_rate"] for e in evals]
+        axes[0].plot([e["env_steps"] for e in evals], ys, style, marker="o", label=name)
+        axes[1].plot([e["seconds"] / 60 for e in evals], ys, style, marker="o", label=name)
+    for ax, label in zip(axes, ("environment steps", "wall-clock (min)")):
+        ax.set_xlabel(label)
+        ax.set_ylabel("success % (held-out seeds)")
+        ax.set_ylim(-2, 102)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{results['settings']['task']}: residual RL over imitation vs from scratch")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def format_summary(results: dict[str, Any]) -> str:
+    lines = ["| run | first eval | last eval | best | env steps/s |", "|---|---|---|---|---|"]
+    for name, run in results["runs"].items():
+        evals = run["evals"]
+        pct = [f"{100 * e['success_rate']:.0f}% @ {e['env_steps']}" for e in (evals[0], evals[-1])]
+        best = max(e["success_rate"] for e in evals)
+        lines.append(f"| {name} | {pct[0]} | {pct[1]} | {100 * best:.0f}% | "
+                     f"{run['env_steps_per_s']:.1f} |")  # fmt: skip
+    if "pusher_sac" in results:
+        lines.append(
+            f"\nSB3 SAC on Pusher-v5, same run: {results['pusher_sac']['steps_per_s']:.1f} env steps/s"
+        )
+    return "\n".join(lines)
