@@ -5,6 +5,7 @@ an end-to-end or hierarchical :class:`~policies.agents.AgentBundle`, a ``bc-stat
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from policies.agents import AGENTS, KIND, AgentBundle
@@ -13,6 +14,14 @@ from policies.rl import RL_KINDS, RLBundle
 from world_models.checkpoint import CheckpointError, load_checkpoint
 
 __all__ = ["AGENTS", "BC_KINDS", "load_agent"]
+
+
+def _load_bytes(blob: bytes):
+    """An agent checkpoint held as bytes (a residual agent's base)."""
+    with tempfile.TemporaryDirectory(prefix="wm-sandbox-base-") as tmp:
+        file = Path(tmp) / "base.pt"
+        file.write_bytes(blob)
+        return load_agent(file)
 
 
 def load_agent(path: str | Path) -> AgentBundle | BCBundle | RLBundle:
@@ -24,7 +33,10 @@ def load_agent(path: str | Path) -> AgentBundle | BCBundle | RLBundle:
     if kind not in (*BC_KINDS, *RL_KINDS):
         return AgentBundle.from_record(record, path)
     try:
-        return (BCBundle if kind in BC_KINDS else RLBundle).from_record(record)
+        if kind in RL_KINDS:
+            base = _load_bytes(record["base"]) if record["base"] else None
+            return RLBundle.from_record(record, base)
+        return BCBundle.from_record(record)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(
             f"{path}: agent checkpoint is not readable by this code "

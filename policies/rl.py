@@ -15,7 +15,6 @@ weights); the base as the bytes of its own checkpoint, so a residual agent is on
 from __future__ import annotations
 
 import io
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,15 +129,6 @@ class ResidualAgent:
         return pop() if callable(pop) else {}
 
 
-def _load_base(blob: bytes):
-    from policies.bundles import load_agent
-
-    with tempfile.TemporaryDirectory(prefix="wm-sandbox-base-") as tmp:
-        path = Path(tmp) / "base.pt"
-        path.write_bytes(blob)
-        return load_agent(path), blob
-
-
 @dataclass
 class RLBundle:
     """A trained RL agent: the SB3 policy and, for a residual agent, its frozen base."""
@@ -200,10 +190,11 @@ class RLBundle:
         return save_checkpoint(path, KIND, payload)
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> RLBundle:
+    def from_record(cls, record: dict[str, Any], base: Any = None) -> RLBundle:
+        """``base``: the residual's base bundle, loaded by ``policies.bundles.load_agent`` from
+        the bytes in ``record["base"]``."""
         policy = policy_class(record["algo"]).load(io.BytesIO(record["policy"]), device="cpu")
         policy.set_training_mode(False)
-        base, blob = _load_base(record["base"]) if record["base"] else (None, b"")
         return cls(
             kind=record["agent"],
             algo=record["algo"],
@@ -212,7 +203,7 @@ class RLBundle:
             tasks=tuple(record["tasks"]),
             task_kinds={t: tuple(k) for t, k in record["task_kinds"].items()},
             base=base,
-            base_blob=blob,
+            base_blob=record["base"],
             scale=float(record["scale"]),
             info=record.get("info", {}),
         )
