@@ -136,3 +136,17 @@ def test_bench_rl_compares_residual_and_scratch_with_curves(base_run, tmp_path):
         assert [e["env_steps"] for e in run["evals"]] == [0, 60] and run["env_steps_per_s"] > 0
     assert results["pusher_sac"]["steps_per_s"] > 0 and (tmp_path / "bench" / "curves.png").exists()
     assert "| residual-s0 |" in format_summary(results)
+
+
+def test_shaped_reward_pays_for_finishing_not_for_hovering():
+    from embodied.training.rl_envs import RewardView
+
+    view = RewardView("shaped", gamma=0.97)
+    view.reset({"reward_dense": 0.2})
+    assert view({"reward_dense": 0.5, "success": False}) == pytest.approx(0.97 * 0.5 - 0.2)
+    hover = [view({"reward_dense": 0.995, "success": False}) for _ in range(50)]
+    assert sum(hover[1:]) < 0  # staying just short of success earns nothing
+    assert view({"reward_dense": 1.0, "success": True}) > 1.0
+    assert RewardView("sparse", 0.97)({"reward_sparse": 1.0}) == 1.0
+    with pytest.raises(ValueError, match="accepted: shaped, dense, sparse"):
+        RewardView("curiosity", 0.97)

@@ -143,7 +143,7 @@ def cmd_train_rl(args: argparse.Namespace) -> int:
         config,
         init=args.init,
         obs_mode=args.obs_mode,
-        reward_type=args.reward,
+        reward=args.reward,
         seed=args.seed,
         progress=not args.quiet,
     )
@@ -265,7 +265,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--residual-scale", type=float, default=0.1, help="bound of the residual correction"
     )
-    t.add_argument("--reward", default="dense", choices=["dense", "sparse"], help="task reward")
+    t.add_argument(
+        "--reward",
+        default="shaped",
+        choices=["shaped", "dense", "sparse"],
+        help="shaped: success + potential-based shaping by the task's dense progress (the "
+        "task's dense reward pays for hovering; see embodied/training/rl_envs.py)",
+    )
     t.add_argument("--steps", type=positive, default=50_000, help="environment steps")
     t.add_argument("--learning-rate", type=float, default=3e-4, help="optimiser step size")
     t.add_argument("--eval-every", type=positive, default=5_000, help="env steps between evals")

@@ -181,7 +181,7 @@ def train_rl(
     config: RLConfig = RLConfig(),
     init: str | Path | None = None,
     obs_mode: str | None = None,
-    reward_type: str = "dense",
+    reward: str = "shaped",
     seed: int = 0,
     progress: bool = True,
     tensorboard: bool = True,
@@ -189,6 +189,8 @@ def train_rl(
 ) -> dict[str, Any]:
     """Train (or resume) an RL agent on ``task``; returns ``RUN/train.json``'s content.
 
+    ``reward``: ``shaped`` (success + potential-based shaping by the task's dense progress; see
+    :mod:`embodied.training.rl_envs`), ``dense`` or ``sparse`` (the task's own).
     Without ``init``: from scratch on task-relative state (``obs_mode`` must be ``state``). With
     ``init`` (a trained run): a residual over that frozen agent, on its own observation layout
     (``obs_mode`` defaults to the base's and must match it).
@@ -213,13 +215,13 @@ def train_rl(
                 f"the base agent reads obs_mode {base_mode!r}; a residual uses the same "
                 f"observations, got obs_mode {obs_mode!r}"
             )
-    overrides["reward_type"] = reward_type
     env = envs.make(task, **overrides)
     if bundle is not None:
         bundle.check_env(task, env.observation_space)
-        train_env = ResidualEnv(env, bundle, task, config.residual_scale, seed=200_000 + seed)
+        train_env = ResidualEnv(env, bundle, task, config.residual_scale, seed=200_000 + seed,
+                                reward=reward, gamma=config.gamma)  # fmt: skip
     else:
-        train_env = TaskStateEnv(env)
+        train_env = TaskStateEnv(env, reward=reward, gamma=config.gamma)
     train_env.reset(seed=200_000 + seed)
     kinds = {task: tuple(o.kind for o in env.unwrapped.objects)}
 
@@ -246,7 +248,7 @@ def train_rl(
         "task": task,
         "kind": "residual" if bundle is not None else "rl",
         "init": str(init) if init is not None else None,
-        "reward_type": reward_type,
+        "reward": reward,
         "seed": seed,
         "config": asdict(config),
         "evals": report.get("evals", []),

@@ -6,9 +6,18 @@
   residual ``r`` in [-1, 1]^5; the env executes ``clip(a_base + scale * r)``; the observation is
   the residual agent's input (the base's embedding, proprioception, the base's action).
 
-Both are ``gymnasium.Wrapper``s of the task env, so its reward (dense or sparse, as the task
-config says), termination on success and truncation pass through, and ``info`` keeps the task's
-fields (``success``, ``subtask``...). Both pass ``gymnasium.utils.env_checker.check_env``.
+Both are ``gymnasium.Wrapper``s of the task env: termination on success and truncation pass
+through, and ``info`` keeps the task's fields (``success``, ``subtask``...). The reward is one
+of :data:`RL_REWARDS`:
+
+* ``shaped`` (the default): ``success + gamma * phi(s') - phi(s)`` with ``phi`` the task's dense
+  progress. The task's dense reward itself is a poor RL objective here: it pays up to ~1 per
+  step while the episode ends at the first success, so a policy that hovers with the cube
+  over the pad and never lets go earns more than one that finishes. Potential-based shaping
+  keeps the optimal policy of the sparse success reward (Ng et al., 1999) and its gradient.
+* ``dense``, ``sparse``: the task's own rewards, as they are.
+
+Both pass ``gymnasium.utils.env_checker.check_env``.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from envs.base import ACTION_DIM, ManipulationEnv
 from envs.task_features import STATE_DIM, GroundedState
 from policies.rl import ResidualAgent
 
+RL_REWARDS = ("shaped", "dense", "sparse")
 FEATURE_BOUND = 100.0
 """Observation bounds of the flat views (features are metres, radians and unit vectors)."""
 
@@ -37,11 +47,33 @@ def _checked(x: np.ndarray, what: str) -> np.ndarray:
     return np.clip(x, -FEATURE_BOUND, FEATURE_BOUND).astype(np.float32)
 
 
+class RewardView:
+    """The RL reward of a step from the task's ``info`` (see the module docstring)."""
+
+    def __init__(self, reward: str, gamma: float) -> None:
+        if reward not in RL_REWARDS:
+            raise ValueError(f"unknown RL reward {reward!r}; accepted: {', '.join(RL_REWARDS)}")
+        self.reward, self.gamma = reward, gamma
+        self.potential = 0.0
+
+    def reset(self, info: dict[str, Any]) -> None:
+        self.potential = float(info.get("reward_dense", 0.0))
+
+    def __call__(self, info: dict[str, Any]) -> float:
+        if self.reward != "shaped":
+            return float(info[f"reward_{self.reward}"])
+        potential = float(info["reward_dense"])
+        out = float(info["success"]) + self.gamma * potential - self.potential
+        self.potential = potential
+        return out
+
+
 class TaskStateEnv(gym.Wrapper):
     """Task-relative state features of a ``state``-mode task env."""
 
-    def __init__(self, env: ManipulationEnv) -> None:
+    def __init__(self, env: ManipulationEnv, reward: str = "shaped", gamma: float = 0.97) -> None:
         super().__init__(env)
+        self.rewards = RewardView(reward, gamma)
         self.state = GroundedState(tuple(o.kind for o in env.unwrapped.objects))
         self.observation_space = _box(STATE_DIM)
         self.action_space = spaces.Box(-1.0, 1.0, (ACTION_DIM,), dtype=np.float32)
@@ -49,11 +81,13 @@ class TaskStateEnv(gym.Wrapper):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
         self.state.reset(info["instruction"])
+        self.rewards.reset(info)
         return _checked(self.state(obs), "state"), info
 
     def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(np.asarray(action, np.float64))
-        return _checked(self.state(obs), "state"), float(reward), terminated, truncated, info
+        obs, _, terminated, truncated, info = self.env.step(np.asarray(action, np.float64))
+        reward = self.rewards(info)
+        return _checked(self.state(obs), "state"), reward, terminated, truncated, info
 
 
 class ResidualEnv(gym.Wrapper):
@@ -71,8 +105,11 @@ class ResidualEnv(gym.Wrapper):
         scale: float,
         seed: int = 0,
         planner: str = "learned",
+        reward: str = "shaped",
+        gamma: float = 0.97,
     ) -> None:
         super().__init__(env)
+        self.rewards = RewardView(reward, gamma)
         if not 0 < scale <= 1:
             raise ValueError(f"residual scale must be in (0, 1], got {scale}")
         self.bundle, self.task, self.scale, self.planner = bundle, task, scale, planner
@@ -98,13 +135,14 @@ class ResidualEnv(gym.Wrapper):
         obs, info = self.env.reset(seed=seed, options=options)
         self.episodes += 1
         self.agent = self._new_agent(info)
+        self.rewards.reset(info)
         return _checked(self.agent.prepare(obs), "residual"), info
 
     def step(self, action):
         if self.agent is None:
             raise RuntimeError("call reset() before step()")
         executed = self.agent.combine(np.asarray(action, dtype=np.float32))
-        obs, reward, terminated, truncated, info = self.env.step(executed.astype(np.float64))
+        obs, _, terminated, truncated, info = self.env.step(executed.astype(np.float64))
         self.agent.observe(info)
         x = _checked(self.agent.prepare(obs), "residual")
-        return x, float(reward), terminated, truncated, info
+        return x, self.rewards(info), terminated, truncated, info
