@@ -146,7 +146,7 @@ def test_shaped_reward_pays_for_finishing_not_for_hovering():
     assert view({"reward_dense": 0.5, "success": False}) == pytest.approx(0.97 * 0.5 - 0.2)
     hover = [view({"reward_dense": 0.995, "success": False}) for _ in range(50)]
     assert sum(hover[1:]) < 0  # staying just short of success earns nothing
-    assert view({"reward_dense": 1.0, "success": True}) > 1.0
+    assert view({"reward_dense": 1.0, "success": True}) > 0.9  # finishing pays about 1
     assert RewardView("sparse", 0.97)({"reward_sparse": 1.0}) == 1.0
     with pytest.raises(ValueError, match="accepted: shaped, dense, sparse"):
         RewardView("curiosity", 0.97)
