@@ -12,16 +12,17 @@ from policies.agents import AGENTS, KIND, AgentBundle
 from policies.bc import BC_KINDS, BCBundle
 from policies.rl import RL_KINDS, RLBundle
 from world_models.checkpoint import CheckpointError, load_checkpoint
+from world_models.training import load_world_model
 
 __all__ = ["AGENTS", "BC_KINDS", "load_agent"]
 
 
-def _load_bytes(blob: bytes):
-    """An agent checkpoint held as bytes (a residual agent's base)."""
-    with tempfile.TemporaryDirectory(prefix="wm-sandbox-base-") as tmp:
-        file = Path(tmp) / "base.pt"
+def _load_bytes(blob: bytes, loader=None):
+    """A checkpoint held as bytes (a residual agent's base, a dream agent's world model)."""
+    with tempfile.TemporaryDirectory(prefix="wm-sandbox-part-") as tmp:
+        file = Path(tmp) / "part.pt"
         file.write_bytes(blob)
-        return load_agent(file)
+        return (loader or load_agent)(file)
 
 
 def load_agent(path: str | Path) -> AgentBundle | BCBundle | RLBundle:
@@ -35,7 +36,10 @@ def load_agent(path: str | Path) -> AgentBundle | BCBundle | RLBundle:
     try:
         if kind in RL_KINDS:
             base = _load_bytes(record["base"]) if record["base"] else None
-            return RLBundle.from_record(record, base)
+            world_model = None
+            if record.get("world_model"):
+                world_model = _load_bytes(record["world_model"], load_world_model)[0]
+            return RLBundle.from_record(record, base, world_model)
         return BCBundle.from_record(record)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(

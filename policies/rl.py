@@ -2,6 +2,8 @@
 
 * ``rl``: an SB3 policy acting on task-relative privileged state (:class:`GroundedState`
   features), trained from scratch.
+* ``dream``: an SB3 policy trained inside a world model's dream env (latent observations),
+  acting in the real env through the world model's encoder.
 * ``residual``: a frozen trained agent of any kind (the *base*) plus a small SB3 policy that
   learns a correction: ``a = clip(a_base + scale * r)`` with ``r`` in [-1, 1]. The residual
   reads what the base computed, not raw pixels: the base's embedding (its last hidden layer, or
@@ -27,7 +29,7 @@ from policies.agents import AGENTS, check_planner
 from world_models.checkpoint import CheckpointError, save_checkpoint
 
 KIND = "agent"
-RL_KINDS = ("rl", "residual")
+RL_KINDS = ("rl", "residual", "dream")
 ALGOS = ("sac", "td3", "ppo")
 
 
@@ -67,6 +69,35 @@ class StateRLAgent:
 
     def observation(self, obs: dict[str, Any]) -> np.ndarray:
         return self.state(obs).astype(np.float32)
+
+    def act(self, obs: dict[str, Any]) -> np.ndarray:
+        return predict(self.policy, self.observation(obs))
+
+    @property
+    def subtask(self) -> str:
+        return "none"
+
+
+@AGENTS.register("dream")
+class DreamAgent:
+    """A policy trained in imagination: encode the real observation, act on the latent."""
+
+    def __init__(self, world_model, policy) -> None:
+        from world_models.dream_env import LATENT_BOUND
+
+        self.world_model = world_model.eval()
+        self.policy = policy
+        self.keys = (*world_model.image_keys, *world_model.input_vector_keys)
+        self.bound = LATENT_BOUND
+
+    def reset(self, instruction: str) -> None:
+        pass  # the latent carries what the world model saw; the words are not read
+
+    def observation(self, obs: dict[str, Any]) -> np.ndarray:
+        batch = {k: np.ascontiguousarray(obs[k])[None] for k in self.keys}
+        with torch.no_grad():
+            z = self.world_model.encode(batch)[0].cpu().numpy()
+        return np.clip(z, -self.bound, self.bound).astype(np.float32)
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         return predict(self.policy, self.observation(obs))
@@ -142,6 +173,9 @@ class RLBundle:
     task_kinds: dict[str, tuple[str, ...]] = field(default_factory=dict)
     base: Any = None
     base_blob: bytes = b""
+    world_model: Any = None
+    """A ``dream`` agent's world model (its encoder reads the real observations)."""
+    world_model_blob: bytes = b""
     scale: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -150,6 +184,8 @@ class RLBundle:
             raise ValueError(f"unknown RL agent kind {self.kind!r}; known: {RL_KINDS}")
         if self.kind == "residual" and self.base is None:
             raise ValueError("a residual agent needs its base agent")
+        if self.kind == "dream" and self.world_model is None:
+            raise ValueError("a dream agent needs its world model")
 
     def make(
         self,
@@ -162,6 +198,9 @@ class RLBundle:
         if self.kind == "rl":
             check_planner(planner, self.kind)
             return StateRLAgent(self.policy, self.task_kinds[task])
+        if self.kind == "dream":
+            check_planner(planner, self.kind)
+            return DreamAgent(self.world_model, self.policy)
         base = self.base.make(
             seed=seed, world_model_check=world_model_check, task=task, planner=planner
         )
@@ -171,6 +210,8 @@ class RLBundle:
         """The SB3 policy stays on the CPU (batch-1 MLPs); the base moves to ``device``."""
         if self.base is not None:
             self.base.to(device)
+        if self.world_model is not None:
+            self.world_model.to(device)
         return self
 
     def save(self, path: str | Path) -> Path:
@@ -184,15 +225,18 @@ class RLBundle:
             "tasks": list(self.tasks),
             "task_kinds": {t: list(k) for t, k in self.task_kinds.items()},
             "base": self.base_blob,
+            "world_model": self.world_model_blob,
             "scale": self.scale,
             "info": self.info,
         }
         return save_checkpoint(path, KIND, payload)
 
     @classmethod
-    def from_record(cls, record: dict[str, Any], base: Any = None) -> RLBundle:
-        """``base``: the residual's base bundle, loaded by ``policies.bundles.load_agent`` from
-        the bytes in ``record["base"]``."""
+    def from_record(
+        cls, record: dict[str, Any], base: Any = None, world_model: Any = None
+    ) -> RLBundle:
+        """``base``: the residual's base bundle, ``world_model``: the dream agent's world model,
+        both loaded by ``policies.bundles.load_agent`` from the bytes in the record."""
         policy = policy_class(record["algo"]).load(io.BytesIO(record["policy"]), device="cpu")
         policy.set_training_mode(False)
         return cls(
@@ -204,6 +248,8 @@ class RLBundle:
             task_kinds={t: tuple(k) for t, k in record["task_kinds"].items()},
             base=base,
             base_blob=record["base"],
+            world_model=world_model,
+            world_model_blob=record.get("world_model", b""),
             scale=float(record["scale"]),
             info=record.get("info", {}),
         )
@@ -217,9 +263,20 @@ class RLBundle:
         if self.base is not None:
             self.base.check_env(task, observation_space)
             return
-        missing = [k for k in ("proprio", "object_state") if k not in observation_space.spaces]
+        needed = ("proprio", "object_state")
+        if self.world_model is not None:
+            needed = (*self.world_model.image_keys, *self.world_model.input_vector_keys)
+        missing = [k for k in needed if k not in observation_space.spaces]
         if missing:
             raise CheckpointError(f"the env lacks the observations {missing} this agent reads")
 
 
-__all__ = ["ALGOS", "RL_KINDS", "STATE_DIM", "RLBundle", "ResidualAgent", "StateRLAgent"]
+__all__ = [
+    "ALGOS",
+    "RL_KINDS",
+    "STATE_DIM",
+    "DreamAgent",
+    "RLBundle",
+    "ResidualAgent",
+    "StateRLAgent",
+]

@@ -150,3 +150,24 @@ def test_shaped_reward_pays_for_finishing_not_for_hovering():
     assert RewardView("sparse", 0.97)({"reward_sparse": 1.0}) == 1.0
     with pytest.raises(ValueError, match="accepted: shaped, dense, sparse"):
         RewardView("curiosity", 0.97)
+
+
+def test_rl_in_the_dream_env_evaluates_in_the_simulator_with_the_return_gap(tmp_path):
+    from embodied.training.world_model import train_world_model
+
+    data = tmp_path / "wm-data"
+    collect("reach", 3, data, seed=0, noise=0.3, progress=False, image_size=32, max_steps=12,
+            terminate_on_success=False)  # fmt: skip
+    wm = tmp_path / "wm"
+    train_world_model(data, wm, preset_name="debug", seed=0, steps=4, progress=False)
+    run = tmp_path / "dream"
+    config = RLConfig(**{**TINY, "dream_horizon": 8, "dream_starts": 4})
+    report = train_rl("reach", run, config, dream=wm, progress=False, tensorboard=False)
+    assert report["kind"] == "dream" and report["env_steps"] == 120
+    last = report["evals"][-1]
+    assert {"imagined_return", "imagined_success", "mean_return", "success_rate"} <= set(last)
+    bundle = load_bundle(run)
+    assert bundle.kind == "dream" and bundle.world_model is not None
+    _same_actions(run, "reach")
+    with pytest.raises(ValueError, match="choose one"):
+        train_rl("reach", tmp_path / "x", config, dream=wm, init=run, progress=False)

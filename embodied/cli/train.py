@@ -120,6 +120,10 @@ def cmd_train_rl(args: argparse.Namespace) -> int:
         raise UsageError("--init RUN trains a residual over that agent: add --residual")
     if args.residual and args.init is None:
         raise UsageError("--residual needs the base agent: --init RUN")
+    if args.dream is not None and args.init is not None:
+        raise UsageError("choose one: --init RUN --residual, or --dream WORLD_MODEL_RUN")
+    if args.dream is not None and not Path(args.dream).exists():
+        raise UsageError(f"--dream {args.dream!r} does not exist; give a `train world-model` run")
     if args.init is not None and not Path(args.init).exists():
         raise UsageError(
             f"--init {args.init!r} does not exist; give a run written by `train agent`"
@@ -144,11 +148,17 @@ def cmd_train_rl(args: argparse.Namespace) -> int:
         init=args.init,
         obs_mode=args.obs_mode,
         reward=args.reward,
+        dream=args.dream,
         seed=args.seed,
         progress=not args.quiet,
     )
     last = report["evals"][-1]
     lo, hi = last["ci95"]
+    if "imagined_return" in last:
+        print(
+            f"return: imagined {last['imagined_return']:.2f}, real {last['mean_return']:.2f}; "
+            f"success: imagined {last['imagined_success']:.0%}, real {last['success_rate']:.0%}"
+        )
     print(
         f"{report['kind']} agent ({args.algo}) on {args.task}: {report['env_steps']} env steps in "
         f"{report['train_seconds']:.0f} s; success {last['success_rate']:.0%} "
@@ -262,6 +272,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--init", help="a trained agent's run directory: the frozen base")
     t.add_argument("--residual", action="store_true", help="learn a correction to --init")
+    t.add_argument(
+        "--dream",
+        metavar="WORLD_MODEL_RUN",
+        help="train inside this world model's dream env; evaluate in the simulator",
+    )
     t.add_argument(
         "--residual-scale", type=float, default=0.1, help="bound of the residual correction"
     )

@@ -32,9 +32,18 @@ from tqdm import tqdm
 import envs
 from embodied.agents import load_bundle
 from embodied.evaluation.harness import evaluate
-from embodied.training.rl_envs import ResidualEnv, TaskStateEnv
+from embodied.training.rl_envs import (
+    ResidualEnv,
+    TaskStateEnv,
+    env_settings,
+    imagined_returns,
+    start_observations,
+)
 from policies.rl import ALGOS, RLBundle
 from sandbox_common.atomic import write_json_atomic
+from world_models.dream_env import DreamEnv
+from world_models.training import CHECKPOINT as WM_CHECKPOINT
+from world_models.training import load_world_model
 
 AGENT_FILE = "agent.pt"
 EVAL_SEED = 20_000
@@ -58,6 +67,10 @@ class RLConfig:
     """Residual agents: the bound of the correction (actions are in [-1, 1])."""
     residual_init: float = 0.01
     """Residual agents: the actor's output layer starts scaled by this (a correction near 0)."""
+    dream_horizon: int = 50
+    """RL in a world model: steps per imagined episode (and per real evaluation episode)."""
+    dream_starts: int = 64
+    """RL in a world model: real observations (one per seeded reset) imagination starts from."""
     eval_every: int = 5_000
     eval_episodes: int = 10
     checkpoint_every: int = 5_000
@@ -186,6 +199,7 @@ def train_rl(
     progress: bool = True,
     tensorboard: bool = True,
     stop_after: int | None = None,
+    dream: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) an RL agent on ``task``; returns ``RUN/train.json``'s content.
 
@@ -193,37 +207,38 @@ def train_rl(
     :mod:`embodied.training.rl_envs`), ``dense`` or ``sparse`` (the task's own).
     Without ``init``: from scratch on task-relative state (``obs_mode`` must be ``state``). With
     ``init`` (a trained run): a residual over that frozen agent, on its own observation layout
-    (``obs_mode`` defaults to the base's and must match it).
+    (``obs_mode`` defaults to the base's and must match it). With ``dream`` (a world-model run):
+    in that model's dream env, started from encoded real observations, with its reward head;
+    evaluated in the simulator (episodes as long as the dream's), where the imagined return of
+    the same policy is reported beside the real one.
     """
     torch.set_num_threads(1)
     out = Path(out)
+    if init is not None and dream is not None:
+        raise ValueError("choose one: a residual over --init RUN, or RL in the dream of --dream WM")
     bundle = load_bundle(init) if init is not None else None
-    if bundle is None:
-        if obs_mode not in (None, "state"):
-            raise ValueError(
-                "RL from scratch reads task-relative state (obs_mode 'state'); a pixel agent "
-                "learns by RL as a residual over a trained one: --init RUN --residual"
-            )
-        overrides: dict[str, Any] = {"obs_mode": "state"}
-    else:
-        overrides = dict(bundle.env)
-        if "cameras" in overrides:
-            overrides["cameras"] = tuple(overrides["cameras"])
-        base_mode = overrides.get("obs_mode", "pixels")
-        if obs_mode not in (None, base_mode):
-            raise ValueError(
-                f"the base agent reads obs_mode {base_mode!r}; a residual uses the same "
-                f"observations, got obs_mode {obs_mode!r}"
-            )
+    world_model, wm_blob = None, b""
+    if dream is not None:
+        world_model, _ = load_world_model(dream)
+        wm_file = Path(dream) / WM_CHECKPOINT if Path(dream).is_dir() else Path(dream)
+        wm_blob = wm_file.read_bytes()
+    overrides = env_settings(task, bundle, world_model, obs_mode)
+    if world_model is not None:
+        overrides["max_steps"] = config.dream_horizon  # real episodes as long as dreamed ones
     env = envs.make(task, **overrides)
+    kinds = {task: tuple(o.kind for o in env.unwrapped.objects)}
     if bundle is not None:
         bundle.check_env(task, env.observation_space)
         train_env = ResidualEnv(env, bundle, task, config.residual_scale, seed=200_000 + seed,
                                 reward=reward, gamma=config.gamma)  # fmt: skip
+    elif world_model is not None:
+        starts = start_observations(env, world_model, config.dream_starts, 300_000 + seed)
+        env.close()
+        train_env = DreamEnv(world_model, starts, max_steps=config.dream_horizon)
+        imagined = DreamEnv(world_model, starts, max_steps=config.dream_horizon)  # evaluation
     else:
         train_env = TaskStateEnv(env, reward=reward, gamma=config.gamma)
     train_env.reset(seed=200_000 + seed)
-    kinds = {task: tuple(o.kind for o in env.unwrapped.objects)}
 
     sb3 = out / "sb3"
     state_path = out / "train.json"
@@ -246,8 +261,9 @@ def train_rl(
         resumed = False
     report = {
         "task": task,
-        "kind": "residual" if bundle is not None else "rl",
+        "kind": "residual" if bundle is not None else "dream" if dream is not None else "rl",
         "init": str(init) if init is not None else None,
+        "dream": str(dream) if dream is not None else None,
         "reward": reward,
         "seed": seed,
         "config": asdict(config),
@@ -268,6 +284,8 @@ def train_rl(
             task_kinds=kinds,
             base=bundle,
             base_blob=_base_blob(init),
+            world_model=world_model,
+            world_model_blob=wm_blob,
             scale=config.residual_scale,
             info={"algo": config.algo, "seed": seed, "env_steps": int(model.num_timesteps)},
         )
@@ -286,6 +304,8 @@ def train_rl(
             "ci95": list(result.ci95),
             "mean_return": float(np.mean([e["total_reward"] for e in result.per_episode])),
         }
+        if world_model is not None:  # the same policy in imagination: the return gap
+            entry |= imagined_returns(imagined, model.policy, config.eval_episodes, seed)
         report["evals"].append(entry)
         if getattr(model, "_logger", None) is not None:  # SB3 sets it up when learning starts
             model.logger.record("eval/success_rate", entry["success_rate"])

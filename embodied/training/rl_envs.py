@@ -146,3 +146,57 @@ class ResidualEnv(gym.Wrapper):
         self.agent.observe(info)
         x = _checked(self.agent.prepare(obs), "residual")
         return x, self.rewards(info), terminated, truncated, info
+
+
+def env_settings(task: str, bundle, world_model, obs_mode: str | None) -> dict[str, Any]:
+    """The task settings an RL run acts in: the base agent's observation layout (residual), the
+    world model's (dream), or state (from scratch); a clear error for a mismatched ``obs_mode``."""
+    if bundle is not None:
+        overrides = dict(bundle.env)
+        if "cameras" in overrides:
+            overrides["cameras"] = tuple(overrides["cameras"])
+        wanted, why = overrides.get("obs_mode", "pixels"), "the base agent reads"
+    elif world_model is not None:
+        spec = world_model.spec
+        overrides = {"obs_mode": "pixels" if spec.image_keys else "state"}
+        if spec.image_keys:
+            overrides["cameras"] = tuple(k.removeprefix("image_") for k in spec.image_keys)
+            overrides["image_size"] = spec.image_size
+        wanted, why = overrides["obs_mode"], "the world model reads"
+    else:
+        if obs_mode not in (None, "state"):
+            raise ValueError(
+                "RL from scratch reads task-relative state (obs_mode 'state'); a pixel agent "
+                "learns by RL as a residual over a trained one: --init RUN --residual"
+            )
+        return {"obs_mode": "state"}
+    if obs_mode not in (None, wanted):
+        raise ValueError(f"{why} obs_mode {wanted!r}; got obs_mode {obs_mode!r}")
+    return overrides
+
+
+def start_observations(env, world_model, count: int, seed: int) -> dict[str, np.ndarray]:
+    """The first observation of ``count`` seeded episodes, the keys the world model encodes."""
+    keys = (*world_model.image_keys, *world_model.input_vector_keys)
+    starts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+    for i in range(count):
+        obs, _ = env.reset(seed=seed + i)
+        for k in keys:
+            starts[k].append(np.asarray(obs[k]))
+    return {k: np.stack(v) for k, v in starts.items()}
+
+
+def imagined_returns(dream_env, policy, episodes: int, seed: int) -> dict[str, float]:
+    """Mean return and success of ``policy`` (deterministic) in the dream env."""
+    returns, wins = [], 0
+    for i in range(episodes):
+        z, _ = dream_env.reset(seed=400_000 + seed * 1000 + i)
+        total, done = 0.0, False
+        while not done:
+            action, _ = policy.predict(z, deterministic=True)
+            z, reward, terminated, truncated, _ = dream_env.step(action)
+            total += reward
+            done = terminated or truncated
+        returns.append(total)
+        wins += int(terminated)
+    return {"imagined_return": float(np.mean(returns)), "imagined_success": wins / episodes}
