@@ -164,15 +164,9 @@ class BCPixelsPolicy(nn.Module):
         width = config.hidden * len(self.image_keys) + len(PROPRIO_USED) + cond
         self.head = mlp([width, config.hidden, config.hidden, config.chunk * action_dim])
 
-    def forward(
-        self,
-        images: dict[str, torch.Tensor],
-        proprio: torch.Tensor,
-        instruction: torch.Tensor,
-        shift: int = 0,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        out = self.head[-1](self.embed(images, proprio, instruction, shift, generator))
+    def forward(self, *inputs, **options) -> torch.Tensor:
+        """The inputs of :meth:`embed` -> the action chunk ``(B, K, A)``."""
+        out = self.head[-1](self.embed(*inputs, **options))
         return out.view(-1, self.config.chunk, self.action_dim)
 
     def embed(
