@@ -56,7 +56,7 @@ def s1_batch(batch: int = 8, chunk: int = 4, seed: int = 0) -> dict[str, np.ndar
 def test_registries_list_every_policy_and_agent():
     assert POLICIES.names() == ["bc-pixels", "bc-state", "subtask-planner", "vla"]
     assert AGENTS.names() == [
-        "bc-pixels", "bc-state", "end-to-end", "hierarchical", "residual", "rl"
+        "bc-pixels", "bc-state", "dream", "end-to-end", "hierarchical", "residual", "rl"
     ]
     with pytest.raises(KeyError, match="known agents: bc-pixels, bc-state, end-to-end"):
         AGENTS.get("telepathic")
