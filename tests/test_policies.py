@@ -58,7 +58,7 @@ def test_registries_list_every_policy_and_agent():
     assert AGENTS.names() == [
         "bc-pixels", "bc-state", "dream", "end-to-end", "hierarchical", "residual", "rl"
     ]
-    with pytest.raises(KeyError, match="known agents: bc-pixels, bc-state, end-to-end"):
+    with pytest.raises(KeyError, match="known agents: bc-pixels, bc-state, dream, end-to-end"):
         AGENTS.get("telepathic")
 
 
