@@ -60,7 +60,7 @@ def success_plot(results: dict[str, Any], path: Path) -> Path:
     tasks = results["settings"]["tasks"]
     rows = results["rows"]
     width = 0.8 / max(len(rows), 1)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(tasks) + 2), 3.6), dpi=100)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(tasks) + 2), 4.2), dpi=100)
     for k, row in enumerate(rows):
         xs, ys, err = [], [], [[], []]
         for i, task in enumerate(tasks):
@@ -76,7 +76,7 @@ def success_plot(results: dict[str, Any], path: Path) -> Path:
     ax.set_xticks(range(len(tasks)), tasks)
     ax.set_ylim(0, 105)
     ax.set_ylabel("success % (95% CI)")
-    ax.legend(fontsize=7, ncol=2, loc="upper right")
+    ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
