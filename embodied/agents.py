@@ -15,10 +15,16 @@ from world_models.checkpoint import CheckpointError
 from world_models.trainer import resolve_device
 
 
+def agent_file(path: str | Path) -> Path:
+    """The agent checkpoint of a run directory (``RUN/agent.pt``), or ``path`` itself."""
+    path = Path(path)
+    return path / AGENT_FILE if path.is_dir() else path
+
+
 def load_bundle(path: str | Path) -> AgentBundle | BCBundle:
     """An agent from a run directory (``RUN/agent.pt``) or a checkpoint file."""
     path = Path(path)
-    file = path / AGENT_FILE if path.is_dir() else path
+    file = agent_file(path)
     if path.is_dir() and not file.exists():
         raise CheckpointError(
             f"{path}: no {AGENT_FILE} (is the training finished? `train agent` resumes it)"

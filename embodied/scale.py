@@ -342,8 +342,7 @@ def evaluate_ray(
     spec = _AgentSpec(noise=noise, world_model_check=world_model_check, planner=planner)
     checkpoint: bytes | None = None
     if str(run_or_expert) != "expert":
-        from embodied.agents import agent_factory_from_run
-        from embodied.training.layered import AGENT_FILE
+        from embodied.agents import agent_factory_from_run, agent_file
 
         path = Path(run_or_expert)
         if not path.exists():
@@ -352,7 +351,7 @@ def evaluate_ray(
             )
         _, agent_overrides = agent_factory_from_run(path, task, world_model_check, planner=planner)
         overrides = {**agent_overrides, **overrides}
-        checkpoint = (path / AGENT_FILE if path.is_dir() else path).read_bytes()
+        checkpoint = agent_file(path).read_bytes()
     seeds, skipped = evaluation_seeds(task, episodes, seed, **overrides)
 
     with ray_session(address) as ray:

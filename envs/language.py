@@ -140,6 +140,17 @@ these, to measure whether an agent understood the words or memorised the sentenc
 JOINERS: tuple[str, ...] = (", then ", " and then ", ". After that, ", ", next ")
 
 LANGUAGE_SPLITS: tuple[str, ...] = ("all", "train", "unseen-paraphrase", "unseen-composition")
+HELDOUT_SPLITS: tuple[str, ...] = ("unseen-paraphrase", "unseen-composition")
+"""The splits an evaluation measures beside ``all``."""
+NO_COMPOSITION: tuple[str, ...] = ("reach", "sort")
+"""Tasks whose instructions pair no cube with a destination: no unseen composition exists."""
+
+
+def has_split(task: str, split: str) -> bool:
+    """Whether ``task`` can draw instructions of language ``split``."""
+    return split != "unseen-composition" or task not in NO_COMPOSITION
+
+
 """Which instructions an env draws (``TaskConfig.language``):
 
 * ``all``: the training templates and every colour/destination combination (the default);
@@ -153,9 +164,7 @@ LANGUAGE_SPLITS: tuple[str, ...] = ("all", "train", "unseen-paraphrase", "unseen
 """
 
 
-def phrase(
-    kind: str, rng: np.random.Generator, templates: dict | None = None, **names: str
-) -> str:
+def phrase(kind: str, rng: np.random.Generator, templates: dict | None = None, **names: str) -> str:
     """One paraphrase of a meaning, drawn with ``rng`` from ``templates`` (default: the
     training templates)."""
     options = (TEMPLATES if templates is None else templates)[kind]

@@ -23,9 +23,11 @@ import torch
 
 import envs
 from embodied.agents import agent_factory_from_run, load_bundle
+from embodied.evaluation.compare import training_cost
 from embodied.evaluation.harness import evaluate
 from embodied.training.baselines import train_bc
 from embodied.training.layered import AGENT_FILE, train_agent
+from envs.language import HELDOUT_SPLITS, has_split
 from policies.agents import HierarchicalAgent, obs_batch
 from sandbox_common.atomic import write_json_atomic
 from sandbox_common.paths import portable_path
@@ -34,7 +36,6 @@ from world_models.checkpoint import load_checkpoint
 LONG_HORIZON = ("sort", "chain")
 LAYERED = ("end-to-end", "hierarchical")
 FLOOR = "bc-pixels"
-HELDOUT_SPLITS = ("unseen-paraphrase", "unseen-composition")
 
 
 def variants(kind: str, world_model: bool, language_splits: tuple[str, ...]):
@@ -160,7 +161,7 @@ def bench_agents(
                 for label, settings in variants(kind, bool(world_model), language_splits):
                     split = settings.get("language")
                     for task in tasks or trained_tasks:
-                        if task in entry.get(label, {}) or not _has_split(task, split):
+                        if task in entry.get(label, {}) or (split and not has_split(task, split)):
                             continue
                         entry.setdefault(label, {})[task] = _evaluate(
                             run_dir, task, episodes, num_envs, progress, settings
@@ -205,25 +206,10 @@ def _train(kind, head, data, run_dir, preset, world_model, seed, steps, planner_
 
 
 def _record_training(entry: dict[str, Any], run_dir: Path) -> None:
-    """Training cost from the run's own report: seconds and updates."""
-    report = _read(run_dir / "train.json")
-    if "rounds" in report:  # a baseline
-        entry["train_seconds"] = sum(
-            r.get("train_seconds_this_call", 0.0) for r in report["rounds"]
-        )
-        entry["updates"] = {"policy": sum(r.get("steps", 0) for r in report["rounds"])}
-        return
-    entry["train_seconds"] = sum(
-        report.get(part, {}).get("train_seconds_this_call", 0.0) for part in ("system1", "system2")
-    )
-    entry["updates"] = {
-        part: report[part]["steps"] for part in ("system1", "system2") if part in report
-    }
-
-
-def _has_split(task: str, split: str | None) -> bool:
-    """Whether ``task`` can draw instructions of a language split."""
-    return split != "unseen-composition" or task not in ("reach", "sort")
+    """Training cost from the run's own report: seconds and updates per network."""
+    cost = training_cost(run_dir)
+    entry["train_seconds"] = cost["train_seconds"]
+    entry["updates"] = cost["updates_by_part"]
 
 
 def _evaluate(

@@ -115,7 +115,8 @@ def cmd_bench_agents(args: argparse.Namespace) -> int:
             raise UsageError(
                 f"unknown agent kind {kind!r}; accepted: {', '.join((*LAYERED, FLOOR))}"
             )
-    for split in args.language:
+    language = HELDOUT_SPLITS if args.language is None else tuple(args.language)
+    for split in language:
         if split not in HELDOUT_SPLITS:
             raise UsageError(
                 f"unknown language split {split!r}; accepted: {', '.join(HELDOUT_SPLITS)}"
@@ -133,7 +134,7 @@ def cmd_bench_agents(args: argparse.Namespace) -> int:
         planner_steps=args.planner_steps,
         floor_steps=args.floor_steps,
         tasks=tasks,
-        language_splits=tuple(args.language),
+        language_splits=language,
         num_envs=args.num_envs,
         progress=not args.quiet,
         device=args.device,
@@ -269,8 +270,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     b.add_argument(
         "--language",
         nargs="*",
-        default=["unseen-paraphrase", "unseen-composition"],
-        help="held-out language splits evaluated beside the in-distribution seeds (none: skip)",
+        default=None,
+        help="held-out language splits evaluated beside the in-distribution seeds (default: "
+        "unseen-paraphrase unseen-composition; the flag alone: none)",
     )
     b.add_argument("--tasks", help="comma-separated tasks to evaluate (default: the trained ones)")
     b.add_argument("--num-envs", type=positive, default=2, help="vectorized evaluation envs")

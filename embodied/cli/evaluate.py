@@ -106,6 +106,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     from embodied.evaluation.compare import compare_runs
     from embodied.media.report import write_report
+    from envs.language import HELDOUT_SPLITS
 
     torch.set_num_threads(1)
     if args.video > args.episodes:
@@ -118,7 +119,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         episodes=args.episodes,
         seed=args.seed,
         video_episodes=args.video,
-        language=tuple(args.language),
+        language=HELDOUT_SPLITS if args.language is None else tuple(args.language),
         oracle=not args.no_oracle,
         num_envs=args.num_envs,
         progress=not args.quiet,
@@ -215,8 +216,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--language",
         nargs="*",
-        default=["unseen-paraphrase", "unseen-composition"],
-        help="held-out language splits to evaluate too (none: skip)",
+        default=None,
+        help="held-out language splits to evaluate too (default: unseen-paraphrase "
+        "unseen-composition; the flag alone: none)",
     )
     p.add_argument(
         "--no-oracle", action="store_true", help="no oracle-System 2 row for hierarchical runs"

@@ -21,12 +21,8 @@ from typing import Any
 
 from embodied.agents import agent_factory_from_run, load_bundle
 from embodied.evaluation.harness import evaluate, write_metrics
-from envs.language import LANGUAGE_SPLITS
+from envs.language import HELDOUT_SPLITS, LANGUAGE_SPLITS, has_split
 from sandbox_common.atomic import write_json_atomic
-
-HELDOUT_LANGUAGE = ("unseen-paraphrase", "unseen-composition")
-NO_COMPOSITION = ("reach", "sort")
-"""Tasks whose instructions pair no cube with a destination: no unseen composition exists."""
 
 
 @dataclass
@@ -42,26 +38,34 @@ class Row:
 
 
 def training_cost(run: Path) -> dict[str, Any]:
-    """Demos, updates and training seconds, from the run's own ``train.json``."""
+    """Demos, updates (in all and per network) and training seconds, from the run's own
+    ``train.json`` (imitation runs; an RL run reports its env steps and seconds)."""
     path = run / "train.json" if run.is_dir() else run.parent / "train.json"
     if not path.exists():
         return {}
     report = json.loads(path.read_text())
+    if "env_steps" in report:  # an RL run
+        return {"env_steps": report["env_steps"], "train_seconds": report["train_seconds"]}
     if "rounds" in report:  # a baseline, with its DAgger rounds
         rounds = report["rounds"]
         first = rounds[0].get("data", {})
-        return {
-            "demos": first.get("episodes_train", 0) + first.get("episodes_val", 0),
-            "updates": sum(r.get("steps", 0) for r in rounds),
-            "train_seconds": sum(r.get("train_seconds_this_call", 0.0) for r in rounds),
-            "dagger_rounds": len(rounds) - 1,
-        }
-    data = report.get("data", {})
-    parts = [report[p] for p in ("system1", "system2") if p in report]
+        by_part = {"policy": sum(r.get("steps", 0) for r in rounds)}
+        seconds = sum(r.get("train_seconds_this_call", 0.0) for r in rounds)
+        extra = {"dagger_rounds": len(rounds) - 1}
+    else:
+        first = report.get("data", {})
+        by_part = {p: report[p]["steps"] for p in ("system1", "system2") if p in report}
+        seconds = sum(
+            report[p].get("train_seconds_this_call", 0.0) for p in ("system1", "system2")
+            if p in report
+        )  # fmt: skip
+        extra = {}
     return {
-        "demos": data.get("episodes_train", 0) + data.get("episodes_val", 0),
-        "updates": sum(p.get("steps", 0) for p in parts),
-        "train_seconds": sum(p.get("train_seconds_this_call", 0.0) for p in parts),
+        "demos": first.get("episodes_train", 0) + first.get("episodes_val", 0),
+        "updates": sum(by_part.values()),
+        "updates_by_part": by_part,
+        "train_seconds": seconds,
+        **extra,
     }
 
 
@@ -102,7 +106,7 @@ def compare_runs(
     episodes: int = 50,
     seed: int = 10_000,
     video_episodes: int = 2,
-    language: tuple[str, ...] = HELDOUT_LANGUAGE,
+    language: tuple[str, ...] = HELDOUT_SPLITS,
     oracle: bool = True,
     num_envs: int = 2,
     progress: bool = True,
@@ -113,7 +117,7 @@ def compare_runs(
     ``env_overrides`` apply to every evaluation (after each run's own env settings)."""
     bad = [s for s in language if s not in LANGUAGE_SPLITS or s in ("all", "train")]
     if bad:
-        raise ValueError(f"unknown held-out language split(s) {bad}; accepted: {HELDOUT_LANGUAGE}")
+        raise ValueError(f"unknown held-out language split(s) {bad}; accepted: {HELDOUT_SPLITS}")
     if video_episodes > episodes:
         raise ValueError(f"video_episodes ({video_episodes}) exceeds episodes ({episodes})")
     out = Path(out)
@@ -143,7 +147,7 @@ def compare_runs(
                 continue
             cells = {}
             for split in ("all", *language):
-                if split == "unseen-composition" and task in NO_COMPOSITION:
+                if not has_split(task, split):
                     continue
                 videos = video_episodes if split == "all" else 0
                 cells[split] = _evaluation(out, row, task, split, episodes, seed, videos,

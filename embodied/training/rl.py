@@ -30,8 +30,9 @@ import torch
 from tqdm import tqdm
 
 import envs
-from embodied.agents import load_bundle
+from embodied.agents import agent_file, load_bundle
 from embodied.evaluation.harness import evaluate
+from embodied.training.layered import AGENT_FILE
 from embodied.training.rl_envs import (
     ResidualEnv,
     TaskStateEnv,
@@ -45,7 +46,6 @@ from world_models.dream_env import DreamEnv
 from world_models.training import CHECKPOINT as WM_CHECKPOINT
 from world_models.training import load_world_model
 
-AGENT_FILE = "agent.pt"
 EVAL_SEED = 20_000
 """First seed of the periodic evaluations (demos start at 100000, benchmarks at 0 or 10000)."""
 
@@ -217,6 +217,7 @@ def train_rl(
     if init is not None and dream is not None:
         raise ValueError("choose one: a residual over --init RUN, or RL in the dream of --dream WM")
     bundle = load_bundle(init) if init is not None else None
+    base_blob = agent_file(init).read_bytes() if init is not None else b""
     world_model, wm_blob = None, b""
     if dream is not None:
         world_model, _ = load_world_model(dream)
@@ -283,7 +284,7 @@ def train_rl(
             tasks=(task,),
             task_kinds=kinds,
             base=bundle,
-            base_blob=_base_blob(init),
+            base_blob=base_blob,
             world_model=world_model,
             world_model_blob=wm_blob,
             scale=config.residual_scale,
@@ -354,10 +355,3 @@ def train_rl(
     agent_bundle(model).save(out / AGENT_FILE)
     write_json_atomic(state_path, report)
     return report
-
-
-def _base_blob(init: str | Path | None) -> bytes:
-    if init is None:
-        return b""
-    path = Path(init)
-    return (path / AGENT_FILE if path.is_dir() else path).read_bytes()
