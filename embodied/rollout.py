@@ -52,6 +52,12 @@ class Rollout:
     total_reward: float
     unstable: bool
     frames: list[np.ndarray] = field(default_factory=list)
+    events_fired: str = ""
+    """World events that fired (comma-separated, ``envs.events``)."""
+    counterfactual: bool = False
+    """The instruction was swapped (the ``counterfactual`` factor or a ``change-instruction`` event)."""
+    original_goal_reached: bool = False
+    """With a swapped instruction: whether the agent did what the original one asked."""
     infos: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -136,6 +142,8 @@ class EpisodeRun:
         """After the env's step; returns whether the episode is over."""
         self.total += float(reward)
         self.steps += 1
+        if info["instruction"] != self.info["instruction"]:  # the world changed the instruction
+            self.agent.reset(info["instruction"])
         self.info = info
         if self.keep_infos:
             self.infos.append(info)
@@ -155,6 +163,9 @@ class EpisodeRun:
             total_reward=float(self.total),
             unstable=bool(info["unstable"]),
             frames=frames or [],
+            events_fired=str(info.get("events_fired", "")),
+            counterfactual=bool(info.get("counterfactual", False)),
+            original_goal_reached=bool(info.get("original_goal_reached", False)),
             infos=self.infos,
         )
 

@@ -40,7 +40,7 @@ from envs.observation import (  # re-exported: the env's observation keys and si
     _close_renderers,
 )
 from envs.robot import ARM_JOINTS, FINGER_JOINTS, FINGER_OPEN, ArmController, IKConfig
-from envs.scene import CUBE_HALF, ObjectSpec, build_model
+from envs.scene import ObjectSpec, build_model
 from envs.subtasks import (  # re-exported: the subtask tolerances
     LIFT_HEIGHT,
     PLACE_XY,
@@ -49,6 +49,7 @@ from envs.subtasks import (  # re-exported: the subtask tolerances
     SubtaskTracking,
 )
 from envs.task_config import OBS_MODES, REWARD_TYPES, Episode, TaskConfig
+from envs.variation import Variation
 
 __all__ = [  # the names other modules import from here, including those defined beside it
     "ACTION_DIM",
@@ -104,7 +105,7 @@ PUSH_DISTANCE = 0.12
 """How far "push the cube left" moves it (m)."""
 
 
-class ManipulationEnv(SubtaskTracking, ObservationsAndRendering, gym.Env):
+class ManipulationEnv(Variation, SubtaskTracking, ObservationsAndRendering, gym.Env):
     """A five-joint arm with a parallel gripper at a table, driven by end-effector deltas."""
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -181,6 +182,7 @@ class ManipulationEnv(SubtaskTracking, ObservationsAndRendering, gym.Env):
         self._reset_count = 0
         self._contacts_key: tuple[int, int] | None = None
         self._contacts: tuple[set[int], set[int]] = (set(), set())
+        self._init_variation()
 
     # ------------------------------------------------------------------ task hooks
 
@@ -314,7 +316,7 @@ class ManipulationEnv(SubtaskTracking, ObservationsAndRendering, gym.Env):
 
     def phrase(self, kind: str, rng: np.random.Generator, **names: str) -> str:
         """An instruction clause in the words of this env's language split."""
-        unseen = self.config.language == "unseen-paraphrase"
+        unseen = self.config.language == "unseen-paraphrase" or self._heldout_phrasing
         return phrase(kind, rng, HELDOUT_TEMPLATES if unseen else None, **names)
 
     def _draw_episode(self, rng: np.random.Generator, attempts: int = 500) -> Episode:
@@ -343,10 +345,9 @@ class ManipulationEnv(SubtaskTracking, ObservationsAndRendering, gym.Env):
         super().reset(seed=seed)
         if seed is not None:
             self._seed = int(seed)
-        if options:
-            raise ValueError(f"reset options are not supported yet, got keys {sorted(options)}")
+        self._begin_variation(options)
         m, d = self.model, self.data
-        episode = self._draw_episode(self.np_random)
+        episode = self._vary_episode(self._draw_episode(self.np_random))
         self._episode = episode
         self._semantic = {}
         for body, color in episode.colors.items():
@@ -354,6 +355,8 @@ class ManipulationEnv(SubtaskTracking, ObservationsAndRendering, gym.Env):
             self._semantic[f"{color}_{kind}"] = body
             m.geom_rgba[self._geom[body], :3] = COLORS[color]
         self._color_index = {body: COLOR_NAMES.index(c) for body, c in episode.colors.items()}
+        self.perturbation.apply_model()
+        self._sync_renderers()
 
         mujoco.mj_resetData(m, d)
         d.qpos[self._arm_qadr] = self.home_q
@@ -364,7 +367,7 @@ class ManipulationEnv(SubtaskTracking, ObservationsAndRendering, gym.Env):
             x, y, yaw = episode.placements[obj.name]
             if obj.kind == "cube":
                 a = self._qadr[obj.name]
-                d.qpos[a : a + 3] = (x, y, CUBE_HALF)
+                d.qpos[a : a + 3] = (x, y, self.cube_half)
                 d.qpos[a + 3 : a + 7] = (np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2))
             elif obj.kind == "pad":
                 m.body_pos[self._body[obj.name]] = (x, y, 0.0)
@@ -374,6 +377,7 @@ class ManipulationEnv(SubtaskTracking, ObservationsAndRendering, gym.Env):
                     y,
                     episode.target_heights.get(obj.name, 0.1),
                 )
+        self.perturbation.place_distractors(self, episode)
         mujoco.mj_forward(m, d)
         self._layout_object_state()
 
@@ -385,7 +389,8 @@ class ManipulationEnv(SubtaskTracking, ObservationsAndRendering, gym.Env):
         self._reset_count += 1
         self._progress = 0
         self._update_subtasks()
-        obs = self._observation()
+        self._start_events()
+        obs = self.perturbation.observe(self._observation())
         self._last_obs = obs
         return obs, self._info(
             success=self._check_success(), completed=[], reverted=[], unstable=False
@@ -403,7 +408,7 @@ class ManipulationEnv(SubtaskTracking, ObservationsAndRendering, gym.Env):
 
     def step(self, action: Any):
         self._require_episode()
-        a = self._validate_action(action)
+        a = self.perturbation.act(self._validate_action(action))
         m, d = self.model, self.data
         ee = self.ee_pos
         target = self._target_pos + a[:3] * POS_STEP
@@ -434,11 +439,12 @@ class ManipulationEnv(SubtaskTracking, ObservationsAndRendering, gym.Env):
             return self._last_obs, 0.0, True, truncated, info
 
         completed, reverted = self._update_subtasks()
+        self._fire_events(completed)
         success = self._check_success()
         if success and self._progress < len(self.plan):  # a state-based success completes the plan
             completed += [s.label for s in self.plan[self._progress :]]
             self._progress = len(self.plan)
-        obs = self._observation()
+        obs = self.perturbation.observe(self._observation())
         self._last_obs = obs
         info = self._info(success=success, completed=completed, reverted=reverted, unstable=False)
         reward = (
@@ -476,4 +482,4 @@ class ManipulationEnv(SubtaskTracking, ObservationsAndRendering, gym.Env):
             "reward_dense": float(dense),
             "reward_sparse": float(success),
             "unstable": bool(unstable),
-        }
+        } | self._variation_info()

@@ -27,7 +27,6 @@ import numpy as np
 
 from envs.base import MAX_REACH, POS_STEP, YAW_LIMIT, YAW_STEP, ManipulationEnv
 from envs.language import DIRECTIONS, Subtask
-from envs.scene import CUBE_HALF
 
 HOVER = 0.09
 """Height above an object's centre for approach and carry (m)."""
@@ -187,7 +186,9 @@ class ScriptedExpert:
         cube = env.object_pos(subtask.obj)
         dest = env.object_pos(subtask.dest)
         on_cube = subtask.dest.endswith("_cube")
-        top = dest[2] + 2 * CUBE_HALF if on_cube else CUBE_HALF  # the carried cube's centre, placed
+        top = (
+            dest[2] + 2 * env.cube_half if on_cube else env.cube_half
+        )  # the carried cube's centre, placed
         yaw = self._grasp_yaw(subtask.dest) if on_cube else env.ee_yaw
         ee = env.ee_pos
         if not self._holding(subtask.obj):
@@ -212,7 +213,7 @@ class ScriptedExpert:
         u = to_goal / dist if dist > 1e-6 else np.array(DIRECTIONS.get(subtask.dest, (1.0, 0.0)))
         yaw = closest_equivalent(float(np.arctan2(u[1], u[0])), np.pi, env.ee_yaw)
         ee = env.ee_pos
-        low = CUBE_HALF
+        low = env.cube_half
         pre = self._reachable(cube[:2] - (PUSH_BEHIND + 0.015) * u)
         rel = ee[:2] - cube[:2]
         along = float(np.dot(rel, u))  # negative: behind the cube

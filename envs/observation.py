@@ -141,6 +141,15 @@ class ObservationsAndRendering:
             atexit.register(self._exit_hook)
         return renderer
 
+    def _sync_renderers(self) -> None:
+        """Renderer contexts copy material texture settings at creation; give them the model's
+        current ones (the ``table_texture`` factor changes them per episode)."""
+        repeat = self.model.mat_texrepeat.ravel()
+        for renderer in self._renderers.values():
+            context = renderer._mjr_context
+            if context is not None:
+                context.mat_texrepeat[: repeat.size] = repeat
+
     def render_camera(self, camera: str, size: int | None = None, fast: bool = True) -> np.ndarray:
         """An RGB frame ``(H, W, 3) uint8`` from ``camera``: fast (observations) or pretty (videos)."""
         if fast and (size is None or size == self.config.image_size):

@@ -17,6 +17,13 @@ PAD_HALF = 0.045
 """Half edge of a square target pad (m)."""
 TARGET_RADIUS = 0.02
 """Radius of a reach target marker (m)."""
+DISTRACTOR_SHAPES: tuple[tuple[mujoco.mjtGeom, tuple[float, float, float], float], ...] = (
+    (mujoco.mjtGeom.mjGEOM_CYLINDER, (0.022, 0.03, 0.0), 0.03),
+    (mujoco.mjtGeom.mjGEOM_SPHERE, (0.024, 0.0, 0.0), 0.024),
+    (mujoco.mjtGeom.mjGEOM_BOX, (0.04, 0.012, 0.012), 0.012),
+)
+"""Shape, size and resting height of the distractor objects every scene holds, hidden under the
+table (transparent, touching nothing) unless the ``distractors`` factor puts them on it."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,18 @@ def build_model(objects: tuple[ObjectSpec, ...]) -> mujoco.MjModel:
                 conaffinity=0,
                 rgba=[0.8, 0.2, 0.2, 0.6],
             )
+    for i, (shape, size, _) in enumerate(DISTRACTOR_SHAPES):
+        body = world.add_body(name=f"distractor{i}", pos=[0.0, 0.0, -0.3])
+        body.mocap = True
+        # alpha 0: MuJoCo draws nothing, so a scene without distractors renders bit-identically
+        body.add_geom(
+            name=f"distractor{i}",
+            type=shape,
+            size=list(size),
+            contype=0,
+            conaffinity=0,
+            rgba=[0.5, 0.5, 0.5, 0.0],
+        )
     return spec.compile()
 
 

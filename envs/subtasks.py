@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from envs.language import DIRECTIONS, Subtask
-from envs.scene import CUBE_HALF, PAD_HALF
+from envs.scene import PAD_HALF
 
 PLACE_XY = 0.02
 """A cube stacked on another is placed when their centres are this close in xy (m)."""
@@ -28,12 +28,15 @@ class SubtaskTracking:
 
     def _on_pad(self, obj: str, pad: str) -> bool:
         p, q = self.object_pos(obj), self.object_pos(pad)
-        return bool(np.all(np.abs(p[:2] - q[:2]) < PAD_HALF - 0.005) and p[2] < CUBE_HALF + 0.01)
+        return bool(
+            np.all(np.abs(p[:2] - q[:2]) < PAD_HALF - 0.005) and p[2] < self.cube_half + 0.01
+        )
 
     def _on_cube(self, obj: str, base: str) -> bool:
         p, q = self.object_pos(obj), self.object_pos(base)
         return bool(
-            np.linalg.norm(p[:2] - q[:2]) < PLACE_XY and abs(p[2] - q[2] - 2 * CUBE_HALF) < 0.008
+            np.linalg.norm(p[:2] - q[:2]) < PLACE_XY
+            and abs(p[2] - q[2] - 2 * self.cube_half) < 0.008
         )
 
     def is_placed(self, obj: str, dest: str) -> bool:
@@ -46,7 +49,7 @@ class SubtaskTracking:
         if subtask.verb == "pick":
             return (
                 self.is_grasped(subtask.obj)
-                and self.object_pos(subtask.obj)[2] > CUBE_HALF + LIFT_HEIGHT
+                and self.object_pos(subtask.obj)[2] > self.cube_half + LIFT_HEIGHT
             )
         if subtask.verb == "place":
             return self.is_placed(subtask.obj, subtask.dest) and not self.is_touched(subtask.obj)
@@ -64,7 +67,7 @@ class SubtaskTracking:
         if subtask.verb == "pick":
             near = 1.0 - math.tanh(10.0 * _dist(ee, obj))
             lift = (
-                min(max((obj[2] - CUBE_HALF) / LIFT_HEIGHT, 0.0), 1.0)
+                min(max((obj[2] - self.cube_half) / LIFT_HEIGHT, 0.0), 1.0)
                 if self.is_grasped(subtask.obj)
                 else 0.0
             )
@@ -89,7 +92,7 @@ class SubtaskTracking:
             and self._progress > 0
             and plan[self._progress - 1].verb == "pick"
             and not self.is_grasped(current.obj)
-            and self.object_pos(current.obj)[2] < CUBE_HALF + 0.01
+            and self.object_pos(current.obj)[2] < self.cube_half + 0.01
         ):
             self._progress -= 1
             reverted.append(plan[self._progress].label)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+from envs.events import check_events
+from envs.factors import check_factors, check_randomize
 from envs.language import LANGUAGE_SPLITS, Subtask
 from envs.observation import CAMERAS
 
@@ -36,9 +38,39 @@ class TaskConfig:
     """Which instructions are drawn: ``all``, ``train`` (no held-out colour/destination
     combination), ``unseen-paraphrase`` (held-out templates) or ``unseen-composition``
     (held-out combinations); see ``envs.language.LANGUAGE_SPLITS``."""
+    factors: tuple[tuple[str, float], ...] = ()
+    """Factors of variation applied to every episode, as ``(name, magnitude)`` pairs (a dict is
+    accepted); see ``envs.factors.FACTORS``. ``reset(options={"factors": ...})`` overrides them."""
+    randomize: tuple[str, ...] = ()
+    """Domain randomisation: factor families (``visual``, ``physical``, ``sensing``,
+    ``actuation``, ``language``) whose every factor gets a fresh magnitude each episode, drawn
+    from ``envs.factors.TRAIN_BANDS`` (never an evaluation magnitude) up to ``randomize_magnitude``."""
+    randomize_magnitude: float = 1.0
+    """The largest magnitude domain randomisation draws, in (0, 1]."""
+    events: tuple[str, ...] = ()
+    """World events of every episode (``envs.events.EVENTS``)."""
 
     def __post_init__(self) -> None:
         problems = []
+        try:  # normal forms: sorted (name, magnitude) pairs, tuples of names
+            factors = self.factors
+            if not isinstance(factors, dict):
+                factors = dict(tuple(pair) for pair in factors)
+            object.__setattr__(self, "factors", tuple(sorted(check_factors(factors).items())))
+        except (TypeError, ValueError) as exc:
+            problems.append(f"factors: {exc}")
+        randomize = self.randomize
+        if isinstance(randomize, str):
+            randomize = tuple(f.strip() for f in randomize.split(",") if f.strip())
+        object.__setattr__(self, "randomize", tuple(randomize))
+        try:
+            check_randomize(self.randomize, self.randomize_magnitude)
+        except (TypeError, ValueError) as exc:
+            problems.append(f"randomize: {exc}")
+        try:
+            object.__setattr__(self, "events", check_events(self.events))
+        except (TypeError, ValueError) as exc:
+            problems.append(f"events: {exc}")
         if self.max_steps < 1:
             problems.append(f"max_steps must be >= 1, got {self.max_steps}")
         if not 1 <= self.frame_skip <= 100:

@@ -33,7 +33,34 @@ def env_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["cameras"] = tuple(c.strip() for c in args.cameras.split(",") if c.strip())
     if isinstance(overrides.get("cameras"), list):
         overrides["cameras"] = tuple(overrides["cameras"])
+    if getattr(args, "factors", None):
+        overrides["factors"] = factor_magnitudes(args.factors)
+    if getattr(args, "events", None):
+        overrides["events"] = tuple(e.strip() for e in args.events.split(",") if e.strip())
+    if getattr(args, "randomize", None):
+        overrides["randomize"] = tuple(f.strip() for f in args.randomize.split(",") if f.strip())
+    if getattr(args, "magnitude", None) is not None:
+        if not getattr(args, "randomize", None):
+            raise UsageError("--magnitude caps --randomize: give --randomize FAMILY[,FAMILY] too")
+        overrides["randomize_magnitude"] = args.magnitude
     return overrides
+
+
+def factor_magnitudes(text: str) -> dict[str, float]:
+    """``light_intensity=0.5,object_mass=1`` -> a dict (checked by the env config)."""
+    out: dict[str, float] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value) if sep else 0.5
+        except ValueError:
+            raise UsageError(
+                f"--factors expects NAME=MAGNITUDE[,NAME=MAGNITUDE] with magnitudes in [0, 1], "
+                f"got {item!r}"
+            ) from None
+    return out
 
 
 def check_task(name: str) -> str:
@@ -72,6 +99,25 @@ def add_env_options(p: argparse.ArgumentParser) -> None:
         "--image-size", type=positive, help="observation image size in px (16-640, default 64)"
     )
     p.add_argument("--cameras", help="comma-separated observation cameras from front,wrist,side")
+    p.add_argument(
+        "--factors",
+        metavar="NAME=M[,NAME=M]",
+        help="factors of variation at magnitudes in [0, 1] (see `suites --factors`)",
+    )
+    p.add_argument(
+        "--events", metavar="EVENT[,EVENT]", help="world events (see `suites --factors`)"
+    )
+    p.add_argument(
+        "--randomize",
+        metavar="FAMILY[,FAMILY]",
+        help="domain randomisation: visual, physical, sensing, actuation, language (magnitudes "
+        "from training bands that never hold an evaluation magnitude)",
+    )
+    p.add_argument(
+        "--magnitude",
+        type=float,
+        help="largest domain-randomisation magnitude, in (0, 1] (default 1)",
+    )
     p.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="any other task config field"
     )

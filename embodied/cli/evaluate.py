@@ -56,6 +56,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"unknown agent {args.agent!r}; accepted: expert (the scripted expert, privileged "
             "state) or the run directory of a trained agent (written by `train agent`)"
         )
+    if args.suite is not None:
+        return _eval_suite(args, task, factory, num_envs, overrides)
     if args.ray is not None:  # the workers build the agent; --num-envs: how many workers
         from embodied.scale import evaluate_ray
 
@@ -101,6 +103,55 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_suite(args: argparse.Namespace, task: str, factory, num_envs: int, overrides) -> int:
+    from embodied.evaluation.harness import evaluate
+    from embodied.evaluation.robustness import check_suite, run_suite
+
+    suite = check_suite(args.suite)
+    if args.video or args.ray is not None:
+        raise UsageError("--suite runs many evaluations in this process: drop --video and --ray")
+    clash = sorted({"factors", "events", "randomize"} & set(overrides))
+    if clash:
+        raise UsageError(f"--suite sets the factors and events of every cell itself; drop {clash}")
+
+    def evaluate_cell(extra):
+        return evaluate(
+            factory, task, args.episodes, seed=args.seed, num_envs=num_envs, **overrides, **extra
+        )
+
+    meta = {"agent": str(args.agent), "episodes": args.episodes, "seed": args.seed}
+    report = run_suite(
+        evaluate_cell,
+        suite,
+        task,
+        args.out,
+        meta,
+        progress=None if args.quiet else (lambda key: print(f"[{suite.name}] {key}", flush=True)),
+    )
+    print((Path(args.out) / "robustness.md").read_text())
+    print(f"-> {Path(args.out) / 'robustness.json'}")
+    return 0 if report["rows"] else 1
+
+
+def cmd_suites(args: argparse.Namespace) -> int:
+    from embodied.evaluation.robustness import SUITES, suite_cells
+    from envs.events import EVENTS
+    from envs.factors import FACTORS, MAGNITUDES, TRAIN_BANDS
+
+    if args.factors:
+        print(f"magnitudes: {MAGNITUDES}; domain randomisation draws from {list(TRAIN_BANDS)}")
+        for f in FACTORS.values():
+            only = f" (only {', '.join(f.tasks)})" if f.tasks else ""
+            print(f"{f.family:10s} {f.name:20s} {f.changes}; at 1: {f.at_one}{only}")
+        for e in EVENTS.values():
+            print(f"{'event':10s} {e.name:20s} at {e.trigger}: {e.what}")
+        return 0
+    for s in SUITES.values():
+        cells = len(suite_cells(s, "pick-place"))
+        print(f"{s.name:10s} {cells:3d} cells on pick-place: {s.description}")
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     import torch
 
@@ -123,6 +174,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         oracle=not args.no_oracle,
         num_envs=args.num_envs,
         progress=not args.quiet,
+        suite=args.suite,
         **env_overrides(args),
     )
     paths = write_report(results, args.out)
@@ -198,9 +250,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="hierarchical agents: System 2 is the agent's own planner (learned) or the env's "
         "subtask sequence (oracle: how much of the gap is System 1, how much planning)",
     )
+    p.add_argument(
+        "--suite",
+        help="robustness suite (see `suites`): every factor x magnitude and events, written to "
+        "OUT/robustness.json, .md and .png",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_env_options(p)
     p.set_defaults(func=cmd_eval)
+    p = sub.add_parser(
+        "suites", help="list the robustness suites (--factors: every factor and event)"
+    )
+    p.add_argument("--factors", action="store_true", help="list the factors and world events")
+    p.set_defaults(func=cmd_suites)
     p = sub.add_parser(
         "compare",
         help="trained agents side by side: one HTML report (plots, videos) and its Markdown twin",
@@ -224,6 +286,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--no-oracle", action="store_true", help="no oracle-System 2 row for hierarchical runs"
     )
     p.add_argument("--num-envs", type=positive, default=2, help="env worker processes")
+    p.add_argument(
+        "--suite",
+        help="also run this robustness suite per agent and task (see `suites`): a heatmap",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_env_options(p)
     p.set_defaults(func=cmd_compare)

@@ -151,6 +151,8 @@ def cmd_train_rl(args: argparse.Namespace) -> int:
         dream=args.dream,
         seed=args.seed,
         progress=not args.quiet,
+        randomize=tuple(f.strip() for f in (args.randomize or "").split(",") if f.strip()),
+        randomize_magnitude=args.magnitude,
     )
     last = report["evals"][-1]
     lo, hi = last["ci95"]
@@ -296,5 +298,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--out", required=True, help="run directory (resumes when it holds sb3/)")
     t.add_argument("--seed", type=int, default=0, help="training seed")
+    t.add_argument(
+        "--randomize",
+        metavar="FAMILY[,FAMILY]",
+        help="domain randomisation of the training env (evaluation stays nominal); see `suites`",
+    )
+    t.add_argument(
+        "--magnitude", type=float, default=1.0, help="largest randomisation magnitude, in (0, 1]"
+    )
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train_rl)

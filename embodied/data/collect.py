@@ -122,6 +122,9 @@ def _record(
         "unstable": bool(recorder.unstable),
         "task": env.task_name,
         "env_version": envs.ENV_VERSION,
+        "factors": dict(info.get("factors", {})),
+        "events_fired": info.get("events_fired", ""),
+        "counterfactual": bool(info.get("counterfactual", False)),
     }
     return recorder.arrays(), meta
 

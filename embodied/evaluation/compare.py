@@ -110,11 +110,14 @@ def compare_runs(
     oracle: bool = True,
     num_envs: int = 2,
     progress: bool = True,
+    suite: str | None = None,
     **env_overrides: Any,
 ) -> dict[str, Any]:
     """Evaluate every row on every task (in distribution, then each held-out language split) and
     return the comparison (also written to ``OUT/comparison.json`` by the report).
-    ``env_overrides`` apply to every evaluation (after each run's own env settings)."""
+    ``env_overrides`` apply to every evaluation (after each run's own env settings). With a
+    robustness ``suite`` every row also runs it on every task (``OUT/robustness/<row>/<task>/``);
+    the report then shows the agents x factors heatmap."""
     bad = [s for s in language if s not in LANGUAGE_SPLITS or s in ("all", "train")]
     if bad:
         raise ValueError(f"unknown held-out language split(s) {bad}; accepted: {HELDOUT_SPLITS}")
@@ -154,7 +157,41 @@ def compare_runs(
                                            num_envs, progress, env_overrides)  # fmt: skip
             entry["tasks"][task] = cells
         results["rows"].append(entry)
+    if suite is not None:
+        results["robustness"] = {
+            f"{row.name} / {task}": _suite(
+                out, row, task, suite, episodes, seed, num_envs, env_overrides
+            )  # fmt: skip
+            for row in rows
+            for task in all_tasks
+            if task in row.tasks
+        }
     return results
+
+
+def _suite(
+    out: Path,
+    row: Row,
+    task: str,
+    suite: str,
+    episodes: int,
+    seed: int,
+    num_envs: int,
+    env_overrides: dict[str, Any],
+) -> dict[str, Any]:
+    """One row's robustness suite on one task (resumed cell by cell)."""
+    from embodied.evaluation.robustness import check_suite, run_suite
+
+    make, overrides = agent_factory_from_run(row.run, task, planner=row.planner)
+    overrides = {**overrides, **env_overrides}
+
+    def evaluate_cell(extra: dict[str, Any]):
+        return evaluate(make, task, episodes, seed=seed, num_envs=num_envs, **overrides, **extra)
+
+    meta = {"agent": str(row.run.resolve()) + f" ({row.planner})", "episodes": episodes,
+            "seed": seed}  # fmt: skip
+    return run_suite(evaluate_cell, check_suite(suite), task, out / "robustness" / row.name / task,
+                     meta)  # fmt: skip
 
 
 def _evaluation(

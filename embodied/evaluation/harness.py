@@ -205,7 +205,7 @@ def _run_serial(
 def _info_at(infos: dict[str, Any], index: int) -> dict[str, Any]:
     """One env's info out of a vector env's batched infos (keys it did not report left out)."""
     return {
-        key: value[index]
+        key: _info_at(value, index) if isinstance(value, dict) else value[index]
         for key, value in infos.items()
         if not key.startswith("_") and infos[f"_{key}"][index]
     }
@@ -375,6 +375,9 @@ def aggregate(
                 "length": r.length,
                 "links_completed": r.links_completed,
                 "total_reward": r.total_reward,
+                "events_fired": r.events_fired,
+                "counterfactual": r.counterfactual,
+                "original_goal_reached": r.original_goal_reached,
             }
             for r in rollouts
         ],

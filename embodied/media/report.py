@@ -174,6 +174,27 @@ video { width: 256px; }
 </style>"""
 
 
+def _robustness_table(reports: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
+    """Per agent and task: nominal success, mean relative drop at the middle magnitude, the
+    combined drops, the counterfactual follow rate and the event recovery rates."""
+    header = ["agent / task", "nominal", "mean drop (middle)", "combined drop",
+              "follows swapped words", "event recovery"]  # fmt: skip
+    body = []
+    for name, report in reports.items():
+        s = report.get("summary", {})
+        combined = ", ".join(
+            f"{m}: {_frac(d)}" for m, d in s.get("combined_relative_drop", {}).items()
+        )
+        events = ", ".join(f"{k} {_frac(v)}" for k, v in s.get("recovery_rate", {}).items())
+        body.append([name, _frac(s.get("nominal_success")), _frac(s.get("mean_relative_drop_middle")),
+                     combined, _frac(s.get("counterfactual_follow_rate")), events])  # fmt: skip
+    return "Robustness (relative drop = 1 - success / nominal)", header, body
+
+
+def _frac(x: float | None) -> str:
+    return "" if x is None else f"{x:.0%}"
+
+
 def write_report(results: dict[str, Any], out: str | Path) -> dict[str, Path]:
     """Write ``comparison.json``, ``report.html``, ``report.md`` and ``success.png`` in ``out``."""
     out = Path(out)
@@ -189,8 +210,16 @@ def write_report(results: dict[str, Any], out: str | Path) -> dict[str, Path]:
         "(unseen compositions; reach and sort pair nothing)."
     )
     tables, videos = _tables(results), _videos(results)
+    figures = [(plot.name, "success per task")]
+    if results.get("robustness"):
+        from embodied.evaluation.robustness import MIDDLE, heatmap
 
-    md = ["# Agent comparison", "", intro, "", f"![success per task]({plot.name})", ""]
+        figures.append((heatmap(results["robustness"], out / "robustness.png").name,
+                        f"robustness: success per factor at magnitude {MIDDLE:g}"))  # fmt: skip
+        tables.append(_robustness_table(results["robustness"]))
+
+    md = ["# Agent comparison", "", intro, ""]
+    md += [f"![{alt}]({name})\n" for name, alt in figures]
     for title, header, body in tables:
         md += [f"## {title}", "", "| " + " | ".join(header) + " |",
                "|" + "---|" * len(header)]  # fmt: skip
@@ -204,8 +233,8 @@ def write_report(results: dict[str, Any], out: str | Path) -> dict[str, Path]:
 
     e = html.escape
     page = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'><title>Agent comparison</title>",
-            _STYLE, "</head><body>", "<h1>Agent comparison</h1>", f"<p>{e(intro)}</p>",
-            f"<img src='{e(plot.name)}' alt='success per task'>"]  # fmt: skip
+            _STYLE, "</head><body>", "<h1>Agent comparison</h1>", f"<p>{e(intro)}</p>"]  # fmt: skip
+    page += [f"<img src='{e(name)}' alt='{e(alt)}'>" for name, alt in figures]
     for title, header, body in tables:
         page.append(f"<h2>{e(title)}</h2><table><tr>")
         page += [f"<th>{e(h)}</th>" for h in header]

@@ -200,6 +200,8 @@ def train_rl(
     tensorboard: bool = True,
     stop_after: int | None = None,
     dream: str | Path | None = None,
+    randomize: tuple[str, ...] = (),
+    randomize_magnitude: float = 1.0,
 ) -> dict[str, Any]:
     """Train (or resume) an RL agent on ``task``; returns ``RUN/train.json``'s content.
 
@@ -226,7 +228,13 @@ def train_rl(
     overrides = env_settings(task, bundle, world_model, obs_mode)
     if world_model is not None:
         overrides["max_steps"] = config.dream_horizon  # real episodes as long as dreamed ones
-    env = envs.make(task, **overrides)
+    # domain randomisation: the training env only; evaluations stay nominal
+    dr = (
+        {"randomize": tuple(randomize), "randomize_magnitude": randomize_magnitude}
+        if randomize
+        else {}
+    )
+    env = envs.make(task, **overrides, **dr)
     kinds = {task: tuple(o.kind for o in env.unwrapped.objects)}
     if bundle is not None:
         bundle.check_env(task, env.observation_space)
@@ -267,6 +275,7 @@ def train_rl(
         "dream": str(dream) if dream is not None else None,
         "reward": reward,
         "seed": seed,
+        "randomize": {k: list(v) if isinstance(v, tuple) else v for k, v in dr.items()},
         "config": asdict(config),
         "evals": report.get("evals", []),
         "train_seconds": report.get(
