@@ -42,6 +42,9 @@ class Factor:
     at_one: str
     tasks: tuple[str, ...] = ()
     """Tasks it applies to; empty: every task."""
+    randomizable: bool = True
+    """Whether domain randomisation may train on it (held-out paraphrases may not: training on
+    them would empty the test)."""
 
     def applies_to(self, task: str) -> bool:
         return not self.tasks or task in self.tasks
@@ -77,7 +80,13 @@ _CATALOGUE: tuple[Factor, ...] = (
     Factor("dropped_frames", "sensing", "images and object state repeat the last frame", "p = 0.5"),
     Factor("action_noise", "actuation", "Gaussian noise on every action dimension", "σ = 0.4"),
     Factor("action_delay", "actuation", "actions execute steps late", "3 steps"),
-    Factor("paraphrase", "language", "instructions from held-out templates", "every episode"),
+    Factor(
+        "paraphrase",
+        "language",
+        "instructions from held-out templates",
+        "every episode",
+        randomizable=False,
+    ),
     Factor(
         "counterfactual",
         "language",
@@ -153,10 +162,10 @@ def draw_training_magnitude(rng: np.random.Generator, limit: float) -> float:
 def randomized_factors(
     rng: np.random.Generator, families: Iterable[str], limit: float, task: str
 ) -> dict[str, float]:
-    """One episode's domain randomisation: every factor of ``families`` that applies to
-    ``task`` at a magnitude drawn from the training bands."""
+    """One episode's domain randomisation: every randomizable factor of ``families`` that
+    applies to ``task`` at a magnitude drawn from the training bands."""
     return {
         name: draw_training_magnitude(rng, limit)
         for name in factors_of(families)
-        if FACTORS[name].applies_to(task)
+        if FACTORS[name].applies_to(task) and FACTORS[name].randomizable
     }

@@ -29,6 +29,31 @@ def cmd_bench_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_robustness(args: argparse.Namespace) -> int:
+    import torch
+
+    from embodied.bench.robustness import bench_robustness
+
+    torch.set_num_threads(1)
+    seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
+    if not seeds:
+        raise UsageError(f"--seeds expects comma-separated integers, got {args.seeds!r}")
+    bench_robustness(
+        args.out,
+        task=check_task(args.task),
+        demos=args.demos,
+        seeds=seeds,
+        randomize=tuple(f.strip() for f in args.randomize.split(",") if f.strip()),
+        magnitude=args.magnitude,
+        suite=args.suite,
+        episodes=args.episodes,
+        events=not args.no_events,
+        progress=not args.quiet,
+    )
+    print((Path(args.out) / "robustness.md").read_text())
+    return 0
+
+
 def cmd_bench_learnability(args: argparse.Namespace) -> int:
     import torch
 
@@ -216,6 +241,26 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--num-envs", type=positive, default=2, help="vectorized evaluation envs")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_bench_learnability)
+
+    b = bench.add_parser(
+        "robustness",
+        help="bc-state trained nominally vs with domain randomisation, through a robustness suite",
+    )
+    b.add_argument("--out", required=True, help="directory for data/, runs/, suites/ (resumes)")
+    b.add_argument("--task", default="pick-place", help="task name (default: pick-place)")
+    b.add_argument("--demos", type=positive, default=200, help="demos per trained agent")
+    b.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
+    b.add_argument(
+        "--randomize",
+        default="physical,sensing,actuation,language",
+        help="factor families of the domain-randomised training (bc-state sees no images)",
+    )
+    b.add_argument("--magnitude", type=float, default=1.0, help="largest training magnitude")
+    b.add_argument("--suite", default="all", help="robustness suite (see `suites`)")
+    b.add_argument("--episodes", type=positive, default=20, help="episodes per suite cell")
+    b.add_argument("--no-events", action="store_true", help="skip the world-events suite")
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.set_defaults(func=cmd_bench_robustness)
 
     b = bench.add_parser(
         "experts", help="scripted-expert success rate per task over seeded episodes"
