@@ -26,7 +26,9 @@ def runs(tmp_path_factory):
         out[kind] = tmp_path_factory.mktemp(kind) / kind
         train_agent(kind, [data], out[kind], preset="debug", progress=False, tensorboard=False)
     out["bc-pixels"] = tmp_path_factory.mktemp("bc") / "bc-pixels"
-    train_bc("bc-pixels", [data], out["bc-pixels"], preset="debug", progress=False, tensorboard=False)
+    train_bc(
+        "bc-pixels", [data], out["bc-pixels"], preset="debug", progress=False, tensorboard=False
+    )
     return out
 
 
@@ -82,3 +84,17 @@ def test_report_renders_in_headless_chromium_with_every_image_and_video(report):
     assert total_img >= 1 and loaded_img == total_img
     assert total_vid == 4 and loaded_vid == total_vid  # one episode per row, same seed
     assert "Agent comparison" in dom and "hierarchical+oracle" in dom
+
+
+def test_compare_with_a_suite_draws_the_agents_by_factors_heatmap(runs, tmp_path):
+    argv = ["compare", str(runs["end-to-end"]), str(runs["hierarchical"]), "--out", str(tmp_path)]
+    argv += ["--episodes", "1", "--video", "0", "--num-envs", "1", "--set", "max_steps=4"]
+    argv += ["--no-oracle", "--language", "--suite", "quick", "--quiet"]
+    assert main(argv) == 0
+    results = json.loads((tmp_path / "comparison.json").read_text())
+    assert sorted(results["robustness"]) == ["end-to-end / pick-place", "hierarchical / pick-place"]
+    for report in results["robustness"].values():
+        assert report["rows"][0]["factor"] == "nominal" and len(report["rows"]) == 7
+    md = (tmp_path / "report.md").read_text()
+    assert "![robustness" in md and "Robustness (relative drop" in md
+    assert (tmp_path / "robustness.png").stat().st_size > 1000
