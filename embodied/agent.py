@@ -15,7 +15,11 @@ class Agent(Protocol):
     """Anything that turns observations into actions for one episode at a time."""
 
     def reset(self, instruction: str) -> None:
-        """Start an episode with this instruction; forget everything about the previous one."""
+        """Start an episode with this instruction; forget everything about the previous one.
+
+        Also called mid-episode when the world changes the instruction (the
+        ``change-instruction`` world event): the agent starts over on the new words from the
+        current state."""
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         """The next action, shape ``(5,)`` in [-1, 1]."""
