@@ -76,10 +76,10 @@ _CATALOGUE: tuple[Factor, ...] = (
     Factor("image_noise", "sensing", "Gaussian pixel noise on camera images", "σ = 25 levels"),
     Factor("proprio_noise", "sensing", "Gaussian noise on proprioception", "σ = 1 cm, 0.1 /s"),
     Factor("object_state_noise", "sensing", "Gaussian noise on object positions", "σ = 1 cm"),
-    Factor("observation_delay", "sensing", "the observation lags the world", "3 steps"),
+    Factor("observation_delay", "sensing", "the observation lags the world", "2 steps (100 ms)"),
     Factor("dropped_frames", "sensing", "images and object state repeat the last frame", "p = 0.5"),
     Factor("action_noise", "actuation", "Gaussian noise on every action dimension", "σ = 0.4"),
-    Factor("action_delay", "actuation", "actions execute steps late", "3 steps"),
+    Factor("action_delay", "actuation", "actions execute late", "1 step (50 ms)"),
     Factor(
         "paraphrase",
         "language",

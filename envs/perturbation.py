@@ -57,9 +57,25 @@ DISTRACTOR_COLORS = np.array(
 )
 
 
-def _steps(magnitude: float) -> int:
-    """Delay in control steps: 1, 2, 3 at the low, middle and high magnitudes."""
-    return int(math.floor(3.0 * magnitude + 0.5))
+OBSERVATION_DELAY = 2.0
+"""Observation delay at magnitude 1, in control steps (0.5, 1 and 2 steps in the suites)."""
+ACTION_DELAY = 1.0
+"""Action delay at magnitude 1, in control steps: the middle magnitude (half a step, 25 ms) is
+one the privileged expert still handles; a full step already costs it half its successes."""
+
+
+def _lagged(history: deque, delay: float):
+    """Where a signal was ``delay`` (fractional) steps ago: ``history[-1]`` is now; numbers are
+    interpolated between the two neighbouring steps, anything else (images) takes the older."""
+    k = int(math.floor(delay))
+    f = delay - k
+    newer = history[max(len(history) - 1 - k, 0)]
+    older = history[max(len(history) - 2 - k, 0)]
+    if f == 0.0:
+        return newer
+    if isinstance(newer, np.ndarray) and newer.dtype.kind == "f":
+        return ((1.0 - f) * newer + f * older).astype(newer.dtype)
+    return older
 
 
 def _sign(rng: np.random.Generator) -> float:
@@ -193,12 +209,13 @@ class Perturbation:
         f = self.factors
         if not f:
             return obs
-        delay = _steps(f.get("observation_delay", 0.0))
+        delay = OBSERVATION_DELAY * f.get("observation_delay", 0.0)
         if delay:
             self._obs_history.append(obs)
-            while len(self._obs_history) > delay + 1:
+            while len(self._obs_history) > math.ceil(delay) + 1:
                 self._obs_history.popleft()
-            obs = self._obs_history[0]
+            history = self._obs_history
+            obs = {key: _lagged([o[key] for o in history], delay) for key in obs}
         out = dict(obs)
         drop = 0.5 * f.get("dropped_frames", 0.0)
         if drop and self._last_sent is not None and self.rng("dropped_frames").random() < drop:
@@ -232,12 +249,14 @@ class Perturbation:
         f = self.factors
         if not f:
             return action
-        delay = _steps(f.get("action_delay", 0.0))
+        delay = ACTION_DELAY * f.get("action_delay", 0.0)
         if delay:
             if not self._actions:
-                self._actions.extend([HOLD_ACTION.copy()] * delay)
+                self._actions.extend([HOLD_ACTION.copy()] * math.ceil(delay))
             self._actions.append(action)
-            action = self._actions.popleft()
+            while len(self._actions) > math.ceil(delay) + 1:
+                self._actions.popleft()
+            action = _lagged(list(self._actions), delay)
         if f.get("action_noise", 0.0):
             noise = self.rng("action_noise").normal(0.0, 0.4 * f["action_noise"], action.shape)
             action = np.clip(action + noise, -1.0, 1.0)

@@ -155,19 +155,30 @@ def test_observation_factors_change_only_their_key(pixel_env, name):
 
 def test_observation_delay_shows_the_past(pixel_env):
     nominal = _run(pixel_env, 2)
-    delayed = _run(pixel_env, 2, {"factors": {"observation_delay": 0.5}})  # 2 steps
+    delayed = _run(pixel_env, 2, {"factors": {"observation_delay": 1.0}})  # 2 steps
     for t in range(2, len(nominal)):
         assert _same(delayed[t], nominal[t - 2])
     assert _same(delayed[1], nominal[0])
+    half = _run(pixel_env, 2, {"factors": {"observation_delay": 0.25}})  # half a step
+    for t in range(1, len(nominal)):
+        assert np.array_equal(half[t]["image_front"], nominal[t - 1]["image_front"])
+        mid = 0.5 * nominal[t]["proprio"] + 0.5 * nominal[t - 1]["proprio"]
+        np.testing.assert_allclose(half[t]["proprio"], mid, atol=1e-6)
 
 
 def test_action_delay_executes_late():
     env = envs.make("pick-place", obs_mode="state")
-    hold = np.array([[0, 0, 0, 0, -1.0]] * 3)
+    hold = np.array([[0, 0, 0, 0, -1.0]])
     nominal = _run(env, 4, actions=np.concatenate([hold, ACTIONS]))
-    late = _run(env, 4, {"factors": {"action_delay": 1.0}}, actions=ACTIONS)  # 3 steps
+    late = _run(env, 4, {"factors": {"action_delay": 1.0}}, actions=ACTIONS)  # 1 step
     for t in range(1, len(late)):
         assert np.array_equal(late[t]["proprio"], nominal[t]["proprio"])
+    # half a step: the executed command is halfway between this one and the last
+    blended = np.concatenate([0.5 * (hold + ACTIONS[:1]), 0.5 * (ACTIONS[1:] + ACTIONS[:-1])])
+    nominal = _run(env, 4, actions=blended)
+    half = _run(env, 4, {"factors": {"action_delay": 0.5}}, actions=ACTIONS)
+    for t in range(1, len(half)):
+        np.testing.assert_allclose(half[t]["proprio"], nominal[t]["proprio"], atol=1e-5)
     env.close()
 
 
