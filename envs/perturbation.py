@@ -82,6 +82,11 @@ def _sign(rng: np.random.Generator) -> float:
     return 1.0 if rng.random() < 0.5 else -1.0
 
 
+def _scale(base: float, mag: float, rng: np.random.Generator) -> float:
+    """A multiplier ``base ** (±mag)``: as far from 1 as the magnitude says, either way."""
+    return base ** (mag * _sign(rng))
+
+
 class Perturbation:
     """The factors of the current episode, for one env."""
 
@@ -280,13 +285,13 @@ def _table_color(p: Perturbation, m: mujoco.MjModel, mag: float, rng: np.random.
 def _table_texture(
     p: Perturbation, m: mujoco.MjModel, mag: float, rng: np.random.Generator
 ) -> None:
-    m.mat_texrepeat[p._table_mat] *= 3.0 ** (mag * _sign(rng))
+    m.mat_texrepeat[p._table_mat] *= _scale(3.0, mag, rng)
 
 
 def _light_intensity(
     p: Perturbation, m: mujoco.MjModel, mag: float, rng: np.random.Generator
 ) -> None:
-    scale = 2.5 ** (mag * _sign(rng))
+    scale = _scale(2.5, mag, rng)
     m.light_diffuse[:] = np.clip(m.light_diffuse * scale, 0.0, 1.0)
     head = m.vis.headlight
     head.ambient[:] = np.clip(head.ambient * scale, 0.0, 1.0)
@@ -325,7 +330,7 @@ def _camera_fov(p: Perturbation, m: mujoco.MjModel, mag: float, rng: np.random.G
 
 
 def _object_mass(p: Perturbation, m: mujoco.MjModel, mag: float, rng: np.random.Generator) -> None:
-    scale = 4.0 ** (mag * _sign(rng))
+    scale = _scale(4.0, mag, rng)
     m.body_mass[p._cube_bodies] *= scale
     m.body_inertia[p._cube_bodies] *= scale
 
@@ -333,7 +338,7 @@ def _object_mass(p: Perturbation, m: mujoco.MjModel, mag: float, rng: np.random.
 def _object_friction(
     p: Perturbation, m: mujoco.MjModel, mag: float, rng: np.random.Generator
 ) -> None:
-    m.geom_friction[p._cube_geoms, 0] *= 3.0 ** (mag * _sign(rng))
+    m.geom_friction[p._cube_geoms, 0] *= _scale(3.0, mag, rng)
 
 
 def _object_size(p: Perturbation, m: mujoco.MjModel, mag: float, rng: np.random.Generator) -> None:
@@ -347,19 +352,19 @@ def _object_size(p: Perturbation, m: mujoco.MjModel, mag: float, rng: np.random.
 def _table_friction(
     p: Perturbation, m: mujoco.MjModel, mag: float, rng: np.random.Generator
 ) -> None:
-    m.geom_friction[p._table_geom, 0] *= 3.0 ** (mag * _sign(rng))
+    m.geom_friction[p._table_geom, 0] *= _scale(3.0, mag, rng)
 
 
 def _joint_damping(
     p: Perturbation, m: mujoco.MjModel, mag: float, rng: np.random.Generator
 ) -> None:
-    m.dof_damping[p._arm_dofs] *= 4.0 ** (mag * _sign(rng))
+    m.dof_damping[p._arm_dofs] *= _scale(4.0, mag, rng)
 
 
 def _actuator_gain(
     p: Perturbation, m: mujoco.MjModel, mag: float, rng: np.random.Generator
 ) -> None:
-    scale = 2.5 ** (mag * _sign(rng))
+    scale = _scale(2.5, mag, rng)
     m.actuator_gainprm[p._arm_actuators, 0] *= scale
     m.actuator_biasprm[p._arm_actuators, 1] *= scale
 
