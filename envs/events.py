@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import mujoco
 import numpy as np
 
-from envs.placement import OBJECT_HIGH, OBJECT_LOW
+from envs.placement import free_spot
 
 if TYPE_CHECKING:
     from envs.base import ManipulationEnv
@@ -128,15 +128,8 @@ def _free_spot(
     env: ManipulationEnv, rng: np.random.Generator, away_from: list[str], far: float = 0.12
 ) -> np.ndarray:
     """A table spot at least 8 cm from every object and ``far`` from where ``away_from`` are."""
-    others = [env.data.xpos[env._body[o.name]][:2] for o in env.objects]
-    moved = [env.object_pos(n)[:2] for n in away_from]
-    for _ in range(500):
-        xy = rng.uniform(OBJECT_LOW, OBJECT_HIGH)
-        if all(np.linalg.norm(xy - q) > 0.08 for q in others) and all(
-            np.linalg.norm(xy - q) > far for q in moved
-        ):
-            return xy
-    return rng.uniform(OBJECT_LOW, OBJECT_HIGH)
+    others = [(env.data.xpos[env._body[o.name]][:2], 0.08) for o in env.objects]
+    return free_spot(rng, others + [(env.object_pos(n)[:2], far) for n in away_from])
 
 
 def _move(env: ManipulationEnv, name: str, xy: np.ndarray) -> None:

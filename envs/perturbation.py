@@ -21,7 +21,7 @@ import numpy as np
 from envs.factors import FACTORS
 from envs.language import COLOR_NAMES, Subtask
 from envs.observation import IMAGE_PREFIX, OBJECT_STATE, PROPRIO
-from envs.placement import OBJECT_HIGH, OBJECT_LOW
+from envs.placement import OBJECT_HIGH, OBJECT_LOW, free_spot
 from envs.robot import ARM_JOINTS
 from envs.scene import CUBE_HALF, DISTRACTOR_SHAPES
 from envs.task_config import Episode
@@ -111,7 +111,6 @@ class Perturbation:
             (m.geom(f"distractor{i}").id, m.body(f"distractor{i}").mocapid[0])
             for i in range(len(DISTRACTOR_SHAPES))
         ]
-        self._hidden_mocap = env.data.mocap_pos[[mid for _, mid in self._distractors]].copy()
         self._position_mask = self._object_positions(env)
         self.factors: dict[str, float] = {}
         self.cube_half = CUBE_HALF
@@ -186,23 +185,18 @@ class Perturbation:
             _MODEL_FACTORS[name](self, m, f[name], self.rng(name))
 
     def place_distractors(self, env: ManipulationEnv, episode: Episode) -> None:
-        """Put ``distractors`` on free spots of the table, away from the episode's objects."""
+        """Put ``distractors`` on free spots of the table, away from the episode's objects
+        (``mj_resetData`` has just put every distractor back under the table)."""
         m = self.factors.get("distractors", 0.0)
-        mocap = env.data.mocap_pos
-        for i, (_, mid) in enumerate(self._distractors):
-            mocap[mid] = self._hidden_mocap[i]
         if m <= 0.0:
             return
         rng = self.rng("distractors")
-        taken = [np.array(xyyaw[:2]) for xyyaw in episode.placements.values()]
+        taken = [(np.array(xyyaw[:2]), 0.08) for xyyaw in episode.placements.values()]
         count = int(math.ceil(len(self._distractors) * m - 1e-9))
         for (geom, mid), (_, _, rest_z) in zip(self._distractors[:count], DISTRACTOR_SHAPES):
-            for _ in range(200):
-                xy = rng.uniform(OBJECT_LOW - 0.03, OBJECT_HIGH + 0.03)
-                if all(np.linalg.norm(xy - q) > 0.08 for q in taken):
-                    break
-            taken.append(xy)
-            mocap[mid] = (xy[0], xy[1], rest_z)
+            xy = free_spot(rng, taken, OBJECT_LOW - 0.03, OBJECT_HIGH + 0.03, attempts=200)
+            taken.append((xy, 0.08))
+            env.data.mocap_pos[mid] = (xy[0], xy[1], rest_z)
             colour = DISTRACTOR_COLORS[rng.integers(len(DISTRACTOR_COLORS))]
             self._model.geom_rgba[geom] = (*colour, 1.0)
             self._changed = True

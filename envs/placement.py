@@ -44,6 +44,22 @@ def sample_layout(
     )
 
 
+def free_spot(
+    rng: np.random.Generator,
+    keep_away: list[tuple[np.ndarray, float]],
+    low: np.ndarray = OBJECT_LOW,
+    high: np.ndarray = OBJECT_HIGH,
+    attempts: int = 500,
+) -> np.ndarray:
+    """A uniform xy in ``[low, high]`` farther than ``gap`` from each ``(point, gap)`` of
+    ``keep_away`` (the last candidate drawn if none is, after ``attempts``)."""
+    for _ in range(attempts):
+        xy = rng.uniform(low, high)
+        if all(np.linalg.norm(xy - q) > gap for q, gap in keep_away):
+            break
+    return xy
+
+
 def random_colors(rng: np.random.Generator, palette: tuple[str, ...], n: int) -> list[str]:
     """``n`` distinct colours from ``palette``."""
     if n > len(palette):
