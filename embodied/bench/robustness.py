@@ -21,8 +21,8 @@ import numpy as np
 
 from embodied.agents import agent_factory_from_run
 from embodied.data.collect import collect
-from embodied.evaluation.harness import evaluate, expert_factory
-from embodied.evaluation.robustness import MIDDLE, check_suite, heatmap, run_suite
+from embodied.evaluation.harness import expert_factory
+from embodied.evaluation.robustness import MIDDLE, check_suite, heatmap, run_agent_suite
 from embodied.training.baselines import train_bc
 from envs.factors import FAMILIES
 from sandbox_common.atomic import write_json_atomic
@@ -33,11 +33,8 @@ EVAL_SEED = 0
 
 
 def _suite(make, name: str, suite, task: str, out: Path, episodes: int, overrides) -> dict:
-    def evaluate_cell(extra: dict[str, Any]):
-        return evaluate(make, task, episodes, seed=EVAL_SEED, **overrides, **extra)
-
-    meta = {"agent": name, "episodes": episodes, "seed": EVAL_SEED}
-    return run_suite(evaluate_cell, suite, task, out / "suites" / name, meta)
+    return run_agent_suite(make, name, suite, task, out / "suites" / name, episodes, EVAL_SEED,
+                           **overrides)  # fmt: skip
 
 
 def _mean(values: list[float | None]) -> float | None:

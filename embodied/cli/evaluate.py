@@ -104,8 +104,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _eval_suite(args: argparse.Namespace, task: str, factory, num_envs: int, overrides) -> int:
-    from embodied.evaluation.harness import evaluate
-    from embodied.evaluation.robustness import check_suite, run_suite
+    from embodied.evaluation.robustness import check_suite, run_agent_suite
 
     suite = check_suite(args.suite)
     if args.video or args.ray is not None:
@@ -114,19 +113,17 @@ def _eval_suite(args: argparse.Namespace, task: str, factory, num_envs: int, ove
     if clash:
         raise UsageError(f"--suite sets the factors and events of every cell itself; drop {clash}")
 
-    def evaluate_cell(extra):
-        return evaluate(
-            factory, task, args.episodes, seed=args.seed, num_envs=num_envs, **overrides, **extra
-        )
-
-    meta = {"agent": str(args.agent), "episodes": args.episodes, "seed": args.seed}
-    report = run_suite(
-        evaluate_cell,
+    report = run_agent_suite(
+        factory,
+        str(args.agent),
         suite,
         task,
         args.out,
-        meta,
+        args.episodes,
+        args.seed,
+        num_envs,
         progress=None if args.quiet else (lambda key: print(f"[{suite.name}] {key}", flush=True)),
+        **overrides,
     )
     print((Path(args.out) / "robustness.md").read_text())
     print(f"-> {Path(args.out) / 'robustness.json'}")

@@ -180,18 +180,12 @@ def _suite(
     env_overrides: dict[str, Any],
 ) -> dict[str, Any]:
     """One row's robustness suite on one task (resumed cell by cell)."""
-    from embodied.evaluation.robustness import check_suite, run_suite
+    from embodied.evaluation.robustness import check_suite, run_agent_suite
 
     make, overrides = agent_factory_from_run(row.run, task, planner=row.planner)
-    overrides = {**overrides, **env_overrides}
-
-    def evaluate_cell(extra: dict[str, Any]):
-        return evaluate(make, task, episodes, seed=seed, num_envs=num_envs, **overrides, **extra)
-
-    meta = {"agent": str(row.run.resolve()) + f" ({row.planner})", "episodes": episodes,
-            "seed": seed}  # fmt: skip
-    return run_suite(evaluate_cell, check_suite(suite), task, out / "robustness" / row.name / task,
-                     meta)  # fmt: skip
+    return run_agent_suite(make, f"{row.run.resolve()} ({row.planner})", check_suite(suite), task,
+                           out / "robustness" / row.name / task, episodes, seed, num_envs,
+                           **{**overrides, **env_overrides})  # fmt: skip
 
 
 def _evaluation(

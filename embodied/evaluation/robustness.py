@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from embodied.evaluation.harness import EvalResult, wilson_interval
+from embodied.evaluation.harness import AgentFactory, EvalResult, evaluate, wilson_interval
 from envs.events import EVENTS
 from envs.factors import FACTORS, FAMILIES, MAGNITUDES
 from sandbox_common.atomic import write_json_atomic
@@ -87,6 +87,11 @@ def check_suite(name: str) -> Suite:
     return SUITES[name]
 
 
+def cell_key(family: str, factor: str, magnitude: float) -> str:
+    """How a cell is named in progress lines and found again on resume."""
+    return f"{family}/{factor}/{magnitude:g}"
+
+
 @dataclass(frozen=True)
 class Cell:
     family: str
@@ -97,7 +102,7 @@ class Cell:
 
     @property
     def key(self) -> str:
-        return f"{self.family}/{self.factor}/{self.magnitude:g}"
+        return cell_key(self.family, self.factor, self.magnitude)
 
 
 def suite_cells(suite: Suite, task: str) -> list[Cell]:
@@ -186,7 +191,7 @@ def run_suite(
         old = json.loads(path.read_text())
         if all(old.get(k) == v for k, v in {"suite": suite.name, "task": task, **meta}.items()):
             report["rows"] = old.get("rows", [])
-    done = {f"{r['family']}/{r['factor']}/{r['magnitude']:g}": r for r in report["rows"]}
+    done = {cell_key(r["family"], r["factor"], r["magnitude"]): r for r in report["rows"]}
     rows: list[dict[str, Any]] = []
     nominal: float | None = None
     for cell in suite_cells(suite, task):
@@ -206,6 +211,29 @@ def run_suite(
     (out / "robustness.md").write_text(markdown(report))
     plot(report, out / "robustness.png")
     return report
+
+
+def run_agent_suite(
+    make_agent: AgentFactory,
+    agent: str,
+    suite: Suite,
+    task: str,
+    out: str | Path,
+    episodes: int,
+    seed: int,
+    num_envs: int = 1,
+    progress: Callable[[str], None] | None = None,
+    **env_overrides: Any,
+) -> dict[str, Any]:
+    """``suite`` for one agent through the one harness: every cell ``episodes`` episodes from
+    ``seed`` (the same seeds in every cell); ``agent`` names it in the report and on resume."""
+
+    def evaluate_cell(extra: dict[str, Any]) -> EvalResult:
+        return evaluate(make_agent, task, episodes, seed=seed, num_envs=num_envs,
+                        **env_overrides, **extra)  # fmt: skip
+
+    meta = {"agent": agent, "episodes": episodes, "seed": seed}
+    return run_suite(evaluate_cell, suite, task, out, meta, progress)
 
 
 def _pct(x: float | None) -> str:
