@@ -9,6 +9,7 @@ from pathlib import Path
 from embodied.cli.common import (
     UsageError,
     check_task,
+    comma_list,
     int_list,
     non_negative_float,
     positive,
@@ -43,7 +44,7 @@ def cmd_bench_robustness(args: argparse.Namespace) -> int:
         task=check_task(args.task),
         demos=args.demos,
         seeds=seeds,
-        randomize=tuple(f.strip() for f in args.randomize.split(",") if f.strip()),
+        randomize=comma_list(args.randomize),
         magnitude=args.magnitude,
         suite=args.suite,
         episodes=args.episodes,

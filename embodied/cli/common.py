@@ -30,20 +30,25 @@ def env_overrides(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "obs_mode", None) is not None:
         overrides["obs_mode"] = args.obs_mode
     if getattr(args, "cameras", None):
-        overrides["cameras"] = tuple(c.strip() for c in args.cameras.split(",") if c.strip())
+        overrides["cameras"] = comma_list(args.cameras)
     if isinstance(overrides.get("cameras"), list):
         overrides["cameras"] = tuple(overrides["cameras"])
     if getattr(args, "factors", None):
         overrides["factors"] = factor_magnitudes(args.factors)
     if getattr(args, "events", None):
-        overrides["events"] = tuple(e.strip() for e in args.events.split(",") if e.strip())
+        overrides["events"] = comma_list(args.events)
     if getattr(args, "randomize", None):
-        overrides["randomize"] = tuple(f.strip() for f in args.randomize.split(",") if f.strip())
+        overrides["randomize"] = comma_list(args.randomize)
     if getattr(args, "magnitude", None) is not None:
         if not getattr(args, "randomize", None):
             raise UsageError("--magnitude caps --randomize: give --randomize FAMILY[,FAMILY] too")
         overrides["randomize_magnitude"] = args.magnitude
     return overrides
+
+
+def comma_list(text: str | None) -> tuple[str, ...]:
+    """``"a, b,"`` -> ``("a", "b")`` (names are checked by whoever takes them)."""
+    return tuple(item.strip() for item in (text or "").split(",") if item.strip())
 
 
 def factor_magnitudes(text: str) -> dict[str, float]:

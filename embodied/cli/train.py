@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from embodied.cli.common import UsageError, add_ray_option, check_task, positive
+from embodied.cli.common import UsageError, add_ray_option, check_task, comma_list, positive
 
 BC_KINDS = ("bc-state", "bc-pixels")
 
@@ -151,7 +151,7 @@ def cmd_train_rl(args: argparse.Namespace) -> int:
         dream=args.dream,
         seed=args.seed,
         progress=not args.quiet,
-        randomize=tuple(f.strip() for f in (args.randomize or "").split(",") if f.strip()),
+        randomize=comma_list(args.randomize),
         randomize_magnitude=args.magnitude,
     )
     last = report["evals"][-1]
