@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import mujoco
 import numpy as np
 
-from envs.factors import FACTORS
+from envs.factors import FACTORS, factors_of
 from envs.language import COLOR_NAMES, Subtask
 from envs.observation import IMAGE_PREFIX, OBJECT_STATE, PROPRIO
 from envs.placement import OBJECT_HIGH, OBJECT_LOW, free_spot
@@ -50,6 +50,10 @@ MODEL_ARRAYS: tuple[str, ...] = (
     "actuator_biasprm",
 )
 """Every model array a factor may change; saved at construction and restored at each reset."""
+OBSERVATION_FACTORS = frozenset(factors_of(["sensing"]))
+"""The factors ``observe`` applies (each step); the others leave it a no-op."""
+ACTION_FACTORS = frozenset(factors_of(["actuation"]))
+"""The factors ``act`` applies (each step)."""
 HOLD_ACTION = np.array([0.0, 0.0, 0.0, 0.0, -1.0])
 """What a delayed actuator executes before the first real action arrives: stay, gripper open."""
 DISTRACTOR_COLORS = np.array(
@@ -113,6 +117,7 @@ class Perturbation:
         ]
         self._position_mask = self._object_positions(env)
         self.factors: dict[str, float] = {}
+        self._observes = self._acts = False
         self.cube_half = CUBE_HALF
         self._rngs: dict[str, np.random.Generator] = {}
         self._changed = False
@@ -134,6 +139,8 @@ class Perturbation:
     def begin(self, factors: dict[str, float], entropy: int) -> None:
         """Take the episode's factors; every factor gets its own stream from ``entropy``."""
         self.factors = dict(factors)
+        self._observes = not OBSERVATION_FACTORS.isdisjoint(factors)
+        self._acts = not ACTION_FACTORS.isdisjoint(factors)
         self._rngs = {
             name: np.random.default_rng([entropy, zlib.crc32(name.encode())]) for name in factors
         }
@@ -205,9 +212,9 @@ class Perturbation:
 
     def observe(self, obs: dict[str, Any]) -> dict[str, Any]:
         """What the agent receives for the true observation ``obs``: delayed, dropped, noisy."""
-        f = self.factors
-        if not f:
+        if not self._observes:
             return obs
+        f = self.factors
         delay = OBSERVATION_DELAY * f.get("observation_delay", 0.0)
         if delay:
             self._obs_history.append(obs)
@@ -245,9 +252,9 @@ class Perturbation:
 
     def act(self, action: np.ndarray) -> np.ndarray:
         """The action the actuators execute for the commanded ``action``: late, noisy."""
-        f = self.factors
-        if not f:
+        if not self._acts:
             return action
+        f = self.factors
         delay = ACTION_DELAY * f.get("action_delay", 0.0)
         if delay:
             if not self._actions:
