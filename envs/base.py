@@ -135,6 +135,7 @@ class ManipulationEnv(Variation, SubtaskTracking, ObservationsAndRendering, gym.
         self._ee_site = m.site("ee").id
         self._base_xy = m.body("arm_base").pos[:2].copy()
         self._body = {o.name: m.body(o.name).id for o in self.objects}
+        self._kinds = {o.name: o.kind for o in self.objects}
         self._geom = {o.name: m.geom(o.name).id for o in self.objects}
         self._qadr = {o.name: m.joint(o.name).qposadr[0] for o in self.objects if o.kind == "cube"}
         self._dadr = {o.name: m.joint(o.name).dofadr[0] for o in self.objects if o.kind == "cube"}
@@ -351,8 +352,7 @@ class ManipulationEnv(Variation, SubtaskTracking, ObservationsAndRendering, gym.
         self._episode = episode
         self._semantic = {}
         for body, color in episode.colors.items():
-            kind = next(o.kind for o in self.objects if o.name == body)
-            self._semantic[f"{color}_{kind}"] = body
+            self._semantic[f"{color}_{self._kinds[body]}"] = body
             m.geom_rgba[self._geom[body], :3] = COLORS[color]
         self._color_index = {body: COLOR_NAMES.index(c) for body, c in episode.colors.items()}
         self.perturbation.apply_model()

@@ -134,7 +134,7 @@ def _free_spot(
 
 def _move(env: ManipulationEnv, name: str, xy: np.ndarray) -> None:
     body = env.body_of(name)
-    kind = next(o.kind for o in env.objects if o.name == body)
+    kind = env._kinds[body]
     if kind == "pad":
         env.model.body_pos[env._body[body]][:2] = xy
         env.perturbation.note_model_change()

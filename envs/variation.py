@@ -69,14 +69,11 @@ class Variation:
         self._heldout_phrasing = self.perturbation.use_heldout_phrasing()
         self._event_entropy = entropy
 
-    def _object_kinds(self) -> dict[str, str]:
-        return {o.name: o.kind for o in self.objects}
-
     def _vary_episode(self, episode: Episode) -> Episode:
         """After the draw: the counterfactual instruction, if this episode gets one."""
         self._original_plan = None
         self._original_reached = False
-        swapped = self.perturbation.counterfactual(episode, self._object_kinds())
+        swapped = self.perturbation.counterfactual(episode, self._kinds)
         if swapped is None:
             return episode
         self._original_plan = list(episode.plan)
@@ -87,7 +84,7 @@ class Variation:
         episode = self._require_episode()
         if self._original_plan is None:
             self._original_plan = list(episode.plan)
-        self._episode = swap_instruction(episode, self._object_kinds(), rng, only)
+        self._episode = swap_instruction(episode, self._kinds, rng, only)
 
     def _start_events(self) -> None:
         """After the episode is set up: arm its world events."""
