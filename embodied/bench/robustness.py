@@ -22,7 +22,13 @@ import numpy as np
 from embodied.agents import agent_factory_from_run
 from embodied.data.collect import collect
 from embodied.evaluation.harness import expert_factory
-from embodied.evaluation.robustness import MIDDLE, check_suite, heatmap, run_agent_suite
+from embodied.evaluation.robustness import (
+    MIDDLE,
+    check_suite,
+    heatmap,
+    percent,
+    run_agent_suite,
+)
 from embodied.training.baselines import train_bc
 from envs.factors import FAMILIES
 from sandbox_common.atomic import write_json_atomic
@@ -157,10 +163,6 @@ def bench_robustness(
     return result
 
 
-def _pct(x: float | None) -> str:
-    return "" if x is None else f"{x:.0%}"
-
-
 def markdown(result: dict[str, Any]) -> str:
     """The table: per factor x magnitude, success of the expert and the mean of each training."""
     agents = ("expert", "nominal", "dr")
@@ -183,18 +185,18 @@ def markdown(result: dict[str, Any]) -> str:
         value = "recovery_rate" if key[0] == "event" else "success_rate"
         lines.append(
             f"| {key[0]} | {key[1]} | {key[2]:g} | "
-            + " | ".join(_pct(c.get(value)) for c in cells)
-            + f" | {_pct(cells[1].get('relative_drop'))} | {_pct(cells[2].get('relative_drop'))} |"
+            + " | ".join(percent(c.get(value)) for c in cells)
+            + f" | {percent(cells[1].get('relative_drop'))} | {percent(cells[2].get('relative_drop'))} |"
         )
     lines.append("")
     lines.append("Event rows show the recovery rate (success among episodes the event fired in).")
     for a in agents:
         r = result[a]
         lines.append(
-            f"- **{a}**: nominal {_pct(r['nominal_success'])}, mean relative drop at the middle "
-            f"magnitude {_pct(r['mean_relative_drop_middle'])}, all factors combined (middle) "
-            f"{_pct(r['combined_relative_drop_middle'])}, follows a swapped instruction "
-            f"{_pct(r['counterfactual_follow_rate'])} (does the old one "
-            f"{_pct(r['counterfactual_original_goal_rate'])})."
+            f"- **{a}**: nominal {percent(r['nominal_success'])}, mean relative drop at the middle "
+            f"magnitude {percent(r['mean_relative_drop_middle'])}, all factors combined (middle) "
+            f"{percent(r['combined_relative_drop_middle'])}, follows a swapped instruction "
+            f"{percent(r['counterfactual_follow_rate'])} (does the old one "
+            f"{percent(r['counterfactual_original_goal_rate'])})."
         )
     return "\n".join(lines) + "\n"

@@ -236,8 +236,27 @@ def run_agent_suite(
     return run_suite(evaluate_cell, suite, task, out, meta, progress)
 
 
-def _pct(x: float | None) -> str:
+def percent(x: float | None) -> str:
+    """``0.25`` -> ``25%``; ``None`` (not measured) -> an empty cell."""
     return "" if x is None else f"{x:.0%}"
+
+
+def summary_table(reports: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
+    """Per agent and task: nominal success, mean relative drop at the middle magnitude, the
+    combined drops, the counterfactual follow rate and the event recovery rates."""
+    header = ["agent / task", "nominal", "mean drop (middle)", "combined drop",
+              "follows swapped words", "event recovery"]  # fmt: skip
+    body = []
+    for name, report in reports.items():
+        s = report.get("summary", {})
+        combined = ", ".join(
+            f"{m}: {percent(d)}" for m, d in s.get("combined_relative_drop", {}).items()
+        )
+        events = ", ".join(f"{k} {percent(v)}" for k, v in s.get("recovery_rate", {}).items())
+        body.append([name, percent(s.get("nominal_success")),
+                     percent(s.get("mean_relative_drop_middle")), combined,
+                     percent(s.get("counterfactual_follow_rate")), events])  # fmt: skip
+    return "Robustness (relative drop = 1 - success / nominal)", header, body
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -253,26 +272,26 @@ def markdown(report: dict[str, Any]) -> str:
     for r in report["rows"]:
         notes = []
         if "fired" in r:
-            notes.append(f"fired in {r['fired']}, recovered {_pct(r['recovery_rate'])}")
+            notes.append(f"fired in {r['fired']}, recovered {percent(r['recovery_rate'])}")
         if "follow_rate" in r:
             notes.append(
-                f"followed the new words {_pct(r['follow_rate'])}, did the old "
-                f"{_pct(r['original_goal_rate'])}"
+                f"followed the new words {percent(r['follow_rate'])}, did the old "
+                f"{percent(r['original_goal_rate'])}"
             )
         lo, hi = r["ci95"]
         lines.append(
-            f"| {r['family']} | {r['factor']} | {r['magnitude']:g} | {_pct(r['success_rate'])} | "
-            f"{lo:.0%}-{hi:.0%} | {_pct(r['relative_drop'])} | {'; '.join(notes)} |"
+            f"| {r['family']} | {r['factor']} | {r['magnitude']:g} | {percent(r['success_rate'])} | "
+            f"{lo:.0%}-{hi:.0%} | {percent(r['relative_drop'])} | {'; '.join(notes)} |"
         )
     s = report.get("summary", {})
     if s:
         lines += [
             "",
             f"Mean relative drop over factors at the middle magnitude: "
-            f"{_pct(s.get('mean_relative_drop_middle'))}.",
+            f"{percent(s.get('mean_relative_drop_middle'))}.",
         ]
         for m, drop in s.get("combined_relative_drop", {}).items():
-            lines.append(f"All factors combined at {m}: relative drop {_pct(drop)}.")
+            lines.append(f"All factors combined at {m}: relative drop {percent(drop)}.")
     return "\n".join(lines) + "\n"
 
 

@@ -174,27 +174,6 @@ video { width: 256px; }
 </style>"""
 
 
-def _robustness_table(reports: dict[str, Any]) -> tuple[str, list[str], list[list[str]]]:
-    """Per agent and task: nominal success, mean relative drop at the middle magnitude, the
-    combined drops, the counterfactual follow rate and the event recovery rates."""
-    header = ["agent / task", "nominal", "mean drop (middle)", "combined drop",
-              "follows swapped words", "event recovery"]  # fmt: skip
-    body = []
-    for name, report in reports.items():
-        s = report.get("summary", {})
-        combined = ", ".join(
-            f"{m}: {_frac(d)}" for m, d in s.get("combined_relative_drop", {}).items()
-        )
-        events = ", ".join(f"{k} {_frac(v)}" for k, v in s.get("recovery_rate", {}).items())
-        body.append([name, _frac(s.get("nominal_success")), _frac(s.get("mean_relative_drop_middle")),
-                     combined, _frac(s.get("counterfactual_follow_rate")), events])  # fmt: skip
-    return "Robustness (relative drop = 1 - success / nominal)", header, body
-
-
-def _frac(x: float | None) -> str:
-    return "" if x is None else f"{x:.0%}"
-
-
 def write_report(results: dict[str, Any], out: str | Path) -> dict[str, Path]:
     """Write ``comparison.json``, ``report.html``, ``report.md`` and ``success.png`` in ``out``."""
     out = Path(out)
@@ -212,11 +191,11 @@ def write_report(results: dict[str, Any], out: str | Path) -> dict[str, Path]:
     tables, videos = _tables(results), _videos(results)
     figures = [(plot.name, "success per task")]
     if results.get("robustness"):
-        from embodied.evaluation.robustness import MIDDLE, heatmap
+        from embodied.evaluation.robustness import MIDDLE, heatmap, summary_table
 
         figures.append((heatmap(results["robustness"], out / "robustness.png").name,
                         f"robustness: success per factor at magnitude {MIDDLE:g}"))  # fmt: skip
-        tables.append(_robustness_table(results["robustness"]))
+        tables.append(summary_table(results["robustness"]))
 
     md = ["# Agent comparison", "", intro, ""]
     md += [f"![{alt}]({name})\n" for name, alt in figures]
