@@ -35,12 +35,12 @@ from envs.task_features import (
 from policies.agents import AGENTS, check_planner
 from policies.bc_config import BCPixelsConfig, BCStateConfig
 from policies.chunking import ActionChunkQueue
-from policies.config import POLICY_BUILDERS
+from policies.config import POLICIES, POLICY_BUILDERS
 from policies.fusion import random_shift
 from world_models.checkpoint import CheckpointError, save_checkpoint
 
 KIND = "agent"
-BC_KINDS = ("bc-state", "bc-pixels")
+BC_KINDS = ("bc-state", "bc-pixels", "bc-keypoints")
 PROPRIO = "proprio"
 OBJECT_STATE = "object_state"
 GRIPPER = 4
@@ -301,7 +301,8 @@ class BCBundle:
     """A trained baseline: network, config, the env layout and the tasks' object kinds."""
 
     kind: str
-    policy: BCStatePolicy | BCPixelsPolicy
+    policy: nn.Module
+    """A BCStatePolicy, BCPixelsPolicy or BCKeypointsPolicy (policies.bc_keypoints)."""
     env: dict[str, Any]
     """Env settings the agent was trained with (observation layout), applied at evaluation."""
     tasks: tuple[str, ...]
@@ -323,15 +324,16 @@ class BCBundle:
         """A fresh agent for ``task`` (``bc-state`` reads the task's object layout); a baseline
         has no System 2, so ``planner`` must stay ``learned``."""
         check_planner(planner, self.kind)
+        agent = AGENTS.get(self.kind)
         if self.kind == "bc-pixels":
-            return BCPixelsAgent(self.policy)
+            return agent(self.policy)
         if task is None:
             if len(self.tasks) != 1:
                 raise ValueError(f"name the task: this agent knows {list(self.tasks)}")
             task = self.tasks[0]
         if task not in self.task_kinds:
             raise CheckpointError(f"this agent was trained on {list(self.tasks)}, not {task!r}")
-        return BCStateAgent(self.policy, TaskFeatures(self.task_kinds[task]))
+        return agent(self.policy, TaskFeatures(self.task_kinds[task]))
 
     def to(self, device: str | torch.device) -> BCBundle:
         """Move the network to ``device`` (agents then act there; observations stay NumPy)."""
@@ -349,7 +351,7 @@ class BCBundle:
             "task_kinds": {t: list(k) for t, k in self.task_kinds.items()},
             "info": self.info,
         }
-        if isinstance(self.policy, BCPixelsPolicy):
+        if hasattr(self.policy, "image_keys"):
             payload["image_keys"] = list(self.policy.image_keys)
             payload["image_size"] = self.policy.image_size
         return save_checkpoint(path, KIND, payload)
@@ -357,12 +359,13 @@ class BCBundle:
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> BCBundle:
         kind = record["agent"]
+        if kind not in BC_KINDS:
+            raise CheckpointError(f"unknown baseline {kind!r}; known: {BC_KINDS}")
+        config = POLICIES.get(kind).from_dict(record["config"])
         if kind == "bc-state":
-            policy = BCStateConfig.from_dict(record["config"]).build()
+            policy = config.build()
         else:
-            policy = BCPixelsConfig.from_dict(record["config"]).build(
-                tuple(record["image_keys"]), int(record["image_size"])
-            )
+            policy = config.build(tuple(record["image_keys"]), int(record["image_size"]))
         policy.load_state_dict(record["state"])
         return cls(
             kind=kind,
@@ -382,10 +385,10 @@ class BCBundle:
             )
         spaces = observation_space.spaces
         needed = [PROPRIO, OBJECT_STATE] if self.kind == "bc-state" else [PROPRIO]
-        if isinstance(self.policy, BCPixelsPolicy):
-            needed += list(self.policy.image_keys)
+        image_keys = list(getattr(self.policy, "image_keys", ()))
+        needed += image_keys
         problems = [f"no observation {k!r}" for k in needed if k not in spaces]
-        if isinstance(self.policy, BCPixelsPolicy):
+        if image_keys:
             for key in self.policy.image_keys:
                 if key in spaces and spaces[key].shape[0] != self.policy.image_size:
                     problems.append(

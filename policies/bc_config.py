@@ -73,6 +73,46 @@ class BCPixelsConfig(_Serializable):
         return POLICY_BUILDERS.build(self, image_keys, image_size, action_dim)
 
 
+@POLICIES.register("bc-keypoints")
+@dataclass(frozen=True)
+class BCKeypointsConfig(_Serializable):
+    """Object perception from the cameras (per-identity heatmaps trained on privileged labels,
+    triangulated; :mod:`policies.perception`) under a ``bc-state`` policy."""
+
+    width: int = 16
+    """Channels of each camera's heatmap network."""
+    state_hidden: tuple[int, ...] = (256, 256, 256)
+    """Widths of the state policy's hidden layers."""
+    state_batch: int = 256
+    """State-policy samples per update (``train.batch_size`` is the perception's frames)."""
+    state_steps: int = 2000
+    """Updates of the state policy, after perception is trained, on the features perception
+    gives on the training frames (the noise it will see when acting); 0: none."""
+    train: TrainConfig = TrainConfig(
+        learning_rate=2e-3, batch_size=32, steps=4000, warmup=200, eval_every=500,
+        checkpoint_every=250, shift=0,
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        _train_from(self)
+        problems: list[str] = []
+        self.train.validate(problems)
+        if self.state_steps < 0:
+            problems.append(f"state_steps must be >= 0, got {self.state_steps}")
+        if self.width < 1 or self.state_batch < 1:
+            problems.append(
+                f"width and state_batch must be >= 1, got {self.width}, {self.state_batch}"
+            )
+        if not self.state_hidden or any(h < 1 for h in self.state_hidden):
+            problems.append(f"state_hidden must be positive widths, got {self.state_hidden}")
+        if self.train.shift:
+            problems.append("shift must be 0: perception is calibrated to the cameras' pixels")
+        _raise(type(self), problems)
+
+    def build(self, image_keys: tuple[str, ...], image_size: int, action_dim: int = 5):
+        return POLICY_BUILDERS.build(self, image_keys, image_size, action_dim)
+
+
 _DEBUG_TRAIN = TrainConfig(
     batch_size=8, steps=6, warmup=2, eval_every=3, checkpoint_every=2, shift=2
 )
@@ -85,6 +125,20 @@ BC_PRESETS: dict[str, dict[str, Any]] = {
             train=TrainConfig(
                 learning_rate=1e-3, batch_size=256, steps=10000, warmup=200,
                 eval_every=1000, checkpoint_every=1000, shift=0,
+            ),
+        ),
+    },
+    "bc-keypoints": {
+        "debug": BCKeypointsConfig(
+            width=4, state_hidden=(32, 32), state_batch=16, state_steps=4,
+            train=TrainConfig(batch_size=8, steps=6, warmup=2, eval_every=3, checkpoint_every=2, shift=0),
+        ),
+        "default": BCKeypointsConfig(),
+        "large": BCKeypointsConfig(
+            width=32,
+            train=TrainConfig(
+                learning_rate=2e-3, batch_size=32, steps=10000, warmup=200,
+                eval_every=1000, checkpoint_every=500, shift=0,
             ),
         ),
     },

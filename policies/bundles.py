@@ -1,6 +1,6 @@
 """Load any trained agent from the one checkpoint format (``kind = "agent"``), whatever it is:
 an end-to-end or hierarchical :class:`~policies.agents.AgentBundle`, a ``bc-state`` /
-``bc-pixels`` :class:`~policies.bc.BCBundle`, or an ``rl`` / ``residual``
+``bc-pixels`` / ``bc-keypoints`` :class:`~policies.bc.BCBundle`, or an ``rl`` / ``residual``
 :class:`~policies.rl.RLBundle`. Importing this module registers every agent kind."""
 
 from __future__ import annotations

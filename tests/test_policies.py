@@ -54,11 +54,20 @@ def s1_batch(batch: int = 8, chunk: int = 4, seed: int = 0) -> dict[str, np.ndar
 
 
 def test_registries_list_every_policy_and_agent():
-    assert POLICIES.names() == ["bc-pixels", "bc-state", "subtask-planner", "vla"]
+    assert POLICIES.names() == ["bc-keypoints", "bc-pixels", "bc-state", "subtask-planner", "vla"]
     assert AGENTS.names() == [
-        "bc-pixels", "bc-state", "dream", "end-to-end", "hierarchical", "residual", "rl"
+        "bc-keypoints",
+        "bc-pixels",
+        "bc-state",
+        "dream",
+        "end-to-end",
+        "hierarchical",
+        "residual",
+        "rl",
     ]
-    with pytest.raises(KeyError, match="known agents: bc-pixels, bc-state, dream, end-to-end"):
+    with pytest.raises(
+        KeyError, match="known agents: bc-keypoints, bc-pixels, bc-state, dream, end-to-end"
+    ):
         AGENTS.get("telepathic")
 
 
@@ -208,12 +217,20 @@ def test_system2_runs_every_n_steps_and_advances_on_completion():
     planner.done_at[0] = 0.9  # subtask 0 completes
     for _ in range(4):
         agent.act(obs)
-    assert agent.calls["advance"] == 1 and agent.index == 1 and agent.subtask == SUBTASK_VOCAB[NAMED[1]]
+    assert (
+        agent.calls["advance"] == 1
+        and agent.index == 1
+        and agent.subtask == SUBTASK_VOCAB[NAMED[1]]
+    )
     assert system1.texts == [SUBTASK_VOCAB[NAMED[0]], SUBTASK_VOCAB[NAMED[1]]]
     planner.done_at[0] = 0.01  # subtask 0 undone again (a dropped cube): step back
     for _ in range(4):
         agent.act(obs)
-    assert agent.calls["step_back"] == 1 and agent.index == 0 and agent.subtask == SUBTASK_VOCAB[NAMED[0]]
+    assert (
+        agent.calls["step_back"] == 1
+        and agent.index == 0
+        and agent.subtask == SUBTASK_VOCAB[NAMED[0]]
+    )
     assert len(agent.pop_timings()["system2"]) == planner.calls
 
 
@@ -224,7 +241,9 @@ def test_system2_replans_when_a_subtask_does_not_progress():
     for _ in range(10):
         agent.act(obs)
     assert agent.calls["failure"] == 1
-    assert agent.subtask == SUBTASK_VOCAB[NAMED[1]]  # the runner-up, the failed one is not proposed again
+    assert (
+        agent.subtask == SUBTASK_VOCAB[NAMED[1]]
+    )  # the runner-up, the failed one is not proposed again
     agent.reset("another instruction")
     assert agent.index == 0 and agent.current is None and not agent.calls
 
@@ -443,11 +462,19 @@ def test_bench_agents_has_four_rows_and_held_out_language(demos, tmp_path):
     for row in ("hierarchical-discrete-unseen-paraphrase", "bc-pixels-unseen-composition"):
         assert "pick-place" in table[row]
     runs = results["runs"]
-    assert runs["bc-pixels-s0"]["updates"]["policy"] > 0 and runs["bc-pixels-s0"]["train_seconds"] > 0
+    assert (
+        runs["bc-pixels-s0"]["updates"]["policy"] > 0 and runs["bc-pixels-s0"]["train_seconds"] > 0
+    )
     assert "system1_chunk_ms_median" in results["latency"]["hierarchical-discrete"]
     assert "| hierarchical-discrete-oracle |" in format_table(results)
     again = bench_agents(
-        [demos], tmp_path / "bench", seeds=(0,), heads=("discrete",), episodes=1,
-        preset="debug", num_envs=1, progress=False,
+        [demos],
+        tmp_path / "bench",
+        seeds=(0,),
+        heads=("discrete",),
+        episodes=1,
+        preset="debug",
+        num_envs=1,
+        progress=False,
     )  # fmt: skip  (resumes: nothing is trained or evaluated twice)
     assert again["runs"] == results["runs"]

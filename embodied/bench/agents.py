@@ -36,6 +36,9 @@ from world_models.checkpoint import load_checkpoint
 LONG_HORIZON = ("sort", "chain")
 LAYERED = ("end-to-end", "hierarchical")
 FLOOR = "bc-pixels"
+BASELINES = (FLOOR, "bc-keypoints")
+"""Rows trained by ``train_bc`` (one run per seed, no action-head choice): the pixel floor, and
+the pixel agent through learned object perception (``policies.bc_keypoints``)."""
 
 
 def variants(kind: str, world_model: bool, language_splits: tuple[str, ...]):
@@ -50,7 +53,7 @@ def variants(kind: str, world_model: bool, language_splits: tuple[str, ...]):
 
 
 def run_name(kind: str, head: str, seed: int) -> str:
-    return f"{kind}-s{seed}" if kind == FLOOR else f"{kind}-{head}-s{seed}"
+    return f"{kind}-{head}-s{seed}" if kind in LAYERED else f"{kind}-s{seed}"
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -186,8 +189,9 @@ def bench_agents(
 
 def _train(kind, head, data, run_dir, preset, world_model, seed, steps, planner_steps,
            floor_steps, progress, device) -> None:  # fmt: skip
-    if kind == FLOOR:
-        train_bc(kind, list(data), run_dir, preset=preset, seed=seed, steps=floor_steps,
+    if kind in BASELINES:
+        train_bc(kind, list(data), run_dir, preset=preset, seed=seed,
+                 steps=floor_steps if kind == FLOOR else None,
                  progress=progress, device=device)  # fmt: skip
         return
     train_agent(

@@ -129,7 +129,7 @@ def cmd_bench_world_model(args: argparse.Namespace) -> int:
 def cmd_bench_agents(args: argparse.Namespace) -> int:
     import torch
 
-    from embodied.bench.agents import FLOOR, HELDOUT_SPLITS, LAYERED, bench_agents, format_table
+    from embodied.bench.agents import BASELINES, HELDOUT_SPLITS, LAYERED, bench_agents, format_table
 
     torch.set_num_threads(1)
     tasks = tuple(check_task(t.strip()) for t in args.tasks.split(",")) if args.tasks else None
@@ -137,9 +137,9 @@ def cmd_bench_agents(args: argparse.Namespace) -> int:
         if head not in ("discrete", "flow"):
             raise UsageError(f"unknown action head {head!r}; accepted: discrete, flow")
     for kind in args.kinds:
-        if kind not in (*LAYERED, FLOOR):
+        if kind not in (*LAYERED, *BASELINES):
             raise UsageError(
-                f"unknown agent kind {kind!r}; accepted: {', '.join((*LAYERED, FLOOR))}"
+                f"unknown agent kind {kind!r}; accepted: {', '.join((*LAYERED, *BASELINES))}"
             )
     language = HELDOUT_SPLITS if args.language is None else tuple(args.language)
     for split in language:
@@ -311,7 +311,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--kinds",
         nargs="+",
         default=["end-to-end", "hierarchical", "bc-pixels"],
-        help="agents to train (hierarchical ones are also evaluated under the oracle System 2)",
+        help="agents to train: end-to-end, hierarchical (also evaluated under the oracle "
+        "System 2), bc-pixels, bc-keypoints",
     )
     b.add_argument(
         "--language",

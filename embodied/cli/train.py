@@ -8,7 +8,7 @@ from pathlib import Path
 
 from embodied.cli.common import UsageError, add_ray_option, check_task, comma_list, positive
 
-BC_KINDS = ("bc-state", "bc-pixels")
+BC_KINDS = ("bc-state", "bc-pixels", "bc-keypoints")
 
 
 def _training_options(args: argparse.Namespace) -> dict:
@@ -198,12 +198,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     t = train.add_parser(
         "agent",
         help="train (or resume) an agent by imitation: layered (end-to-end, hierarchical) or a "
-        "reference baseline (bc-state, bc-pixels; optionally with DAgger)",
+        "reference baseline (bc-state, bc-pixels, bc-keypoints; optionally with DAgger)",
     )
     t.add_argument(
         "--kind",
         required=True,
-        choices=["end-to-end", "hierarchical", "bc-state", "bc-pixels"],
+        choices=["end-to-end", "hierarchical", "bc-state", "bc-pixels", "bc-keypoints"],
         help="which agent",
     )
     t.add_argument(

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,13 @@ from envs.base import IMAGE_PREFIX, OBJECT_STATE, PROPRIO
 from envs.task_features import PROPRIO_USED, TaskFeatures, instruction_vector
 from policies.bc import BC_KINDS, BCBundle, BCStateAgent
 from policies.bc_config import bc_preset
+from policies.bc_keypoints import episode_features
+from policies.perception import (
+    camera_rig,
+    cell_labels,
+    identity_table,
+    object_state_from_table,
+)
 from sandbox_common.atomic import atomic_write, write_json_atomic
 from world_models import Trainer
 from world_models.trainer import resolve_device
@@ -67,10 +74,10 @@ def open_datasets(roots: list[str | Path], kind: str) -> tuple[list[EpisodeDatas
         if missing:
             raise DatasetError(f"{ds.root}: no {missing} observations; it has {keys}")
         cfg = ds.meta.get("env_config", {})
-        if kind == "bc-pixels":
+        if kind in ("bc-pixels", "bc-keypoints"):
             if not any(k.startswith(IMAGE_PREFIX) for k in keys):
                 raise DatasetError(
-                    f"{ds.root}: bc-pixels sees camera images; this dataset has {keys} "
+                    f"{ds.root}: {kind} sees camera images; this dataset has {keys} "
                     "(collect with --obs-mode pixels)"
                 )
             layout = {
@@ -100,10 +107,16 @@ class Demos:
     proprio: np.ndarray | None = None
     instructions: np.ndarray | None = None
     """bc-pixels: ``(E, I)`` instruction codes."""
+    tables: np.ndarray | None = None
+    """bc-keypoints: ``(N_obs, K, 4)`` where each object identity is (perception's labels)."""
+    cells: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+    """bc-keypoints: per camera, each identity's true heatmap cell and whether it is in view."""
+    episodes: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    """Each episode's instruction and scene layout (object kinds)."""
 
 
 def load_demos(datasets: list[EpisodeDataset], kind: str, pairs: list[tuple[int, int]]) -> Demos:
-    actions, lengths, features, proprio, codes = [], [], [], [], []
+    actions, lengths, features, proprio, codes, tables, episodes = [], [], [], [], [], [], []
     image_keys = sorted(k for k in datasets[0].obs_keys if k.startswith(IMAGE_PREFIX))
     images: dict[str, list[np.ndarray]] = {k: [] for k in image_keys}
     for d, e in pairs:
@@ -111,12 +124,23 @@ def load_demos(datasets: list[EpisodeDataset], kind: str, pairs: list[tuple[int,
         n = len(ep)
         lengths.append(n)
         actions.append(ep.steps["expert_action"].astype(np.float32))
-        if kind == "bc-state":
-            tf = TaskFeatures(task_kinds(ep.meta["task"]))
-            state = ep.obs[OBJECT_STATE]
+        kinds = task_kinds(ep.meta["task"])
+        episodes.append((ep.instruction, kinds))
+        state = ep.obs[OBJECT_STATE]
+        if kind == "bc-keypoints":  # the state policy learns on what perception can report
+            tables.append(identity_table(state, kinds))
+            yaws = np.arctan2(ep.obs[PROPRIO][:, 3], ep.obs[PROPRIO][:, 4])
+            state = np.stack(
+                [
+                    object_state_from_table(t, kinds, ep.instruction, y)
+                    for t, y in zip(tables[-1], yaws)
+                ]
+            )
+        if kind != "bc-pixels":
+            tf = TaskFeatures(kinds)
             bound = tf.bind(ep.instruction, state[0])
             features.append(tf.state_features(ep.obs[PROPRIO][:n], state[:n], state[0], bound))
-        else:
+        if kind != "bc-state":
             for k in image_keys:
                 images[k].append(ep.obs[k])
             proprio.append(ep.obs[PROPRIO].astype(np.float32))
@@ -127,14 +151,24 @@ def load_demos(datasets: list[EpisodeDataset], kind: str, pairs: list[tuple[int,
         lengths=lengths_a,
         obs_start=np.concatenate([[0], np.cumsum(lengths_a + 1)[:-1]]),
         act_start=np.concatenate([[0], np.cumsum(lengths_a)[:-1]]),
+        episodes=episodes,
     )
-    if kind == "bc-state":
+    if kind != "bc-pixels":
         demos.features = np.concatenate(features).astype(np.float32)
-    else:
+    if kind != "bc-state":
         demos.images = {k: np.concatenate(v) for k, v in images.items()}
         demos.proprio = np.concatenate(proprio)
         demos.instructions = np.stack(codes)
+    if kind == "bc-keypoints":
+        demos.tables = np.concatenate(tables)
     return demos
+
+
+def label_cells(demos: Demos, rig: np.ndarray) -> None:
+    """Fill ``demos.cells`` (bc-keypoints) from the cameras' geometry ``rig``."""
+    keys = sorted(demos.images)
+    size = int(demos.images[keys[0]].shape[1])
+    demos.cells = dict(zip(keys, cell_labels(demos.tables, rig, demos.proprio, size)))
 
 
 def sampler(demos: Demos, kind: str, batch_size: int, chunk: int = 1):
@@ -146,6 +180,20 @@ def sampler(demos: Demos, kind: str, batch_size: int, chunk: int = 1):
             return {"features": demos.features[rows], "actions": demos.actions[rows]}
 
         return sample_state
+    if kind == "bc-keypoints":
+
+        def sample_keypoints(rng: np.random.Generator) -> dict[str, np.ndarray]:
+            frames = rng.integers(0, len(demos.proprio), batch_size)
+            rows = rng.integers(0, len(demos.actions), chunk)
+            batch = {f"obs/{k}": v[frames] for k, v in demos.images.items()}
+            for k, (cells, seen) in demos.cells.items():
+                cam = k[len(IMAGE_PREFIX) :]
+                batch[f"cells/{cam}"], batch[f"seen/{cam}"] = cells[frames], seen[frames]
+            batch["table"], batch["proprio"] = demos.tables[frames], demos.proprio[frames]
+            batch["features"], batch["actions"] = demos.features[rows], demos.actions[rows]
+            return batch
+
+        return sample_keypoints
 
     def sample_pixels(rng: np.random.Generator) -> dict[str, np.ndarray]:
         ep = rng.integers(0, len(demos.lengths), batch_size)
@@ -191,13 +239,23 @@ def _fit_round(
     else:
         keys = tuple(sorted(demos.images))
         policy = config.build(keys, int(demos.images[keys[0]].shape[1]))
-        chunk = config.chunk
+        chunk = config.chunk if kind == "bc-pixels" else config.state_batch
+    if kind == "bc-keypoints":
+        env = envs.make(tasks[0], obs_mode="state")
+        try:
+            env.reset(seed=0)
+            rig = camera_rig(env, policy.perception.cameras)
+        finally:
+            env.close()
+        policy.perception.rig.copy_(torch.from_numpy(rig))
+        label_cells(demos, rig)
+        label_cells(val, rig)
     if init is not None:
         policy.load_state_dict(init)
-    elif kind == "bc-state":
-        policy.normalizer.fit(demos.features)
-    else:
+    elif kind == "bc-pixels":
         policy.normalizer.fit(demos.proprio[:, list(PROPRIO_USED)])
+    else:
+        policy.normalizer.fit(demos.features)
     data_info = data_summary(datasets, train_pairs, val_pairs, demos.lengths)
     val_sample = sampler(val, kind, config.train.batch_size, chunk)
     trainer = Trainer(
@@ -227,6 +285,11 @@ def _fit_round(
     }
     if trainer.step < config.train.steps:
         return None, report
+    if kind == "bc-keypoints" and config.state_steps:
+        report["state_on_perception"] = _fit_state_on_perception(
+            policy, config, demos, val, round_dir / "state_on_perception", seed, progress,
+            tensorboard, device,
+        )  # fmt: skip
     bundle = BCBundle(
         kind=kind,
         policy=policy.cpu().eval(),  # agents act on the CPU
@@ -237,6 +300,61 @@ def _fit_round(
     )
     bundle.save(round_dir / AGENT_FILE)
     return bundle, report
+
+
+def perceived_features(policy, demos: Demos) -> np.ndarray:
+    """bc-keypoints: the features the agent would compute, step by step, from what its
+    perception sees in each demo frame (``(N_act, F)``, aligned with ``demos.actions``)."""
+    out = []
+    for e, (instruction, kinds) in enumerate(demos.episodes):
+        rows = slice(demos.obs_start[e], demos.obs_start[e] + demos.lengths[e])
+        images = {k[len(IMAGE_PREFIX) :]: v[rows] for k, v in demos.images.items()}
+        out.append(
+            episode_features(policy.perception, images, demos.proprio[rows], instruction, kinds)
+        )
+    return np.concatenate(out).astype(np.float32)
+
+
+def _fit_state_on_perception(
+    policy, config, demos: Demos, val: Demos, out: Path, seed: int, progress: bool,
+    tensorboard: bool, device: torch.device,
+) -> dict[str, Any]:  # fmt: skip
+    """bc-keypoints' second stage: the state policy, trained on true features with perception,
+    continues on the features perception gives (its errors, its memory of occluded objects),
+    with the same expert labels, so it acts on what it will see."""
+    start = time.perf_counter()
+    policy.cpu().eval()
+    train_demos = replace(demos, features=perceived_features(policy, demos))
+    val_demos = replace(val, features=perceived_features(policy, val))
+    seconds = time.perf_counter() - start
+    settings = replace(
+        config.train, steps=config.state_steps, batch_size=config.state_batch,
+        learning_rate=1e-3, warmup=0, eval_every=max(1, config.state_steps // 4),
+        checkpoint_every=max(1, config.state_steps // 4),
+    )  # fmt: skip
+    val_sample = sampler(val_demos, "bc-state", config.state_batch)
+    trainer = Trainer(
+        policy.state,
+        out,
+        sampler(train_demos, "bc-state", config.state_batch),
+        kind="bc-keypoints-state-training",
+        settings=settings,
+        identity={"agent": "bc-keypoints", "stage": "state_on_perception"},
+        seed=seed,
+        validation=[val_sample(np.random.default_rng([seed, 10**6 + i])) for i in range(4)],
+        tensorboard=tensorboard,
+        desc=f"train bc-keypoints state on perception ({out.parent.name})",
+        device=device,
+    )
+    trainer.resume()
+    trainer.fit(progress=progress)
+    policy.cpu()
+    last = trainer.history[-1] if trainer.history else {}
+    return {
+        "steps": trainer.step,
+        "perceive_seconds": round(seconds, 1),
+        "final": {k: v for k, v in last.items() if k.startswith("val_") or k == "loss"},
+    }
 
 
 class MixedAgent:
@@ -315,8 +433,6 @@ def train_bc(
     config = bc_preset(kind, preset)
     torch_device = resolve_device(device)
     if steps is not None:
-        from dataclasses import replace
-
         config = replace(config, train=replace(config.train, steps=steps))
     teach = expert_teacher if teacher == "expert" else RunTeacher(teacher)
     out = Path(out)

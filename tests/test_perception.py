@@ -1,0 +1,180 @@
+"""Object perception (policies.perception) and the bc-keypoints agent: the cameras' geometry is
+right, the labels round-trip into the state policy's features, triangulation recovers a point,
+the heatmaps learn, and the agent acts from pixels without reading the object state."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+import envs
+from embodied.agents import agent_factory_from_run, load_bundle
+from embodied.data.collect import collect
+from embodied.evaluation.harness import evaluate
+from embodied.training.baselines import load_demos, open_datasets, sampler, train_bc
+from envs.task_features import TaskFeatures
+from policies.bc_config import bc_preset
+from policies.perception import (
+    NUM_IDENTITIES,
+    camera_poses,
+    camera_rig,
+    fuse,
+    identity,
+    identity_table,
+    object_state_from_table,
+    project,
+    rays,
+)
+
+CAMERAS = ("front", "wrist")
+
+
+@pytest.fixture(scope="module")
+def keypoint_demos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demos") / "pick-place-pixels"
+    collect("pick-place", 3, root, seed=100, noise=0.1, progress=False, image_size=32)
+    return root
+
+
+@pytest.fixture(scope="module")
+def scene():
+    env = envs.make("pick-place", cameras=CAMERAS, image_size=64)
+    obs, info = env.reset(seed=3)
+    for _ in range(3):  # move the hand, so the wrist camera is off its reset pose
+        obs, *_ = env.step(np.array([0.5, -0.3, -0.2, 0.4, 1.0], dtype=np.float32))
+    rig = camera_rig(env, CAMERAS)
+    table = identity_table(obs["object_state"], tuple(o.kind for o in env.objects))[0]
+    yield env, obs, info, rig, table
+    env.close()
+
+
+def test_each_object_projects_onto_its_own_colour(scene):
+    env, obs, _, rig, table = scene
+    colours = {}
+    for o in env.objects:
+        geom = env.model.body_geomadr[env._body[o.name]]
+        colours[o.name] = env.model.geom_rgba[geom][:3] * 255
+    for c, cam in enumerate(CAMERAS):
+        pos, rot = camera_poses(rig[c], obs["proprio"][None])
+        image = obs[f"image_{cam}"]
+        for o in env.objects:
+            point = env.data.xpos[env._body[o.name]][None, None]
+            u, v, depth = project(point, pos, rot, rig[c, 13], 64)
+            if not (0 <= u[0, 0] < 64 and 0 <= v[0, 0] < 64) or depth[0, 0] <= 0:
+                continue
+            pixel = image[int(v[0, 0]), int(u[0, 0])].astype(float)
+            # shading changes brightness, not the hue: compare directions in RGB
+            cos = (
+                pixel @ colours[o.name] / (np.linalg.norm(pixel) * np.linalg.norm(colours[o.name]))
+            )
+            assert cos > 0.95, (cam, o.name, pixel, colours[o.name])
+
+
+def test_rays_pass_through_the_points_they_come_from(scene):
+    _, obs, _, rig, table = scene
+    points = table[None, table[:, 0] > 0, 1:4].astype(np.float64)
+    for c in range(len(CAMERAS)):
+        pos, rot = camera_poses(rig[c], obs["proprio"][None])
+        u, v, depth = project(points, pos, rot, rig[c, 13], 64)
+        d = rays(u, v, pos, rot, rig[c, 13], 64)[0]
+        to_points = points[0] - pos
+        to_points /= np.linalg.norm(to_points, axis=-1, keepdims=True)
+        np.testing.assert_allclose(d, to_points, atol=1e-9)
+
+
+def test_fuse_triangulates_two_seeing_cameras_and_uses_the_height_for_one():
+    target = np.array([0.1, -0.2, 0.07])
+    origins = np.array([[0.5, 0.0, 0.6], [0.0, 0.0, 0.3]])
+    directions = target - origins
+    directions /= np.linalg.norm(directions, axis=-1, keepdims=True)
+    shape = (2, 1, NUM_IDENTITIES)
+    o = np.broadcast_to(origins[:, None, None], shape + (3,)).copy()
+    d = np.broadcast_to(directions[:, None, None], shape + (3,)).copy()
+    heights = np.full(shape, 0.05)
+    confs = np.full(shape, 2.0)
+    table = fuse(o, d, confs, heights)[0]
+    np.testing.assert_allclose(
+        table[:, 1:4], np.broadcast_to(target, (NUM_IDENTITIES, 3)), atol=1e-5
+    )
+    confs[1] = -1.0  # only the first camera sees it: its ray meets the predicted height
+    table = fuse(o, d, confs, heights)[0]
+    assert np.allclose(table[:, 3], 0.05) and np.allclose(table[:, 0], 2.0)
+    t = (0.05 - origins[0, 2]) / directions[0, 2]
+    np.testing.assert_allclose(table[0, 1:4], origins[0] + t * directions[0], atol=1e-5)
+
+
+def test_a_table_of_identities_gives_the_same_features_as_the_object_state(scene):
+    env, obs, info, _, table = scene
+    kinds = tuple(o.kind for o in env.objects)
+    yaw = float(np.arctan2(obs["proprio"][3], obs["proprio"][4]))
+    rebuilt = object_state_from_table(table, kinds, info["instruction"], yaw)
+    features = TaskFeatures(kinds)
+    bound_a = features.bind(info["instruction"], obs["object_state"])
+    bound_b = features.bind(info["instruction"], rebuilt)
+    a = features.state_features(obs["proprio"], obs["object_state"], obs["object_state"], bound_a)
+    b = features.state_features(obs["proprio"], rebuilt, rebuilt, bound_b)
+    # positions, distances and destinations agree; only the cube's yaw is the hand's
+    assert np.abs(a - b).max() < 1.0 and np.allclose(table[:, 0].sum(), len(kinds))
+    named = [m for _, m in bound_a]
+    assert [m for _, m in bound_b] == named
+    for _, m in bound_a:
+        i = identity(m.color, m.kind)
+        assert table[i, 0] == 1.0
+
+
+def test_heatmap_loss_falls_when_overfitting_one_batch(keypoint_demos):
+    torch.manual_seed(0)
+    datasets, _ = open_datasets([keypoint_demos], "bc-keypoints")
+    demos = load_demos(datasets, "bc-keypoints", [(0, e) for e in range(len(datasets[0]))])
+    from embodied.training.baselines import label_cells
+
+    env = envs.make("pick-place", obs_mode="state")
+    env.reset(seed=0)
+    rig = camera_rig(env, CAMERAS)
+    env.close()
+    label_cells(demos, rig)
+    config = replace(bc_preset("bc-keypoints", "debug"), width=16)
+    policy = config.build(("image_front", "image_wrist"), 32)
+    policy.perception.rig.copy_(torch.from_numpy(rig))
+    policy.normalizer.fit(demos.features)
+    batch = sampler(demos, "bc-keypoints", 8, 16)(np.random.default_rng(0))
+    optimizer = torch.optim.Adam(policy.parameters(), lr=1e-2)
+    first = None
+    for _ in range(100):
+        loss, metrics = policy.loss(batch)
+        first = first if first is not None else float(loss.detach())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert float(loss.detach()) < 0.5 * first
+    policy.eval()
+    _, metrics = policy.loss(batch)
+    assert metrics["position_error_cm"] >= 0 and 0 <= metrics["presence_accuracy"] <= 1
+
+
+def test_bc_keypoints_trains_resumes_and_acts_without_the_object_state(keypoint_demos, tmp_path):
+    out = tmp_path / "kp"
+    stopped = train_bc("bc-keypoints", [keypoint_demos], out, preset="debug", progress=False,
+                       tensorboard=False, stop_after=3)  # fmt: skip
+    assert stopped == {"stopped_at": 3, "round": 0}
+    report = train_bc("bc-keypoints", [keypoint_demos], out, preset="debug", progress=False,
+                      tensorboard=False)  # fmt: skip
+    assert (
+        report["rounds"][0]["resumed"] and "val_position_error_cm" in report["rounds"][0]["final"]
+    )
+    bundle = load_bundle(out)
+    assert bundle.kind == "bc-keypoints" and bundle.policy.perception.rig.abs().sum() > 0
+    env = envs.make("pick-place", cameras=CAMERAS, image_size=32)
+    obs, info = env.reset(seed=7)
+    agent = bundle.make(task="pick-place")
+    agent.reset(info["instruction"])
+    blind = {k: v for k, v in obs.items() if k != "object_state"}
+    action = agent.act(blind)
+    assert action.shape == (5,) and np.isfinite(action).all() and abs(action[4]) == 1.0
+    env.close()
+    make, overrides = agent_factory_from_run(out, "pick-place")
+    result = evaluate(make, "pick-place", 2, seed=0, **overrides)
+    assert result.episodes == 2 and 0.0 <= result.success_rate <= 1.0
