@@ -47,13 +47,27 @@ def episode_features(
     """``(T, STATE_DIM)``: the state features an agent computes from what it perceives at each
     of an episode's ``T`` frames (``images`` per camera name), step by step as it acts."""
     tables = perception({c: torch.from_numpy(v) for c, v in images.items()}, proprio)
-    memory, states = None, []
-    for table, p in zip(tables, proprio):
+    memory, remembered = None, []
+    for table in tables:
         memory = remember(table, memory)
-        states.append(object_state_from_table(memory, kinds, instruction, hand_yaw(p)))
-    grounded = GroundedState(kinds)
-    grounded.reset(instruction)
-    return np.stack([grounded({PROPRIO: p, "object_state": s}) for p, s in zip(proprio, states)])
+        remembered.append(memory)
+    return table_features(np.stack(remembered), proprio, instruction, kinds)
+
+
+def table_features(
+    tables: np.ndarray, proprio: np.ndarray, instruction: str, kinds: tuple[str, ...]
+) -> np.ndarray:
+    """``(T, STATE_DIM)``: the state features of an episode's identity tables ``(T, K, 4)``, in
+    order, as the agent builds them: each table as an ``object_state``, bound at the first."""
+    states = np.stack(
+        [
+            object_state_from_table(t, kinds, instruction, hand_yaw(p))
+            for t, p in zip(tables, proprio)
+        ]
+    )
+    features = TaskFeatures(kinds)
+    bound = features.bind(instruction, states[0])
+    return features.state_features(proprio, states, states[0], bound)
 
 
 @POLICY_BUILDERS.register(BCKeypointsConfig)

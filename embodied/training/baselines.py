@@ -36,13 +36,8 @@ from envs.base import IMAGE_PREFIX, OBJECT_STATE, PROPRIO
 from envs.task_features import PROPRIO_USED, TaskFeatures, instruction_vector
 from policies.bc import BC_KINDS, BCBundle, BCStateAgent
 from policies.bc_config import bc_preset
-from policies.bc_keypoints import episode_features
-from policies.perception import (
-    camera_rig,
-    cell_labels,
-    identity_table,
-    object_state_from_table,
-)
+from policies.bc_keypoints import episode_features, table_features
+from policies.perception import camera_rig, cell_labels, identity_table
 from sandbox_common.atomic import atomic_write, write_json_atomic
 from world_models import Trainer
 from world_models.trainer import resolve_device
@@ -129,14 +124,10 @@ def load_demos(datasets: list[EpisodeDataset], kind: str, pairs: list[tuple[int,
         state = ep.obs[OBJECT_STATE]
         if kind == "bc-keypoints":  # the state policy learns on what perception can report
             tables.append(identity_table(state, kinds))
-            yaws = np.arctan2(ep.obs[PROPRIO][:, 3], ep.obs[PROPRIO][:, 4])
-            state = np.stack(
-                [
-                    object_state_from_table(t, kinds, ep.instruction, y)
-                    for t, y in zip(tables[-1], yaws)
-                ]
+            features.append(
+                table_features(tables[-1][:n], ep.obs[PROPRIO][:n], ep.instruction, kinds)
             )
-        if kind != "bc-pixels":
+        elif kind == "bc-state":
             tf = TaskFeatures(kinds)
             bound = tf.bind(ep.instruction, state[0])
             features.append(tf.state_features(ep.obs[PROPRIO][:n], state[:n], state[0], bound))
