@@ -151,7 +151,7 @@ class HierarchicalAgent:
         self,
         planner: Planner,
         system1: System1,
-        tokenizer: WordTokenizer,
+        tokenizer: WordTokenizer | None,
         subtasks: tuple[str, ...],
         config: PlannerConfig,
         check: WorldModelCheck | None = None,
@@ -170,14 +170,23 @@ class HierarchicalAgent:
 
     def reset(self, instruction: str) -> None:
         self.instruction = instruction
-        self._tokens = self.tokenizer.encode(instruction, self.config.fusion.max_text_len)[None]
-        self._allowed = subtasks_named_by(instruction, self.subtasks)
+        self.system1.reset("none")  # a new episode: nothing queued from the last one
+        self._prepare(instruction)
         self.index = 0
         self.current: int | None = None
         self._failed: set[int] = set()
         self._since_decision = 0
         self._on_subtask = 0
         self.calls.clear()
+
+    def _prepare(self, instruction: str) -> None:
+        """Per-episode conditioning of System 2: the instruction's tokens, the allowed subtasks."""
+        self._tokens = self.tokenizer.encode(instruction, self.config.fusion.max_text_len)[None]
+        self._allowed = subtasks_named_by(instruction, self.subtasks)
+
+    def _assess(self, obs: dict[str, Any], batch: dict[str, torch.Tensor]) -> PlanView:
+        """The planner's beliefs around the current plan position."""
+        return self.planner.assess(batch, self._tokens, self.index)
 
     @property
     def subtask(self) -> str:
@@ -206,7 +215,7 @@ class HierarchicalAgent:
         start = time.perf_counter()
         self.calls["decisions"] += 1
         batch = obs_batch(obs, self.keys)
-        view = self.planner.assess(batch, self._tokens, self.index)
+        view = self._assess(obs, batch)
         row = 1  # the row of the current position in view
         reason = None
         if self.current is None:
@@ -290,6 +299,8 @@ class OracleHierarchicalAgent:
         return out
 
 
+HIERARCHICAL_KINDS: tuple[str, ...] = ("hierarchical", "hierarchical-keypoints")
+"""Agent kinds with a System 2 (and a System 1 trained on subtask labels)."""
 PLANNERS: tuple[str, ...] = ("learned", "oracle")
 """System 2 of a hierarchical agent at evaluation: its own planner, or the env's subtask sequence."""
 
@@ -301,7 +312,7 @@ def check_planner(planner: str, kind: str) -> None:
     """Raise a clear error for an unknown System 2 or one the agent kind cannot use."""
     if planner not in PLANNERS:
         raise ValueError(f"unknown planner {planner!r}; accepted: {', '.join(PLANNERS)}")
-    if planner == "oracle" and kind != "hierarchical":
+    if planner == "oracle" and kind not in HIERARCHICAL_KINDS:
         raise ValueError(
             f"planner 'oracle' replaces the System 2 of a hierarchical agent, whose System 1 "
             f"was trained on subtask labels; this agent is {kind!r}"

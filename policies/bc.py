@@ -32,7 +32,7 @@ from envs.task_features import (
     TaskFeatures,
     instruction_vector,
 )
-from policies.agents import AGENTS, check_planner
+from policies.agents import AGENTS, HIERARCHICAL_KINDS, check_planner
 from policies.bc_config import BCPixelsConfig, BCStateConfig
 from policies.chunking import ActionChunkQueue
 from policies.config import POLICIES, POLICY_BUILDERS
@@ -40,7 +40,7 @@ from policies.fusion import random_shift
 from world_models.checkpoint import CheckpointError, save_checkpoint
 
 KIND = "agent"
-BC_KINDS = ("bc-state", "bc-pixels", "bc-keypoints")
+BC_KINDS = ("bc-state", "bc-pixels", "bc-keypoints", "hierarchical-keypoints")
 PROPRIO = "proprio"
 OBJECT_STATE = "object_state"
 GRIPPER = 4
@@ -77,14 +77,17 @@ def mlp(sizes: list[int]) -> nn.Sequential:
 
 @POLICY_BUILDERS.register(BCStateConfig)
 class BCStatePolicy(nn.Module):
-    """``features (B, STATE_DIM) -> action (B, A)``."""
+    """``features (B, input_dim) -> action (B, A)``; ``input_dim`` is ``STATE_DIM`` but for a
+    System 1 that also reads its subtask's verb (``policies.hierarchical_keypoints``)."""
 
-    def __init__(self, config: BCStateConfig, action_dim: int = 5) -> None:
+    def __init__(
+        self, config: BCStateConfig, action_dim: int = 5, input_dim: int = STATE_DIM
+    ) -> None:
         super().__init__()
         self.config = config
         self.action_dim = action_dim
-        self.normalizer = Normalizer(STATE_DIM)
-        self.net = mlp([STATE_DIM, *config.hidden, action_dim])
+        self.normalizer = Normalizer(input_dim)
+        self.net = mlp([input_dim, *config.hidden, action_dim])
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.net(self.normalizer(features))
@@ -333,7 +336,10 @@ class BCBundle:
             task = self.tasks[0]
         if task not in self.task_kinds:
             raise CheckpointError(f"this agent was trained on {list(self.tasks)}, not {task!r}")
-        return agent(self.policy, TaskFeatures(self.task_kinds[task]))
+        features = TaskFeatures(self.task_kinds[task])
+        if self.kind in HIERARCHICAL_KINDS:
+            return agent.create(self.policy, features, seed, planner)
+        return agent(self.policy, features)
 
     def to(self, device: str | torch.device) -> BCBundle:
         """Move the network to ``device`` (agents then act there; observations stay NumPy)."""

@@ -113,6 +113,28 @@ class BCKeypointsConfig(_Serializable):
         return POLICY_BUILDERS.build(self, image_keys, image_size, action_dim)
 
 
+@POLICIES.register("hierarchical-keypoints")
+@dataclass(frozen=True)
+class HierarchicalKeypointsConfig(BCKeypointsConfig):
+    """The perception of ``bc-keypoints`` under a System 2 (an object planner) and a System 1
+    conditioned on the subtask (``policies.hierarchical_keypoints``); ``state_hidden`` and
+    ``state_batch`` size System 1, ``state_steps`` counts the second stage of both."""
+
+    planner_hidden: tuple[int, ...] = (256, 256)
+    """Widths of System 2's trunk."""
+    max_subtasks: int = 8
+    """Longest plan System 2 tracks."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        problems: list[str] = []
+        if not self.planner_hidden or any(h < 1 for h in self.planner_hidden):
+            problems.append(f"planner_hidden must be positive widths, got {self.planner_hidden}")
+        if self.max_subtasks < 1:
+            problems.append(f"max_subtasks must be >= 1, got {self.max_subtasks}")
+        _raise(type(self), problems)
+
+
 _DEBUG_TRAIN = TrainConfig(
     batch_size=8, steps=6, warmup=2, eval_every=3, checkpoint_every=2, shift=2
 )
@@ -135,6 +157,20 @@ BC_PRESETS: dict[str, dict[str, Any]] = {
         ),
         "default": BCKeypointsConfig(),
         "large": BCKeypointsConfig(
+            width=32,
+            train=TrainConfig(
+                learning_rate=2e-3, batch_size=32, steps=10000, warmup=200,
+                eval_every=1000, checkpoint_every=500, shift=0,
+            ),
+        ),
+    },
+    "hierarchical-keypoints": {
+        "debug": HierarchicalKeypointsConfig(
+            width=4, state_hidden=(32, 32), planner_hidden=(32,), state_batch=16, state_steps=4,
+            train=TrainConfig(batch_size=8, steps=6, warmup=2, eval_every=3, checkpoint_every=2, shift=0),
+        ),
+        "default": HierarchicalKeypointsConfig(),
+        "large": HierarchicalKeypointsConfig(
             width=32,
             train=TrainConfig(
                 learning_rate=2e-3, batch_size=32, steps=10000, warmup=200,

@@ -37,6 +37,53 @@ def remember(table: np.ndarray, memory: np.ndarray | None) -> np.ndarray:
     return table
 
 
+class PerceivedScene:
+    """One episode's perceived objects: the identity table of the latest observation, with the
+    objects no camera sees now kept where they were last seen, and the episode's first table
+    (where an instruction is bound, and pushes are measured from). Perceives each observation
+    once, however many parts of an agent read it."""
+
+    def __init__(self, perception: ObjectPerception) -> None:
+        self.perception = perception
+        self.reset()
+
+    def reset(self) -> None:
+        self.memory: np.ndarray | None = None
+        self.initial: np.ndarray | None = None
+        self.initial_yaw = 0.0
+        self._last: dict[str, Any] | None = None
+
+    def observe(self, obs: dict[str, Any]) -> np.ndarray:
+        """The table ``(K, 4)`` of ``obs`` (cached: the same observation is perceived once)."""
+        if obs is self._last:
+            return self.memory
+        images = {
+            c: torch.from_numpy(np.ascontiguousarray(obs[f"{IMAGE_PREFIX}{c}"]))[None]
+            for c in self.perception.cameras
+        }
+        proprio = np.asarray(obs[PROPRIO], dtype=np.float32)[None]
+        with torch.no_grad():
+            table = self.perception(images, proprio)[0]
+        self.memory = remember(table, self.memory)
+        if self.initial is None:
+            self.initial, self.initial_yaw = self.memory.copy(), hand_yaw(proprio[0])
+        self._last = obs
+        return self.memory
+
+
+def perceived_tables(
+    perception: ObjectPerception, images: dict[str, np.ndarray], proprio: np.ndarray
+) -> np.ndarray:
+    """``(T, K, 4)``: the tables an agent holds at each of an episode's ``T`` frames (``images``
+    per camera name), step by step as it acts: what it sees, and where it last saw the rest."""
+    tables = perception({c: torch.from_numpy(v) for c, v in images.items()}, proprio)
+    memory, remembered = None, []
+    for table in tables:
+        memory = remember(table, memory)
+        remembered.append(memory)
+    return np.stack(remembered)
+
+
 def episode_features(
     perception: ObjectPerception,
     images: dict[str, np.ndarray],
@@ -45,13 +92,9 @@ def episode_features(
     kinds: tuple[str, ...],
 ) -> np.ndarray:
     """``(T, STATE_DIM)``: the state features an agent computes from what it perceives at each
-    of an episode's ``T`` frames (``images`` per camera name), step by step as it acts."""
-    tables = perception({c: torch.from_numpy(v) for c, v in images.items()}, proprio)
-    memory, remembered = None, []
-    for table in tables:
-        memory = remember(table, memory)
-        remembered.append(memory)
-    return table_features(np.stack(remembered), proprio, instruction, kinds)
+    of an episode's ``T`` frames, step by step as it acts."""
+    tables = perceived_tables(perception, images, proprio)
+    return table_features(tables, proprio, instruction, kinds)
 
 
 def table_features(
@@ -88,32 +131,39 @@ class BCKeypointsPolicy(nn.Module):
         self.action_dim = action_dim
         cameras = tuple(k[len(IMAGE_PREFIX) :] for k in self.image_keys)
         self.perception = ObjectPerception(cameras, image_size, config.width)
+        self._build_decision(config, action_dim)
+
+    def _build_decision(self, config: BCKeypointsConfig, action_dim: int) -> None:
         self.state = BCStatePolicy(BCStateConfig(hidden=config.state_hidden), action_dim)
+
+    @property
+    def decision(self) -> nn.Module:
+        """What acts on the perceived features (its ``loss`` reads ``features``, ``actions``);
+        the second stage of training fits it on perception's output."""
+        return self.state
 
     @property
     def normalizer(self):
         return self.state.normalizer
 
+    def fit_normalizers(self, data: dict[str, np.ndarray]) -> None:
+        """Fit the input normalisation of :attr:`decision` on the training arrays."""
+        self.state.normalizer.fit(data["features"])
+
     def loss(self, batch: dict[str, Any], generator: torch.Generator | None = None):
         """``batch``: per camera ``obs/image_<cam>`` with ``cells/<cam>`` and ``seen/<cam>``,
-        ``heights``, ``proprio``, ``table`` (for the validation error in cm); ``features`` and
-        ``actions`` for the state policy (a batch of its own size)."""
+        ``proprio``, ``table`` (for the heights and the validation error in cm); the inputs of
+        :attr:`decision` (``features`` and ``actions``: a batch of its own size)."""
         device = self.normalizer.mean.device
         tensor = lambda x: torch.as_tensor(x, device=device)  # noqa: E731
         images = {c: tensor(batch[f"obs/{IMAGE_PREFIX}{c}"]) for c in self.perception.cameras}
         labels = {k: tensor(v) for k, v in batch.items() if k.split("/")[0] in ("cells", "seen")}
         labels["heights"] = tensor(batch["table"])[..., 3]
         perception_loss, info = self.perception.loss(images, labels)
-        state_loss, state_info = self.state.loss(
-            {"features": batch["features"], "actions": batch["actions"]}
-        )
-        loss = perception_loss + state_loss
-        info |= {
-            "loss": float(loss.detach()),
-            "perception_loss": float(perception_loss.detach()),
-            "state_loss": state_info["loss"],
-            "gripper_accuracy": state_info["gripper_accuracy"],
-        }
+        decision_loss, decision_info = self.decision.loss(batch)
+        loss = perception_loss + decision_loss
+        info |= {("state_loss" if k == "loss" else k): v for k, v in decision_info.items()}
+        info |= {"loss": float(loss.detach()), "perception_loss": float(perception_loss.detach())}
         if not self.training:  # validation: where the perceived objects are, in centimetres
             table = np.asarray(batch["table"])
             present = table[..., 0] > 0
@@ -133,27 +183,18 @@ class BCKeypointsAgent:
         self.policy = policy.eval()
         self.kinds = features.kinds
         self.state = GroundedState(features.kinds)
+        self.scene = PerceivedScene(policy.perception)
         self.reset("")
 
     def reset(self, instruction: str) -> None:
         self.instruction = instruction
         self.state.reset(instruction)
-        self.memory: np.ndarray | None = None
-
-    def perceive(self, obs: dict[str, Any]) -> np.ndarray:
-        """The identity table ``(K, 4)`` of this observation, with the memory filled in."""
-        images = {
-            c: torch.from_numpy(np.ascontiguousarray(obs[f"{IMAGE_PREFIX}{c}"]))[None]
-            for c in self.policy.perception.cameras
-        }
-        proprio = np.asarray(obs[PROPRIO], dtype=np.float32)[None]
-        self.memory = remember(self.policy.perception(images, proprio)[0], self.memory)
-        return self.memory
+        self.scene.reset()
 
     def features(self, obs: dict[str, Any]) -> np.ndarray:
         proprio = np.asarray(obs[PROPRIO], dtype=np.float32)
         object_state = object_state_from_table(
-            self.perceive(obs), self.kinds, self.instruction, hand_yaw(proprio)
+            self.scene.observe(obs), self.kinds, self.instruction, hand_yaw(proprio)
         )
         return self.state({PROPRIO: proprio, "object_state": object_state})
 

@@ -247,7 +247,9 @@ def test_language_splits_hold_out_paraphrases_and_compositions():
                 _, info = env.reset(seed=seed)
                 pairs = plan_pairs(env._episode.plan)
                 heldout = [is_heldout_pair(c, d) for c, d in pairs]
-                clauses = re.split(r", then |, next |\. After that, | and then ", info["instruction"])
+                clauses = re.split(
+                    r", then |, next |\. After that, | and then ", info["instruction"]
+                )
                 if split == "unseen-paraphrase":
                     assert all(any(p.match(c) for p in unseen) for c in clauses), clauses
                     assert not any(any(p.match(c) for p in seen) for c in clauses), clauses

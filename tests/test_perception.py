@@ -14,7 +14,8 @@ import envs
 from embodied.agents import agent_factory_from_run, load_bundle
 from embodied.data.collect import collect
 from embodied.evaluation.harness import evaluate
-from embodied.training.baselines import load_demos, open_datasets, sampler, train_bc
+from embodied.training import keypoints
+from embodied.training.baselines import load_demos, open_datasets, train_bc
 from envs.task_features import TaskFeatures
 from policies.bc_config import bc_preset
 from policies.perception import (
@@ -129,18 +130,17 @@ def test_heatmap_loss_falls_when_overfitting_one_batch(keypoint_demos):
     torch.manual_seed(0)
     datasets, _ = open_datasets([keypoint_demos], "bc-keypoints")
     demos = load_demos(datasets, "bc-keypoints", [(0, e) for e in range(len(datasets[0]))])
-    from embodied.training.baselines import label_cells
-
     env = envs.make("pick-place", obs_mode="state")
     env.reset(seed=0)
     rig = camera_rig(env, CAMERAS)
     env.close()
-    label_cells(demos, rig)
+    keypoints.label_cells(demos, rig)
+    arrays = keypoints.decision_arrays("bc-keypoints", demos, demos.tables)
     config = replace(bc_preset("bc-keypoints", "debug"), width=16)
     policy = config.build(("image_front", "image_wrist"), 32)
     policy.perception.rig.copy_(torch.from_numpy(rig))
-    policy.normalizer.fit(demos.features)
-    batch = sampler(demos, "bc-keypoints", 8, 16)(np.random.default_rng(0))
+    policy.fit_normalizers(arrays)
+    batch = keypoints.sampler("bc-keypoints", demos, arrays, 8, 16)(np.random.default_rng(0))
     optimizer = torch.optim.Adam(policy.parameters(), lr=1e-2)
     first = None
     for _ in range(100):

@@ -28,7 +28,7 @@ from embodied.evaluation.harness import evaluate
 from embodied.training.baselines import train_bc
 from embodied.training.layered import AGENT_FILE, train_agent
 from envs.language import HELDOUT_SPLITS, has_split
-from policies.agents import HierarchicalAgent, obs_batch
+from policies.agents import HIERARCHICAL_KINDS, HierarchicalAgent, obs_batch
 from sandbox_common.atomic import write_json_atomic
 from sandbox_common.paths import portable_path
 from world_models.checkpoint import load_checkpoint
@@ -36,15 +36,16 @@ from world_models.checkpoint import load_checkpoint
 LONG_HORIZON = ("sort", "chain")
 LAYERED = ("end-to-end", "hierarchical")
 FLOOR = "bc-pixels"
-BASELINES = (FLOOR, "bc-keypoints")
+BASELINES = (FLOOR, "bc-keypoints", "hierarchical-keypoints")
 """Rows trained by ``train_bc`` (one run per seed, no action-head choice): the pixel floor, and
-the pixel agent through learned object perception (``policies.bc_keypoints``)."""
+the two agents on learned object perception: end-to-end (``bc-keypoints``: System 1 on the whole
+instruction) and layered (``hierarchical-keypoints``)."""
 
 
 def variants(kind: str, world_model: bool, language_splits: tuple[str, ...]):
     """(label, evaluation settings) of every evaluation a run of ``kind`` gets."""
     out = [("eval", {})]
-    if kind == "hierarchical":
+    if kind in HIERARCHICAL_KINDS:
         out.append(("eval_oracle", {"planner": "oracle"}))
         if world_model:
             out.append(("eval_no_world_model", {"world_model_check": False}))
@@ -67,13 +68,16 @@ def _read(path: Path) -> dict[str, Any]:
 def measure_latency(run: str | Path, repeats: int = 200, task: str = "chain") -> dict[str, float]:
     """Milliseconds, one thread, batch 1, at the run's sizes: System 1 per chunk inference; for a
     hierarchical agent System 2 per monitoring call (planner only) and per deliberation (planner +
-    imagining every candidate in the world model)."""
+    imagining every candidate in the world model). An agent on perceived objects acts every step:
+    its System 1 time includes perceiving the frame, its System 2 reads the scene already
+    perceived."""
     bundle = load_bundle(run)
     overrides = {**bundle.env, "cameras": tuple(bundle.env["cameras"])}
-    env = envs.make(task if task in bundle.tasks else bundle.tasks[0], **overrides)
+    task = task if task in bundle.tasks else bundle.tasks[0]
+    env = envs.make(task, **overrides)
     obs, info = env.reset(seed=0)
     env.close()
-    agent = bundle.make(seed=0)
+    agent = bundle.make(seed=0, task=task)
     agent.reset(info["instruction"])
     agent.act(obs)  # a hierarchical agent picks its first subtask (System 1's text) here
 
@@ -88,23 +92,28 @@ def measure_latency(run: str | Path, repeats: int = 200, task: str = "chain") ->
         return float(np.median(times)), float(np.percentile(times, 95))
 
     system1 = agent.system1
-    batch1 = obs_batch(obs, system1.keys)
-    tokens = system1._tokens
     out: dict[str, float] = {}
-    out["system1_chunk_ms_median"], out["system1_chunk_ms_p95"] = timed(
-        lambda: system1.policy.predict_chunk(batch1, tokens, system1.generator)
-    )
+    if hasattr(system1.policy, "predict_chunk"):
+        batch1 = obs_batch(obs, system1.keys)
+        tokens = system1._tokens
+        out["system1_chunk_ms_median"], out["system1_chunk_ms_p95"] = timed(
+            lambda: system1.policy.predict_chunk(batch1, tokens, system1.generator)
+        )
+    else:  # on perceived objects: a chunk is one step, perceiving a new frame included
+        out["system1_chunk_ms_median"], out["system1_chunk_ms_p95"] = timed(
+            lambda: system1.act(dict(obs))
+        )
     if isinstance(agent, HierarchicalAgent):
         batch = obs_batch(obs, agent.keys)
-
-        def monitor():
-            return agent.planner.assess(batch, agent._tokens, 0)
+        agent.index = 0
 
         def deliberate():
-            view = agent.planner.assess(batch, agent._tokens, 0)
+            view = agent._assess(obs, batch)
             return agent._deliberate(batch, view.log_probs[1])
 
-        out["system2_monitor_ms_median"], out["system2_monitor_ms_p95"] = timed(monitor)
+        out["system2_monitor_ms_median"], out["system2_monitor_ms_p95"] = timed(
+            lambda: agent._assess(obs, batch)
+        )
         out["system2_decision_ms_median"], out["system2_decision_ms_p95"] = timed(deliberate)
         out["system2_world_model_check"] = agent.check is not None
     return out
@@ -182,6 +191,9 @@ def bench_agents(
         for kind in (k for k in kinds if k in LAYERED):
             run_dir = out / "runs" / run_name(kind, head, seeds[0])
             results["latency"][f"{kind}-{head}"] = measure_latency(run_dir)
+    if "hierarchical-keypoints" in kinds:  # System 2 reads the scene System 1 perceived
+        run_dir = out / "runs" / run_name("hierarchical-keypoints", "", seeds[0])
+        results["latency"]["hierarchical-keypoints"] = measure_latency(run_dir)
     results["summary"] = summarize(results)
     write_json_atomic(results_path, results)
     return results

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from embodied.cli.common import UsageError, add_ray_option, check_task, comma_list, positive
 
-BC_KINDS = ("bc-state", "bc-pixels", "bc-keypoints")
+BC_KINDS = ("bc-state", "bc-pixels", "bc-keypoints", "hierarchical-keypoints")
 
 
 def _training_options(args: argparse.Namespace) -> dict:

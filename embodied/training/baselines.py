@@ -31,13 +31,15 @@ import torch
 import envs
 from embodied.data.collect import collect_rollouts, expert_teacher
 from embodied.data.dataset import DatasetError, EpisodeDataset
+from embodied.training import keypoints
+from embodied.training.keypoints import KEYPOINT_KINDS
 from embodied.training.layered import data_summary, one_layout, split_episodes
 from envs.base import IMAGE_PREFIX, OBJECT_STATE, PROPRIO
+from envs.language import SUBTASK_VOCAB
 from envs.task_features import PROPRIO_USED, TaskFeatures, instruction_vector
 from policies.bc import BC_KINDS, BCBundle, BCStateAgent
 from policies.bc_config import bc_preset
-from policies.bc_keypoints import episode_features, table_features
-from policies.perception import camera_rig, cell_labels, identity_table
+from policies.perception import camera_rig, identity_table
 from sandbox_common.atomic import atomic_write, write_json_atomic
 from world_models import Trainer
 from world_models.trainer import resolve_device
@@ -69,7 +71,7 @@ def open_datasets(roots: list[str | Path], kind: str) -> tuple[list[EpisodeDatas
         if missing:
             raise DatasetError(f"{ds.root}: no {missing} observations; it has {keys}")
         cfg = ds.meta.get("env_config", {})
-        if kind in ("bc-pixels", "bc-keypoints"):
+        if kind != "bc-state":
             if not any(k.startswith(IMAGE_PREFIX) for k in keys):
                 raise DatasetError(
                     f"{ds.root}: {kind} sees camera images; this dataset has {keys} "
@@ -103,15 +105,22 @@ class Demos:
     instructions: np.ndarray | None = None
     """bc-pixels: ``(E, I)`` instruction codes."""
     tables: np.ndarray | None = None
-    """bc-keypoints: ``(N_obs, K, 4)`` where each object identity is (perception's labels)."""
+    """Keypoint kinds: ``(N_obs, K, 4)`` where each object identity is (perception's labels)."""
     cells: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
-    """bc-keypoints: per camera, each identity's true heatmap cell and whether it is in view."""
+    """Keypoint kinds: per camera, each identity's true heatmap cell and whether it is in view."""
+    subtask_ids: np.ndarray | None = None
+    """Keypoint kinds: ``(N_act,)`` the subtask executed at each step (SUBTASK_VOCAB index)."""
+    pointer: np.ndarray | None = None
+    """Keypoint kinds: ``(N_obs,)`` the plan position at each observation."""
+    plans: list[list[int]] = field(default_factory=list)
+    """Keypoint kinds: each episode's plan (SUBTASK_VOCAB indices)."""
     episodes: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     """Each episode's instruction and scene layout (object kinds)."""
 
 
 def load_demos(datasets: list[EpisodeDataset], kind: str, pairs: list[tuple[int, int]]) -> Demos:
     actions, lengths, features, proprio, codes, tables, episodes = [], [], [], [], [], [], []
+    subtask_ids, pointer, plans = [], [], []
     image_keys = sorted(k for k in datasets[0].obs_keys if k.startswith(IMAGE_PREFIX))
     images: dict[str, list[np.ndarray]] = {k: [] for k in image_keys}
     for d, e in pairs:
@@ -122,11 +131,11 @@ def load_demos(datasets: list[EpisodeDataset], kind: str, pairs: list[tuple[int,
         kinds = task_kinds(ep.meta["task"])
         episodes.append((ep.instruction, kinds))
         state = ep.obs[OBJECT_STATE]
-        if kind == "bc-keypoints":  # the state policy learns on what perception can report
+        if kind in KEYPOINT_KINDS:  # features come later, from true or perceived tables
             tables.append(identity_table(state, kinds))
-            features.append(
-                table_features(tables[-1][:n], ep.obs[PROPRIO][:n], ep.instruction, kinds)
-            )
+            subtask_ids.append(ep.steps["subtask_id"].astype(np.int64))
+            pointer.append(np.concatenate([[0], ep.steps["subtask_index"].astype(np.int64)]))
+            plans.append([SUBTASK_VOCAB.index(label) for label in ep.meta["plan"]])
         elif kind == "bc-state":
             tf = TaskFeatures(kinds)
             bound = tf.bind(ep.instruction, state[0])
@@ -144,22 +153,17 @@ def load_demos(datasets: list[EpisodeDataset], kind: str, pairs: list[tuple[int,
         act_start=np.concatenate([[0], np.cumsum(lengths_a)[:-1]]),
         episodes=episodes,
     )
-    if kind != "bc-pixels":
+    if kind == "bc-state":
         demos.features = np.concatenate(features).astype(np.float32)
     if kind != "bc-state":
         demos.images = {k: np.concatenate(v) for k, v in images.items()}
         demos.proprio = np.concatenate(proprio)
         demos.instructions = np.stack(codes)
-    if kind == "bc-keypoints":
+    if kind in KEYPOINT_KINDS:
         demos.tables = np.concatenate(tables)
+        demos.subtask_ids, demos.pointer = np.concatenate(subtask_ids), np.concatenate(pointer)
+        demos.plans = plans
     return demos
-
-
-def label_cells(demos: Demos, rig: np.ndarray) -> None:
-    """Fill ``demos.cells`` (bc-keypoints) from the cameras' geometry ``rig``."""
-    keys = sorted(demos.images)
-    size = int(demos.images[keys[0]].shape[1])
-    demos.cells = dict(zip(keys, cell_labels(demos.tables, rig, demos.proprio, size)))
 
 
 def sampler(demos: Demos, kind: str, batch_size: int, chunk: int = 1):
@@ -171,20 +175,6 @@ def sampler(demos: Demos, kind: str, batch_size: int, chunk: int = 1):
             return {"features": demos.features[rows], "actions": demos.actions[rows]}
 
         return sample_state
-    if kind == "bc-keypoints":
-
-        def sample_keypoints(rng: np.random.Generator) -> dict[str, np.ndarray]:
-            frames = rng.integers(0, len(demos.proprio), batch_size)
-            rows = rng.integers(0, len(demos.actions), chunk)
-            batch = {f"obs/{k}": v[frames] for k, v in demos.images.items()}
-            for k, (cells, seen) in demos.cells.items():
-                cam = k[len(IMAGE_PREFIX) :]
-                batch[f"cells/{cam}"], batch[f"seen/{cam}"] = cells[frames], seen[frames]
-            batch["table"], batch["proprio"] = demos.tables[frames], demos.proprio[frames]
-            batch["features"], batch["actions"] = demos.features[rows], demos.actions[rows]
-            return batch
-
-        return sample_keypoints
 
     def sample_pixels(rng: np.random.Generator) -> dict[str, np.ndarray]:
         ep = rng.integers(0, len(demos.lengths), batch_size)
@@ -226,12 +216,11 @@ def _fit_round(
     torch.manual_seed(seed)
     if kind == "bc-state":
         policy = config.build()
-        chunk = 1
     else:
         keys = tuple(sorted(demos.images))
         policy = config.build(keys, int(demos.images[keys[0]].shape[1]))
-        chunk = config.chunk if kind == "bc-pixels" else config.state_batch
-    if kind == "bc-keypoints":
+    arrays: dict[int, dict[str, np.ndarray]] = {}
+    if kind in KEYPOINT_KINDS:
         env = envs.make(tasks[0], obs_mode="state")
         try:
             env.reset(seed=0)
@@ -239,20 +228,32 @@ def _fit_round(
         finally:
             env.close()
         policy.perception.rig.copy_(torch.from_numpy(rig))
-        label_cells(demos, rig)
-        label_cells(val, rig)
+        for part in (demos, val):
+            keypoints.label_cells(part, rig)  # the decision networks first learn on true tables
+            arrays[id(part)] = keypoints.decision_arrays(kind, part, part.tables)
+
+    def sample(part: Demos):
+        if kind in KEYPOINT_KINDS:
+            return keypoints.sampler(
+                kind, part, arrays[id(part)], config.train.batch_size, config.state_batch
+            )
+        chunk = config.chunk if kind == "bc-pixels" else 1
+        return sampler(part, kind, config.train.batch_size, chunk)
+
     if init is not None:
         policy.load_state_dict(init)
     elif kind == "bc-pixels":
         policy.normalizer.fit(demos.proprio[:, list(PROPRIO_USED)])
+    elif kind in KEYPOINT_KINDS:
+        policy.fit_normalizers(arrays[id(demos)])
     else:
         policy.normalizer.fit(demos.features)
     data_info = data_summary(datasets, train_pairs, val_pairs, demos.lengths)
-    val_sample = sampler(val, kind, config.train.batch_size, chunk)
+    val_sample = sample(val)
     trainer = Trainer(
         policy,
         round_dir,
-        sampler(demos, kind, config.train.batch_size, chunk),
+        sample(demos),
         kind=f"{kind}-training",
         settings=config.train,
         identity={"agent": kind, "config": config.to_dict(), "env": layout},
@@ -276,10 +277,10 @@ def _fit_round(
     }
     if trainer.step < config.train.steps:
         return None, report
-    if kind == "bc-keypoints" and config.state_steps:
-        report["state_on_perception"] = _fit_state_on_perception(
-            policy, config, demos, val, round_dir / "state_on_perception", seed, progress,
-            tensorboard, device,
+    if kind in KEYPOINT_KINDS and config.state_steps:
+        report["decision_on_perception"] = keypoints.fit_decision_on_perception(
+            kind, policy, config, demos, val, round_dir / "decision_on_perception", seed,
+            progress, tensorboard, device,
         )  # fmt: skip
     bundle = BCBundle(
         kind=kind,
@@ -291,61 +292,6 @@ def _fit_round(
     )
     bundle.save(round_dir / AGENT_FILE)
     return bundle, report
-
-
-def perceived_features(policy, demos: Demos) -> np.ndarray:
-    """bc-keypoints: the features the agent would compute, step by step, from what its
-    perception sees in each demo frame (``(N_act, F)``, aligned with ``demos.actions``)."""
-    out = []
-    for e, (instruction, kinds) in enumerate(demos.episodes):
-        rows = slice(demos.obs_start[e], demos.obs_start[e] + demos.lengths[e])
-        images = {k[len(IMAGE_PREFIX) :]: v[rows] for k, v in demos.images.items()}
-        out.append(
-            episode_features(policy.perception, images, demos.proprio[rows], instruction, kinds)
-        )
-    return np.concatenate(out).astype(np.float32)
-
-
-def _fit_state_on_perception(
-    policy, config, demos: Demos, val: Demos, out: Path, seed: int, progress: bool,
-    tensorboard: bool, device: torch.device,
-) -> dict[str, Any]:  # fmt: skip
-    """bc-keypoints' second stage: the state policy, trained on true features with perception,
-    continues on the features perception gives (its errors, its memory of occluded objects),
-    with the same expert labels, so it acts on what it will see."""
-    start = time.perf_counter()
-    policy.cpu().eval()
-    train_demos = replace(demos, features=perceived_features(policy, demos))
-    val_demos = replace(val, features=perceived_features(policy, val))
-    seconds = time.perf_counter() - start
-    settings = replace(
-        config.train, steps=config.state_steps, batch_size=config.state_batch,
-        learning_rate=1e-3, warmup=0, eval_every=max(1, config.state_steps // 4),
-        checkpoint_every=max(1, config.state_steps // 4),
-    )  # fmt: skip
-    val_sample = sampler(val_demos, "bc-state", config.state_batch)
-    trainer = Trainer(
-        policy.state,
-        out,
-        sampler(train_demos, "bc-state", config.state_batch),
-        kind="bc-keypoints-state-training",
-        settings=settings,
-        identity={"agent": "bc-keypoints", "stage": "state_on_perception"},
-        seed=seed,
-        validation=[val_sample(np.random.default_rng([seed, 10**6 + i])) for i in range(4)],
-        tensorboard=tensorboard,
-        desc=f"train bc-keypoints state on perception ({out.parent.name})",
-        device=device,
-    )
-    trainer.resume()
-    trainer.fit(progress=progress)
-    policy.cpu()
-    last = trainer.history[-1] if trainer.history else {}
-    return {
-        "steps": trainer.step,
-        "perceive_seconds": round(seconds, 1),
-        "final": {k: v for k, v in last.items() if k.startswith("val_") or k == "loss"},
-    }
 
 
 class MixedAgent:

@@ -1,0 +1,301 @@
+"""``hierarchical-keypoints``: the layered agent on perceived objects. The cameras become a table of
+where every object is (the perception of ``bc-keypoints``); System 2 (an
+:class:`~policies.object_planner.ObjectPlanner`) reads the instruction's task-relative features
+of that table and picks the subtask; System 1 (a state policy) reads the features of the
+objects *the subtask* names, plus its verb, and acts. Its end-to-end counterpart at equal
+perception is ``bc-keypoints``: the same System 1 conditioned on the whole instruction.
+
+System 1's text for ``place(red_pad)`` is the cube it last picked and the pad
+("orange cube red pad"): the label names only the destination, but placing precisely needs the
+held cube's position, and System 1 knows what it picked. Privileged state is used only as
+training labels; at run time the agent reads the cameras, proprioception and the instruction.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from envs.base import PROPRIO
+from envs.language import SUBTASK_VOCAB
+from envs.task_features import STATE_DIM, GroundedState, TaskFeatures
+from policies.agents import AGENTS, HierarchicalAgent, OracleHierarchicalAgent, _elapsed_ms
+from policies.bc import BCStatePolicy, executable
+from policies.bc_config import BCStateConfig, HierarchicalKeypointsConfig
+from policies.bc_keypoints import BCKeypointsPolicy, PerceivedScene, hand_yaw
+from policies.config import POLICY_BUILDERS, PlannerConfig
+from policies.object_planner import (
+    NO_SCORE,
+    VERB_NAMES,
+    ObjectPlanner,
+    candidates,
+    split_label,
+    verb_code,
+)
+from policies.perception import object_state_from_table
+from policies.planner import PlanView
+
+SYSTEM1_DIM = STATE_DIM + len(VERB_NAMES)
+"""System 1's input: the subtask's task-relative features and its verb."""
+
+
+def system1_text(label: str, holding: str | None) -> str:
+    """The text System 1's features are bound to: the label's objects, in words, with the held
+    cube before a ``place`` destination (``"place(red_pad)"``, ``"orange_cube"`` ->
+    ``"orange cube red pad"``); ``"none"`` for no subtask."""
+    verb, args = split_label(label)
+    if verb == "none":
+        return "none"
+    if verb == "place" and holding is not None:
+        args = [holding, *args]
+    return " ".join(a.replace("_", " ") for a in args)
+
+
+def next_holding(label: str, holding: str | None) -> str | None:
+    """The cube System 1 holds (or last picked) after starting ``label``."""
+    verb, args = split_label(label)
+    return args[0] if verb == "pick" else holding
+
+
+def bind_text(features: TaskFeatures, text: str, object_state: np.ndarray):
+    """:meth:`TaskFeatures.bind`, except that ``none`` binds nothing (not every cube, as an
+    instruction that names no object would)."""
+    return [] if text == "none" else features.bind(text, object_state)
+
+
+def text_features(
+    features: TaskFeatures,
+    tables: np.ndarray,
+    proprio: np.ndarray,
+    text: str,
+    verb: np.ndarray,
+    initial: tuple[np.ndarray, float],
+) -> np.ndarray:
+    """``(T, SYSTEM1_DIM)``: System 1's input at ``T`` steps under one ``text``; ``initial`` is
+    the episode's first table and hand yaw (where the text is bound)."""
+    kinds = features.kinds
+    first = object_state_from_table(initial[0], kinds, text, initial[1])
+    states = np.stack(
+        [object_state_from_table(t, kinds, text, hand_yaw(p)) for t, p in zip(tables, proprio)]
+    )
+    x = features.state_features(proprio, states, first, bind_text(features, text, first))
+    return np.concatenate([x, np.broadcast_to(verb, (len(x), len(verb)))], axis=1)
+
+
+def subtask_features(
+    tables: np.ndarray, proprio: np.ndarray, labels: list[str], kinds: tuple[str, ...]
+) -> np.ndarray:
+    """``(T, SYSTEM1_DIM)``: System 1's input at each of an episode's ``T`` steps, where step
+    ``t`` pursues ``labels[t]`` (``tables``, ``proprio``: at least ``T`` rows)."""
+    features = TaskFeatures(kinds)
+    initial = (tables[0], hand_yaw(proprio[0]))
+    out, holding, start = [], None, 0
+    texts = []
+    for label in labels:
+        holding = next_holding(label, holding)
+        texts.append((system1_text(label, holding), label))
+    for t in range(1, len(texts) + 1):
+        if t == len(texts) or texts[t] != texts[start]:
+            text, label = texts[start]
+            rows = slice(start, t)
+            out.append(
+                text_features(
+                    features, tables[rows], proprio[rows], text, verb_code(label), initial
+                )
+            )
+            start = t
+    return np.concatenate(out).astype(np.float32)
+
+
+# ---------------------------------------------------------------------- networks
+
+
+class LayeredHeads(nn.Module):
+    """System 1 (a state policy on :data:`SYSTEM1_DIM` inputs) and System 2 (the object planner):
+    what the second stage of training fits on perception's output."""
+
+    def __init__(self, config: HierarchicalKeypointsConfig, action_dim: int) -> None:
+        super().__init__()
+        self.system1 = BCStatePolicy(
+            BCStateConfig(hidden=config.state_hidden), action_dim, SYSTEM1_DIM
+        )
+        self.planner = ObjectPlanner(config.planner_hidden, config.max_subtasks)
+
+    def loss(self, batch: dict[str, Any], generator: torch.Generator | None = None):
+        """``s1_features`` and ``actions``; the planner's batch (``ObjectPlanner.loss``)."""
+        s1_loss, s1_info = self.system1.loss(
+            {"features": batch["s1_features"], "actions": batch["actions"]}
+        )
+        planner_loss, info = self.planner.loss(batch)
+        loss = s1_loss + planner_loss
+        return loss, info | {
+            "loss": float(loss.detach()),
+            "system1_loss": s1_info["loss"],
+            "gripper_accuracy": s1_info["gripper_accuracy"],
+        }
+
+
+@POLICY_BUILDERS.register(HierarchicalKeypointsConfig)
+class HierarchicalKeypointsPolicy(BCKeypointsPolicy):
+    """Perception (cameras -> identity table), System 1 and System 2 (:class:`LayeredHeads`)."""
+
+    def __init__(
+        self,
+        config: HierarchicalKeypointsConfig,
+        image_keys: tuple[str, ...],
+        image_size: int,
+        action_dim: int = 5,
+    ) -> None:
+        super().__init__(config, image_keys, image_size, action_dim)
+
+    def _build_decision(self, config: HierarchicalKeypointsConfig, action_dim: int) -> None:
+        self.heads = LayeredHeads(config, action_dim)
+
+    @property
+    def decision(self) -> nn.Module:
+        return self.heads
+
+    @property
+    def normalizer(self):
+        return self.heads.system1.normalizer
+
+    def fit_normalizers(self, data: dict[str, np.ndarray]) -> None:
+        self.heads.system1.normalizer.fit(data["s1_features"])
+        self.heads.planner.normalizer.fit(data["plan_features"])
+
+
+# ---------------------------------------------------------------------- acting
+
+
+class KeypointSystem1:
+    """System 1 for one episode: the subtask's features of the perceived scene -> an action each
+    step (a chunk of one). Same interface as :class:`policies.agents.System1`."""
+
+    def __init__(self, policy: BCStatePolicy, scene: PerceivedScene, kinds: tuple[str, ...]):
+        self.policy = policy.eval()
+        self.scene = scene
+        self.features = TaskFeatures(kinds)
+        self.keys = ()
+        self.timings: list[float] = []
+        self.chunks_predicted = 0
+        self.reset("none")
+
+    def reset(self, text: str) -> None:
+        """A new episode (the perceived scene starts over), conditioned on ``text``."""
+        self.scene.reset()
+        self.holding: str | None = None
+        self.label: str | None = None
+        self.set_text(text)
+
+    def set_text(self, text: str) -> None:
+        """Condition on the subtask label ``text`` (a new pick changes the held cube)."""
+        if text != self.label:
+            self.label = text
+            self.holding = next_holding(text, self.holding)
+            self._text = system1_text(text, self.holding)
+            self._verb = verb_code(text)
+
+    def inputs(self, obs: dict[str, Any]) -> np.ndarray:
+        table = self.scene.observe(obs)
+        proprio = np.asarray(obs[PROPRIO], dtype=np.float32)[None]
+        initial = (self.scene.initial, self.scene.initial_yaw)
+        return text_features(self.features, table[None], proprio, self._text, self._verb, initial)
+
+    def act(self, obs: dict[str, Any]) -> np.ndarray:
+        start = time.perf_counter()
+        with torch.no_grad():
+            action = self.policy(torch.from_numpy(self.inputs(obs)))[0].numpy()
+        self.timings.append(_elapsed_ms(start))
+        self.chunks_predicted += 1
+        return executable(action)
+
+    def embed(self, obs: dict[str, Any]) -> np.ndarray:
+        with torch.no_grad():
+            return self.policy.embed(torch.from_numpy(self.inputs(obs)))[0].numpy()
+
+
+class ScenePlanner:
+    """System 2's network on the perceived scene: binds the instruction at the first observation,
+    then gives the planner's beliefs at plan positions ``index - 1 .. index + 1``."""
+
+    def __init__(self, planner: ObjectPlanner, scene: PerceivedScene, kinds: tuple[str, ...]):
+        self.planner = planner.eval()
+        self.scene = scene
+        self.kinds = kinds
+        self.state = GroundedState(kinds)
+        self.reset("")
+
+    def reset(self, instruction: str) -> None:
+        self.instruction = instruction
+        self.state.reset(instruction)
+        self.index: np.ndarray | None = None
+
+    def assess(self, obs: dict[str, Any], index: int) -> PlanView:
+        table = self.scene.observe(obs)
+        proprio = np.asarray(obs[PROPRIO], dtype=np.float32)
+        object_state = object_state_from_table(
+            table, self.kinds, self.instruction, hand_yaw(proprio)
+        )
+        x = self.state({PROPRIO: proprio, "object_state": object_state})
+        if self.index is None:  # bound at the first observation
+            self.index, self.codes = candidates(self.instruction, self.state.bound)
+        positions = np.array([max(index - 1, 0), index, index + 1])
+        with torch.no_grad():
+            scores, done = self.planner(
+                np.repeat(x[None], 3, 0), positions, np.repeat(self.codes[None], 3, 0)
+            )
+        log_probs = np.full((3, len(SUBTASK_VOCAB)), NO_SCORE, dtype=np.float32)
+        log_probs[:, self.index] = torch.log_softmax(scores, -1).numpy()
+        return PlanView(log_probs=log_probs, done=torch.sigmoid(done).numpy())
+
+    def allowed(self) -> np.ndarray:
+        """``(len(SUBTASK_VOCAB),) bool``: the candidates (after the first ``assess``)."""
+        out = np.zeros(len(SUBTASK_VOCAB), dtype=bool)
+        out[self.index] = True
+        return out
+
+
+@AGENTS.register("hierarchical-keypoints")
+class HierarchicalKeypointsAgent(HierarchicalAgent):
+    """:class:`~policies.agents.HierarchicalAgent`'s System 2 logic (advance, step back, give up
+    after ``patience``) over :class:`ScenePlanner` and :class:`KeypointSystem1`, which share one
+    perceived scene. No world-model check: the latent world model imagines pixels, not tables."""
+
+    def __init__(
+        self,
+        policy: HierarchicalKeypointsPolicy,
+        features: TaskFeatures,
+        seed: int = 0,
+        config: PlannerConfig | None = None,
+    ) -> None:
+        self.policy = policy.eval()
+        self.scene = PerceivedScene(policy.perception)
+        system1 = KeypointSystem1(policy.heads.system1, self.scene, features.kinds)
+        planner = ScenePlanner(policy.heads.planner, self.scene, features.kinds)
+        config = config or PlannerConfig(max_subtasks=policy.config.max_subtasks)
+        super().__init__(planner, system1, None, SUBTASK_VOCAB, config, None, ())
+
+    @classmethod
+    def create(
+        cls, policy: HierarchicalKeypointsPolicy, features: TaskFeatures, seed: int, planner: str
+    ):
+        """The agent with its learned System 2, or its System 1 under the oracle one."""
+        if planner == "oracle":
+            scene = PerceivedScene(policy.perception)
+            return OracleHierarchicalAgent(
+                KeypointSystem1(policy.heads.system1, scene, features.kinds)
+            )
+        return cls(policy, features, seed)
+
+    def _prepare(self, instruction: str) -> None:
+        self.planner.reset(instruction)
+        self._allowed = np.ones(len(SUBTASK_VOCAB), dtype=bool)
+
+    def _assess(self, obs: dict[str, Any], batch: dict) -> PlanView:
+        view = self.planner.assess(obs, self.index)
+        self._allowed = self.planner.allowed()
+        return view
