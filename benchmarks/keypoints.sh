@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# bc-keypoints, single task from pixels (issue 10): per task (pick-place, push, stack), 1,000
-# pixel demos (expert noise 0.1, seeds from 100000, language=train so no held-out composition is
-# shown), the default preset (4,000 perception updates + 2,000 state updates on perceived
-# features, one torch thread), evaluated on 50 held-out seeds in distribution and on held-out
-# language through `bench agents`. Resumable: rerun after a kill. Settings: TASKS, DEMOS (1000),
-# EPISODES (50), WORK (runs/bench-keypoints). Run nothing else meanwhile (2 cores).
+# The pixel agents on perceived objects, single task (issue 10): per task (pick-place, push,
+# stack), 1,000 pixel demos (expert noise 0.1, seeds from 100000, language=train), the default
+# presets (4,000 updates of perception + decision networks, then 2,000 decision updates on
+# perceived tables, one torch thread), evaluated on 50 held-out seeds in distribution, under the
+# oracle System 2 (hierarchical) and on held-out language, through `bench agents`. Rows:
+# bc-keypoints (end-to-end: System 1 on the whole instruction) and hierarchical-keypoints
+# (System 2 + System 1 on subtasks). Resumable: rerun after a kill. Settings: TASKS, KINDS, SEEDS
+# (0; "0 1 2" for the three-seed pick-place row), DEMOS (1000), EPISODES (50), WORK
+# (runs/bench-keypoints); SHIP=1 copies the pick-place seed-0 agents into assets/agents/ (what the
+# demo evaluates). Run nothing else meanwhile (2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || bash scripts/setup.sh dev
@@ -14,7 +18,16 @@ mkdir -p benchmarks/results
 for TASK in ${TASKS:-pick-place push stack}; do
   $PY -m embodied collect --task "$TASK" --episodes "${DEMOS:-1000}" --seed 100000 --noise 0.1 \
     --workers 2 --set language=train --out "$WORK/data/$TASK" --quiet
-  $PY -m embodied bench agents --data "$WORK/data/$TASK" --out "$WORK/$TASK" --kinds bc-keypoints \
-    --seeds 0 --episodes "${EPISODES:-50}" --quiet
+  # shellcheck disable=SC2086
+  $PY -m embodied bench agents --data "$WORK/data/$TASK" --out "$WORK/$TASK" \
+    --kinds ${KINDS:-bc-keypoints hierarchical-keypoints} --seeds ${SEEDS:-0} \
+    --episodes "${EPISODES:-50}" --quiet
   cp "$WORK/$TASK/results.json" "benchmarks/results/keypoints-$TASK.json"
 done
+if [ "${SHIP:-0}" = 1 ]; then
+  for KIND in bc-keypoints hierarchical-keypoints; do
+    mkdir -p "assets/agents/$KIND-pick-place"
+    cp "$WORK/pick-place/runs/$KIND-s0/agent.pt" "$WORK/pick-place/runs/$KIND-s0/train.json" \
+      "assets/agents/$KIND-pick-place/"
+  done
+fi

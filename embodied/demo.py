@@ -60,6 +60,15 @@ def demo_world_model(
 AGENT_KINDS = ("bc-state", "end-to-end", "hierarchical")
 """The demo's comparison: the privileged-state baseline (the floor, and a competent agent within
 a minute of training), then the two layered agents on the pixel demos."""
+SHIPPED_AGENTS = Path(__file__).resolve().parent.parent / "assets" / "agents"
+"""Pixel agents the project trained with its own benchmark command (``benchmarks/keypoints.sh``;
+docs/BENCHMARKS.md) and ships, each a run directory (``agent.pt``, ``train.json``): the demo
+evaluates them beside the agents it trains live, so its report shows competence in minutes."""
+
+
+def shipped_runs(root: Path = SHIPPED_AGENTS) -> list[Path]:
+    """The shipped agents' run directories, by name."""
+    return sorted(p.parent for p in root.glob("*/agent.pt"))
 
 
 def demo_agents(
@@ -76,8 +85,9 @@ def demo_agents(
     video_size: int = 256,
 ) -> dict[str, Any]:
     """Train the bc-state baseline on ``state_data``, and the end-to-end and the hierarchical agent
-    on the same pixel demos with the same update budget; compare them with ``compare`` (the
-    hierarchical agent also under the oracle System 2) and return its rows."""
+    on the same pixel demos with the same update budget; compare them and the shipped agents
+    with ``compare`` (hierarchical agents also under the oracle System 2) and return its rows."""
+    from embodied.agents import load_bundle
     from embodied.evaluation.compare import compare_runs
     from embodied.media.report import write_report
     from embodied.training.baselines import train_bc
@@ -101,6 +111,8 @@ def demo_agents(
                 progress=progress,
             )
         runs.append(run)
+    tasks = {path.name for path in data}
+    runs += [run for run in shipped_runs() if tasks & set(load_bundle(run).tasks)]
     where = out / "comparison"
     results = compare_runs(
         runs, where, episodes=episodes, seed=10_000 + seed, video_episodes=1, language=(),
@@ -260,7 +272,10 @@ def run_demo(
             f"completed. bc-state reads privileged state ({baseline_episodes} state demos per "
             f"task, one multi-task network); the layered agents read pixels ({episodes} demos per "
             "task); `hierarchical+oracle` is the hierarchical agent's System 1 under the env's own "
-            "subtask sequence. The full report, with plots, latency, training cost and the same "
+            "subtask sequence. Rows named after a task (`bc-keypoints-pick-place`, "
+            "`hierarchical-keypoints-pick-place`) are pixel agents on perceived objects that the "
+            "project trained on 1,000 demos and ships in `assets/agents/` (evaluated here, not "
+            "trained). The full report, with plots, latency, training cost and the same "
             f"episodes side by side on video: [{comparison['report']}]({comparison['report']}). "
             "A short demo budget: see docs/BENCHMARKS.md for the full benchmarks.",
             "",

@@ -153,3 +153,14 @@ def test_hierarchical_keypoints_trains_resumes_and_acts_with_both_planners(stack
         assert result.episodes == 2 and result.latency_ms["system1_mean"] > 0
     with pytest.raises(ValueError, match="oracle"):
         load_bundle(out).make(task="stack", planner="other")
+
+
+def test_the_shipped_pixel_agents_load_and_do_pick_place():
+    from embodied.demo import shipped_runs
+
+    runs = {run.name: run for run in shipped_runs()}
+    assert {"bc-keypoints-pick-place", "hierarchical-keypoints-pick-place"} <= set(runs)
+    for run in runs.values():
+        make, overrides = agent_factory_from_run(run, "pick-place")
+        result = evaluate(make, "pick-place", 2, seed=10_000, **overrides)
+        assert result.success_rate == 1.0, run.name

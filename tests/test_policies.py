@@ -54,7 +54,14 @@ def s1_batch(batch: int = 8, chunk: int = 4, seed: int = 0) -> dict[str, np.ndar
 
 
 def test_registries_list_every_policy_and_agent():
-    assert POLICIES.names() == ["bc-keypoints", "bc-pixels", "bc-state", "subtask-planner", "vla"]
+    assert POLICIES.names() == [
+        "bc-keypoints",
+        "bc-pixels",
+        "bc-state",
+        "hierarchical-keypoints",
+        "subtask-planner",
+        "vla",
+    ]
     assert AGENTS.names() == [
         "bc-keypoints",
         "bc-pixels",
@@ -62,6 +69,7 @@ def test_registries_list_every_policy_and_agent():
         "dream",
         "end-to-end",
         "hierarchical",
+        "hierarchical-keypoints",
         "residual",
         "rl",
     ]
@@ -222,7 +230,8 @@ def test_system2_runs_every_n_steps_and_advances_on_completion():
         and agent.index == 1
         and agent.subtask == SUBTASK_VOCAB[NAMED[1]]
     )
-    assert system1.texts == [SUBTASK_VOCAB[NAMED[0]], SUBTASK_VOCAB[NAMED[1]]]
+    # reset("none") at the episode's start (nothing queued from the last one), then the subtasks
+    assert system1.texts == ["none", SUBTASK_VOCAB[NAMED[0]], SUBTASK_VOCAB[NAMED[1]]]
     planner.done_at[0] = 0.01  # subtask 0 undone again (a dropped cube): step back
     for _ in range(4):
         agent.act(obs)

@@ -198,12 +198,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     t = train.add_parser(
         "agent",
         help="train (or resume) an agent by imitation: layered (end-to-end, hierarchical) or a "
-        "reference baseline (bc-state, bc-pixels, bc-keypoints; optionally with DAgger)",
+        "reference baseline (bc-state, bc-pixels; optionally with DAgger), or an agent on "
+        "perceived objects (bc-keypoints: end-to-end, hierarchical-keypoints: layered)",
     )
     t.add_argument(
         "--kind",
         required=True,
-        choices=["end-to-end", "hierarchical", "bc-state", "bc-pixels", "bc-keypoints"],
+        choices=["end-to-end", "hierarchical", *BC_KINDS],
         help="which agent",
     )
     t.add_argument(

@@ -22,6 +22,7 @@ from typing import Any
 from embodied.agents import agent_factory_from_run, load_bundle
 from embodied.evaluation.harness import evaluate, write_metrics
 from envs.language import HELDOUT_SPLITS, LANGUAGE_SPLITS, has_split
+from policies.agents import HIERARCHICAL_KINDS
 from sandbox_common.atomic import write_json_atomic
 
 
@@ -84,7 +85,7 @@ def rows_for(runs: list[str | Path], oracle: bool = True) -> list[Row]:
         name = _unique(re.sub(r"[^A-Za-z0-9_.-]+", "-", path.resolve().name), taken)
         cost = training_cost(path)
         rows.append(Row(name, path, bundle.kind, tuple(bundle.tasks), training=cost))
-        if oracle and bundle.kind == "hierarchical":
+        if oracle and bundle.kind in HIERARCHICAL_KINDS:
             rows.append(
                 Row(f"{name}+oracle", path, bundle.kind, tuple(bundle.tasks), "oracle", cost)
             )
