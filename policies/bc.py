@@ -338,7 +338,7 @@ class BCBundle:
             raise CheckpointError(f"this agent was trained on {list(self.tasks)}, not {task!r}")
         features = TaskFeatures(self.task_kinds[task])
         if self.kind in HIERARCHICAL_KINDS:
-            return agent.create(self.policy, features, seed, planner)
+            return agent.create(self.policy, features, planner)
         return agent(self.policy, features)
 
     def to(self, device: str | torch.device) -> BCBundle:

@@ -138,6 +138,14 @@ class HierarchicalKeypointsConfig(BCKeypointsConfig):
 _DEBUG_TRAIN = TrainConfig(
     batch_size=8, steps=6, warmup=2, eval_every=3, checkpoint_every=2, shift=2
 )
+_KEYPOINTS_DEBUG_TRAIN = TrainConfig(
+    batch_size=8, steps=6, warmup=2, eval_every=3, checkpoint_every=2, shift=0
+)
+_KEYPOINTS_LARGE_TRAIN = TrainConfig(
+    learning_rate=2e-3, batch_size=32, steps=10000, warmup=200, eval_every=1000,
+    checkpoint_every=500, shift=0,
+)  # fmt: skip
+"""Both agents on perceived objects train with the same schedules (equal compute)."""
 BC_PRESETS: dict[str, dict[str, Any]] = {
     "bc-state": {
         "debug": BCStateConfig(hidden=(32, 32), train=_DEBUG_TRAIN),
@@ -153,30 +161,18 @@ BC_PRESETS: dict[str, dict[str, Any]] = {
     "bc-keypoints": {
         "debug": BCKeypointsConfig(
             width=4, state_hidden=(32, 32), state_batch=16, state_steps=4,
-            train=TrainConfig(batch_size=8, steps=6, warmup=2, eval_every=3, checkpoint_every=2, shift=0),
+            train=_KEYPOINTS_DEBUG_TRAIN,
         ),
         "default": BCKeypointsConfig(),
-        "large": BCKeypointsConfig(
-            width=32,
-            train=TrainConfig(
-                learning_rate=2e-3, batch_size=32, steps=10000, warmup=200,
-                eval_every=1000, checkpoint_every=500, shift=0,
-            ),
-        ),
+        "large": BCKeypointsConfig(width=32, train=_KEYPOINTS_LARGE_TRAIN),
     },
     "hierarchical-keypoints": {
         "debug": HierarchicalKeypointsConfig(
             width=4, state_hidden=(32, 32), planner_hidden=(32,), state_batch=16, state_steps=4,
-            train=TrainConfig(batch_size=8, steps=6, warmup=2, eval_every=3, checkpoint_every=2, shift=0),
+            train=_KEYPOINTS_DEBUG_TRAIN,
         ),
         "default": HierarchicalKeypointsConfig(),
-        "large": HierarchicalKeypointsConfig(
-            width=32,
-            train=TrainConfig(
-                learning_rate=2e-3, batch_size=32, steps=10000, warmup=200,
-                eval_every=1000, checkpoint_every=500, shift=0,
-            ),
-        ),
+        "large": HierarchicalKeypointsConfig(width=32, train=_KEYPOINTS_LARGE_TRAIN),
     },
     "bc-pixels": {
         "debug": BCPixelsConfig(channels=(4, 8), hidden=16, chunk=4, execute=2, train=_DEBUG_TRAIN),

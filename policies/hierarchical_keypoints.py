@@ -165,7 +165,7 @@ class HierarchicalKeypointsPolicy(BCKeypointsPolicy):
 
     def fit_normalizers(self, data: dict[str, np.ndarray]) -> None:
         self.heads.system1.normalizer.fit(data["s1_features"])
-        self.heads.planner.normalizer.fit(data["plan_features"])
+        self.heads.planner.normalizer.fit(data["features"])
 
 
 # ---------------------------------------------------------------------- acting
@@ -269,7 +269,6 @@ class HierarchicalKeypointsAgent(HierarchicalAgent):
         self,
         policy: HierarchicalKeypointsPolicy,
         features: TaskFeatures,
-        seed: int = 0,
         config: PlannerConfig | None = None,
     ) -> None:
         self.policy = policy.eval()
@@ -280,16 +279,14 @@ class HierarchicalKeypointsAgent(HierarchicalAgent):
         super().__init__(planner, system1, None, SUBTASK_VOCAB, config, None, ())
 
     @classmethod
-    def create(
-        cls, policy: HierarchicalKeypointsPolicy, features: TaskFeatures, seed: int, planner: str
-    ):
+    def create(cls, policy: HierarchicalKeypointsPolicy, features: TaskFeatures, planner: str):
         """The agent with its learned System 2, or its System 1 under the oracle one."""
         if planner == "oracle":
             scene = PerceivedScene(policy.perception)
             return OracleHierarchicalAgent(
                 KeypointSystem1(policy.heads.system1, scene, features.kinds)
             )
-        return cls(policy, features, seed)
+        return cls(policy, features)
 
     def _prepare(self, instruction: str) -> None:
         self.planner.reset(instruction)

@@ -109,10 +109,10 @@ class ObjectPlanner(nn.Module):
         return self.score(pairs).squeeze(-1), self.done(h).squeeze(-1)
 
     def loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        """``batch``: ``plan_features``, ``position``, ``codes``, ``code_mask (B, C)``,
+        """``batch``: ``features`` (the instruction's), ``position``, ``codes``, ``code_mask (B, C)``,
         ``target (B,)`` (the true subtask's candidate), ``done (B,)``."""
         device = self.normalizer.mean.device
-        scores, done_logit = self(batch["plan_features"], batch["position"], batch["codes"])
+        scores, done_logit = self(batch["features"], batch["position"], batch["codes"])
         mask = torch.as_tensor(batch["code_mask"], device=device) > 0
         scores = scores.masked_fill(~mask, NO_SCORE)
         target = torch.as_tensor(batch["target"], device=device).long()

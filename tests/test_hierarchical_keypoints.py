@@ -107,7 +107,7 @@ def test_object_planner_learns_the_demo_plans(stack_demos):
     demos = load_demos(datasets, "hierarchical-keypoints", [(0, e) for e in range(3)])
     arrays = keypoints.decision_arrays("hierarchical-keypoints", demos, demos.tables)
     planner = ObjectPlanner((64, 64), 8)
-    planner.normalizer.fit(arrays["plan_features"])
+    planner.normalizer.fit(arrays["features"])
     batch = keypoints.decision_sampler("hierarchical-keypoints", demos, arrays, 128)(
         np.random.default_rng(1)
     )

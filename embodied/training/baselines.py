@@ -219,7 +219,6 @@ def _fit_round(
     else:
         keys = tuple(sorted(demos.images))
         policy = config.build(keys, int(demos.images[keys[0]].shape[1]))
-    arrays: dict[int, dict[str, np.ndarray]] = {}
     if kind in KEYPOINT_KINDS:
         env = envs.make(tasks[0], obs_mode="state")
         try:
@@ -228,32 +227,32 @@ def _fit_round(
         finally:
             env.close()
         policy.perception.rig.copy_(torch.from_numpy(rig))
+        arrays = []  # the decision networks first learn on the true tables
         for part in (demos, val):
-            keypoints.label_cells(part, rig)  # the decision networks first learn on true tables
-            arrays[id(part)] = keypoints.decision_arrays(kind, part, part.tables)
-
-    def sample(part: Demos):
-        if kind in KEYPOINT_KINDS:
-            return keypoints.sampler(
-                kind, part, arrays[id(part)], config.train.batch_size, config.state_batch
-            )
+            keypoints.label_cells(part, rig)
+            arrays.append(keypoints.decision_arrays(kind, part, part.tables))
+        train_sample, val_sample = (
+            keypoints.sampler(kind, part, a, config.train.batch_size, config.state_batch)
+            for part, a in zip((demos, val), arrays)
+        )
+    else:
         chunk = config.chunk if kind == "bc-pixels" else 1
-        return sampler(part, kind, config.train.batch_size, chunk)
-
+        train_sample, val_sample = (
+            sampler(part, kind, config.train.batch_size, chunk) for part in (demos, val)
+        )
     if init is not None:
         policy.load_state_dict(init)
     elif kind == "bc-pixels":
         policy.normalizer.fit(demos.proprio[:, list(PROPRIO_USED)])
     elif kind in KEYPOINT_KINDS:
-        policy.fit_normalizers(arrays[id(demos)])
+        policy.fit_normalizers(arrays[0])
     else:
         policy.normalizer.fit(demos.features)
     data_info = data_summary(datasets, train_pairs, val_pairs, demos.lengths)
-    val_sample = sample(val)
     trainer = Trainer(
         policy,
         round_dir,
-        sample(demos),
+        train_sample,
         kind=f"{kind}-training",
         settings=config.train,
         identity={"agent": kind, "config": config.to_dict(), "env": layout},

@@ -11,7 +11,7 @@ pick-place, with it 96% (docs/BENCHMARKS.md).
 The arrays the decision networks read, from one set of tables (true or perceived):
 
 * ``features (N_act, STATE_DIM)``: the instruction's task-relative features (bc-keypoints'
-  policy; the hierarchical agent's System 2);
+  policy; the hierarchical agent's System 2 reads the same);
 * ``s1_features (N_act, SYSTEM1_DIM)``: the executed subtask's features and verb (System 1);
 * ``codes (E, C, CODE_DIM)``, ``code_mask (E, C)``: each episode's candidate subtasks;
   ``plan_targets (E, S + 1)``: the candidate at each plan position (``none`` past the end).
@@ -88,7 +88,6 @@ def decision_arrays(kind: str, demos, tables: np.ndarray) -> dict[str, np.ndarra
     for e, t in enumerate(targets):
         out["plan_targets"][e, : len(t)] = t
     out["s1_features"] = np.concatenate(s1).astype(np.float32)
-    out["plan_features"] = out["features"]
     return out
 
 
@@ -108,7 +107,6 @@ def decision_sampler(kind: str, demos, arrays: dict[str, np.ndarray], batch_size
         index = np.where(u < 0.5, pointer, np.where(u < 0.85, back, pointer + 1))
         index = np.minimum(index, arrays["plan_length"][ep])
         batch["s1_features"] = arrays["s1_features"][rows]
-        batch["plan_features"] = arrays["plan_features"][rows]
         batch["position"] = index
         batch["codes"], batch["code_mask"] = arrays["codes"][ep], arrays["code_mask"][ep]
         batch["target"] = arrays["plan_targets"][ep, index]
