@@ -275,7 +275,9 @@ class HierarchicalKeypointsAgent(HierarchicalAgent):
         self.scene = PerceivedScene(policy.perception)
         system1 = KeypointSystem1(policy.heads.system1, self.scene, features.kinds)
         planner = ScenePlanner(policy.heads.planner, self.scene, features.kinds)
-        config = config or PlannerConfig(max_subtasks=policy.config.max_subtasks)
+        # System 2 here costs < 1 ms: it decides every step, so System 1 never goes on with a
+        # subtask that is already done (states it was not trained on; docs/DECISIONS.md)
+        config = config or PlannerConfig(max_subtasks=policy.config.max_subtasks, decide_every=1)
         super().__init__(planner, system1, None, SUBTASK_VOCAB, config, None, ())
 
     @classmethod

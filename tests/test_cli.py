@@ -209,6 +209,7 @@ def test_demo_runs_end_to_end_small(tmp_path, capsys):
             "debug",
             "--baseline-episodes",
             "2",
+            "--layered",
             "--quiet",
         ]
     )

@@ -52,6 +52,14 @@ def test_collect_writes_episodes_and_summary(reach_dataset):
     assert not np.array_equal(ep.steps["action"], ep.steps["expert_action"])  # noise was added
 
 
+def test_read_and_length_do_not_fill_the_cache(reach_dataset):
+    ds = EpisodeDataset(reach_dataset[0])
+    lengths = [ds.length(i) for i in range(len(ds))]  # from the metadata alone
+    episodes = [ds.read(i) for i in range(len(ds))]
+    assert lengths == [len(ep) for ep in episodes] and not ds._cache
+    assert np.array_equal(ds.read(1).obs["image_wrist"], ds[1].obs["image_wrist"])
+
+
 def test_sequence_loader_shapes_and_seed(reach_dataset):
     ds = EpisodeDataset(reach_dataset[0])
     a = SequenceLoader(ds, seq_len=4, batch_size=5, seed=1).sample()

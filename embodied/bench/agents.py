@@ -203,7 +203,7 @@ def _train(kind, head, data, run_dir, preset, world_model, seed, steps, planner_
            floor_steps, progress, device) -> None:  # fmt: skip
     if kind in BASELINES:
         train_bc(kind, list(data), run_dir, preset=preset, seed=seed,
-                 steps=floor_steps if kind == FLOOR else None,
+                 steps=floor_steps if kind == FLOOR else steps,
                  progress=progress, device=device)  # fmt: skip
         return
     train_agent(
@@ -263,7 +263,7 @@ def merge_results(paths: list[str | Path]) -> dict[str, Any]:
         merged["latency"].update(part.get("latency", {}))
         settings = dict(part["settings"])
         if "settings" in merged:
-            for key in ("seeds", "heads"):
+            for key in ("seeds", "heads", "kinds"):
                 settings[key] = sorted(set(merged["settings"][key]) | set(settings[key]))
         merged["settings"] = settings
     merged["summary"] = summarize(merged)
@@ -295,12 +295,14 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
             }
             for task, c in per_task.items()
         }
+    pairs = [(h, f"end-to-end-{h}", f"hierarchical-{h}") for h in results["settings"]["heads"]]
+    pairs.append(("keypoints", "bc-keypoints", "hierarchical-keypoints"))  # perceived objects
     margins = {}
-    for head in results["settings"]["heads"]:
-        e2e, hier = summary.get(f"end-to-end-{head}", {}), summary.get(f"hierarchical-{head}", {})
+    for name, e2e_key, hier_key in pairs:
+        e2e, hier = summary.get(e2e_key, {}), summary.get(hier_key, {})
         for task in LONG_HORIZON:
             if task in e2e and task in hier:
-                margins[f"{head}/{task}"] = {
+                margins[f"{name}/{task}"] = {
                     "success_points": 100
                     * (hier[task]["success_mean"] - e2e[task]["success_mean"]),
                     "links": hier[task]["links_mean"] - e2e[task]["links_mean"],

@@ -302,7 +302,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--heads", nargs="+", default=["discrete", "flow"], help="action heads")
     b.add_argument("--episodes", type=positive, default=20, help="evaluation episodes per task")
     b.add_argument("--preset", default="default", help="debug, default or large")
-    b.add_argument("--steps", type=positive, help="System 1 updates (default: the preset's)")
+    b.add_argument(
+        "--steps",
+        type=positive,
+        help="System 1 updates; for the keypoint kinds, perception's (default: the preset's)",
+    )
     b.add_argument(
         "--planner-steps", type=positive, help="System 2 updates (default: the preset's)"
     )

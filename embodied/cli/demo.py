@@ -29,6 +29,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         agent_episodes=args.agent_episodes,
         agent_preset=args.agent_preset,
         baseline_episodes=args.baseline_episodes,
+        layered_agents=args.layered,
     )
     print((Path(args.out) / "report.md").read_text())
     return 0
@@ -56,8 +57,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-world-model", action="store_true", help="skip the world-model part")
     p.add_argument("--no-agents", action="store_true", help="skip training and comparing agents")
-    p.add_argument("--agent-steps", type=positive, default=1500, help="System 1 updates")
-    p.add_argument("--agent-planner-steps", type=positive, default=500, help="planner updates")
+    p.add_argument(
+        "--layered",
+        action="store_true",
+        help="also train the pixel-fusion end-to-end and hierarchical agents live (~10 minutes)",
+    )
+    p.add_argument(
+        "--agent-steps", type=positive, default=1500, help="System 1 updates (--layered)"
+    )
+    p.add_argument(
+        "--agent-planner-steps", type=positive, default=500, help="planner updates (--layered)"
+    )
     p.add_argument(
         "--agent-episodes", type=positive, default=10, help="evaluation episodes per task"
     )

@@ -112,6 +112,18 @@ class Episode:
         return self.meta["instruction"]
 
 
+_UNREADABLE = (
+    zipfile.BadZipFile,
+    zlib.error,
+    struct.error,
+    EOFError,
+    ValueError,
+    OSError,
+    KeyError,
+)
+"""What reading a corrupt or truncated ``.npz`` raises."""
+
+
 def load_episode(path: str | os.PathLike) -> Episode:
     """Read and fully verify one episode file (every member's CRC, shapes, lengths)."""
     path = Path(path)
@@ -120,15 +132,7 @@ def load_episode(path: str | os.PathLike) -> Episode:
             arrays = {name: data[name] for name in data.files}
     except FileNotFoundError:
         raise DatasetError(f"{path}: episode file is missing") from None
-    except (
-        zipfile.BadZipFile,
-        zlib.error,
-        struct.error,
-        EOFError,
-        ValueError,
-        OSError,
-        KeyError,
-    ) as exc:
+    except _UNREADABLE as exc:
         raise DatasetError(
             f"{path}: corrupt or truncated episode file ({type(exc).__name__}: {exc}); "
             "delete it and run `collect` again with the same arguments to regenerate it"
@@ -207,16 +211,34 @@ class EpisodeDataset:
 
     def __getitem__(self, index: int) -> Episode:
         if index not in self._cache:
-            episode = load_episode(self.paths[index])
-            for name, fn in self._derived.items():
-                episode.obs[name] = fn(episode.obs)
-            keys = sorted(episode.obs)
-            if keys != sorted(self.meta["obs_keys"]):
-                raise DatasetError(
-                    f"{self.paths[index]}: observation keys {keys} differ from the dataset's {self.meta['obs_keys']}"
-                )
-            self._cache[index] = episode
+            self._cache[index] = self.read(index)
         return self._cache[index]
+
+    def length(self, index: int) -> int:
+        """Episode ``index``'s number of actions, from its metadata alone (for sizing arrays
+        before the episodes are read; ``read`` verifies it)."""
+        if index in self._cache:
+            return len(self._cache[index])
+        try:
+            with np.load(self.paths[index], allow_pickle=False) as data:
+                return int(json.loads(str(data["meta_json"]))["length"])
+        except _UNREADABLE:  # unreadable or old metadata: the full read says what is wrong
+            return len(self.read(index))
+
+    def read(self, index: int) -> Episode:
+        """Episode ``index``, verified, without keeping it in the cache: for one pass over a
+        dataset that is copied into training arrays (cached, its images would be held twice)."""
+        if index in self._cache:
+            return self._cache[index]
+        episode = load_episode(self.paths[index])
+        for name, fn in self._derived.items():
+            episode.obs[name] = fn(episode.obs)
+        keys = sorted(episode.obs)
+        if keys != sorted(self.meta["obs_keys"]):
+            raise DatasetError(
+                f"{self.paths[index]}: observation keys {keys} differ from the dataset's {self.meta['obs_keys']}"
+            )
+        return episode
 
     def __iter__(self) -> Iterator[Episode]:
         for i in range(len(self)):

@@ -122,10 +122,21 @@ def load_demos(datasets: list[EpisodeDataset], kind: str, pairs: list[tuple[int,
     actions, lengths, features, proprio, codes, tables, episodes = [], [], [], [], [], [], []
     subtask_ids, pointer, plans = [], [], []
     image_keys = sorted(k for k in datasets[0].obs_keys if k.startswith(IMAGE_PREFIX))
-    images: dict[str, list[np.ndarray]] = {k: [] for k in image_keys}
+    if kind == "bc-state":
+        image_keys = []
+    # images go straight into arrays sized from the episodes' metadata: concatenating
+    # per-episode arrays would hold every frame twice at the peak (GBs for six tasks' demos)
+    total = sum(datasets[d].length(e) + 1 for d, e in pairs) if image_keys else 0
+    images: dict[str, np.ndarray] = {}
+    row = 0
     for d, e in pairs:
-        ep = datasets[d][e]
+        ep = datasets[d].read(e)
         n = len(ep)
+        for k in image_keys:
+            if k not in images:
+                images[k] = np.empty((total, *ep.obs[k].shape[1:]), ep.obs[k].dtype)
+            images[k][row : row + n + 1] = ep.obs[k]
+        row += n + 1
         lengths.append(n)
         actions.append(ep.steps["expert_action"].astype(np.float32))
         kinds = task_kinds(ep.meta["task"])
@@ -141,8 +152,6 @@ def load_demos(datasets: list[EpisodeDataset], kind: str, pairs: list[tuple[int,
             bound = tf.bind(ep.instruction, state[0])
             features.append(tf.state_features(ep.obs[PROPRIO][:n], state[:n], state[0], bound))
         if kind != "bc-state":
-            for k in image_keys:
-                images[k].append(ep.obs[k])
             proprio.append(ep.obs[PROPRIO].astype(np.float32))
             codes.append(instruction_vector(ep.instruction))
     lengths_a = np.array(lengths, dtype=np.int64)
@@ -156,7 +165,7 @@ def load_demos(datasets: list[EpisodeDataset], kind: str, pairs: list[tuple[int,
     if kind == "bc-state":
         demos.features = np.concatenate(features).astype(np.float32)
     if kind != "bc-state":
-        demos.images = {k: np.concatenate(v) for k, v in images.items()}
+        demos.images = images
         demos.proprio = np.concatenate(proprio)
         demos.instructions = np.stack(codes)
     if kind in KEYPOINT_KINDS:

@@ -110,7 +110,7 @@ def load_demos(
     images: dict[str, list[np.ndarray]] = {k: [] for k in image_keys}
     proprio, actions, subtasks, pointers, lengths, tokens, plans = [], [], [], [], [], [], []
     for d, e in episodes:
-        ep = datasets[d][e]
+        ep = datasets[d].read(e)
         for k in image_keys:
             images[k].append(ep.obs[k])
         proprio.append(ep.obs[PROPRIO].astype(np.float32))
