@@ -273,11 +273,13 @@ def run_demo(
         layered = (
             f"; the layered agents trained live read pixels ({episodes} demos per task, "
             f"{comparison['steps']} System 1 updates, the planner's {comparison['planner_steps']} "
-            "going to the end-to-end System 1 too); `+oracle` rows are a hierarchical agent's "
-            "System 1 under the env's own subtask sequence"
+            "going to the end-to-end System 1 too)"
             if comparison["layered"]
-            else "; `+oracle` rows are a hierarchical agent's System 1 under the env's own subtask "
-            "sequence (`demo --layered` also trains the pixel-fusion layered agents live)"
+            else " (`demo --layered` also trains the pixel-fusion layered agents live)"
+        )
+        layered += (
+            "; `+oracle` rows are a hierarchical agent's System 1 under the env's own subtask "
+            "sequence"
         )
         lines += [
             "",

@@ -143,15 +143,6 @@ class LayeredHeads(nn.Module):
 class HierarchicalKeypointsPolicy(BCKeypointsPolicy):
     """Perception (cameras -> identity table), System 1 and System 2 (:class:`LayeredHeads`)."""
 
-    def __init__(
-        self,
-        config: HierarchicalKeypointsConfig,
-        image_keys: tuple[str, ...],
-        image_size: int,
-        action_dim: int = 5,
-    ) -> None:
-        super().__init__(config, image_keys, image_size, action_dim)
-
     def _build_decision(self, config: HierarchicalKeypointsConfig, action_dim: int) -> None:
         self.heads = LayeredHeads(config, action_dim)
 

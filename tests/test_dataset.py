@@ -11,6 +11,7 @@ from embodied.data.collect import collect
 from embodied.data.dataset import (
     DatasetError,
     EpisodeDataset,
+    FrameStack,
     SequenceLoader,
     episode_path,
     load_episode,
@@ -57,7 +58,16 @@ def test_read_and_length_do_not_fill_the_cache(reach_dataset):
     lengths = [ds.length(i) for i in range(len(ds))]  # from the metadata alone
     episodes = [ds.read(i) for i in range(len(ds))]
     assert lengths == [len(ep) for ep in episodes] and not ds._cache
+    assert [ds.meta_of(i) for i in range(len(ds))] == [ep.meta for ep in episodes]
+    assert not ds._cache
     assert np.array_equal(ds.read(1).obs["image_wrist"], ds[1].obs["image_wrist"])
+    pairs = [(0, 2), (0, 0)]
+    frames = FrameStack([ds], pairs, ["image_front", "image_wrist"])
+    for _, e in pairs:
+        frames.add(ds.read(e))
+    for key in ("image_front", "image_wrist"):
+        whole = np.concatenate([episodes[e].obs[key] for _, e in pairs])
+        assert frames.arrays[key].dtype == np.uint8 and np.array_equal(frames.arrays[key], whole)
 
 
 def test_sequence_loader_shapes_and_seed(reach_dataset):

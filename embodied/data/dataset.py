@@ -214,16 +214,23 @@ class EpisodeDataset:
             self._cache[index] = self.read(index)
         return self._cache[index]
 
-    def length(self, index: int) -> int:
-        """Episode ``index``'s number of actions, from its metadata alone (for sizing arrays
-        before the episodes are read; ``read`` verifies it)."""
+    def meta_of(self, index: int) -> dict[str, Any]:
+        """Episode ``index``'s metadata (instruction, length, plan, ...) without reading its
+        arrays; an unreadable member falls back to the full, verifying read (which says what
+        is wrong)."""
         if index in self._cache:
-            return len(self._cache[index])
+            return self._cache[index].meta
         try:
             with np.load(self.paths[index], allow_pickle=False) as data:
-                return int(json.loads(str(data["meta_json"]))["length"])
-        except _UNREADABLE:  # unreadable or old metadata: the full read says what is wrong
-            return len(self.read(index))
+                return json.loads(str(data["meta_json"]))
+        except _UNREADABLE:
+            return self.read(index).meta
+
+    def length(self, index: int) -> int:
+        """Episode ``index``'s number of actions, from its metadata (for sizing arrays before the
+        episodes are read; ``read`` verifies it)."""
+        length = self.meta_of(index).get("length")
+        return int(length) if length is not None else len(self.read(index))
 
     def read(self, index: int) -> Episode:
         """Episode ``index``, verified, without keeping it in the cache: for one pass over a
@@ -247,6 +254,29 @@ class EpisodeDataset:
     @property
     def obs_keys(self) -> list[str]:
         return list(self.meta["obs_keys"])
+
+
+class FrameStack:
+    """The frames of many episodes, one array per observation key, sized from the episodes'
+    metadata and filled episode by episode with :meth:`add` (concatenating per-episode arrays
+    would hold every frame twice at the peak: GBs for a few thousand pixel demos)."""
+
+    def __init__(
+        self, datasets: list[EpisodeDataset], pairs: list[tuple[int, int]], keys: list[str]
+    ) -> None:
+        self.keys = tuple(keys)
+        self.total = sum(datasets[d].length(e) + 1 for d, e in pairs) if self.keys else 0
+        self.arrays: dict[str, np.ndarray] = {}
+        self.row = 0
+
+    def add(self, episode: Episode) -> None:
+        rows = slice(self.row, self.row + len(episode) + 1)
+        for k in self.keys:
+            frames = episode.obs[k]
+            if k not in self.arrays:
+                self.arrays[k] = np.empty((self.total, *frames.shape[1:]), frames.dtype)
+            self.arrays[k][rows] = frames
+        self.row = rows.stop
 
 
 class SequenceLoader:

@@ -30,7 +30,7 @@ import torch
 
 import envs
 from embodied.data.collect import collect_rollouts, expert_teacher
-from embodied.data.dataset import DatasetError, EpisodeDataset
+from embodied.data.dataset import DatasetError, EpisodeDataset, FrameStack
 from embodied.training import keypoints
 from embodied.training.keypoints import KEYPOINT_KINDS
 from embodied.training.layered import data_summary, one_layout, split_episodes
@@ -122,21 +122,11 @@ def load_demos(datasets: list[EpisodeDataset], kind: str, pairs: list[tuple[int,
     actions, lengths, features, proprio, codes, tables, episodes = [], [], [], [], [], [], []
     subtask_ids, pointer, plans = [], [], []
     image_keys = sorted(k for k in datasets[0].obs_keys if k.startswith(IMAGE_PREFIX))
-    if kind == "bc-state":
-        image_keys = []
-    # images go straight into arrays sized from the episodes' metadata: concatenating
-    # per-episode arrays would hold every frame twice at the peak (GBs for six tasks' demos)
-    total = sum(datasets[d].length(e) + 1 for d, e in pairs) if image_keys else 0
-    images: dict[str, np.ndarray] = {}
-    row = 0
+    frames = FrameStack(datasets, pairs, [] if kind == "bc-state" else image_keys)
     for d, e in pairs:
         ep = datasets[d].read(e)
         n = len(ep)
-        for k in image_keys:
-            if k not in images:
-                images[k] = np.empty((total, *ep.obs[k].shape[1:]), ep.obs[k].dtype)
-            images[k][row : row + n + 1] = ep.obs[k]
-        row += n + 1
+        frames.add(ep)
         lengths.append(n)
         actions.append(ep.steps["expert_action"].astype(np.float32))
         kinds = task_kinds(ep.meta["task"])
@@ -165,7 +155,7 @@ def load_demos(datasets: list[EpisodeDataset], kind: str, pairs: list[tuple[int,
     if kind == "bc-state":
         demos.features = np.concatenate(features).astype(np.float32)
     if kind != "bc-state":
-        demos.images = images
+        demos.images = frames.arrays
         demos.proprio = np.concatenate(proprio)
         demos.instructions = np.stack(codes)
     if kind in KEYPOINT_KINDS:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from embodied.data.dataset import DatasetError, EpisodeDataset
+from embodied.data.dataset import DatasetError, EpisodeDataset, FrameStack
 from envs.language import SUBTASK_VOCAB
 from policies.agents import AGENTS, AgentBundle
 from policies.config import PlannerConfig, VLAConfig, planner_preset, policy_preset
@@ -107,12 +107,11 @@ def load_demos(
 ) -> Demos:
     """``episodes``: (dataset index, episode index) pairs to load."""
     image_keys = sorted(k for k in datasets[0].obs_keys if k.startswith(IMAGE_PREFIX))
-    images: dict[str, list[np.ndarray]] = {k: [] for k in image_keys}
+    frames = FrameStack(datasets, episodes, image_keys)
     proprio, actions, subtasks, pointers, lengths, tokens, plans = [], [], [], [], [], [], []
     for d, e in episodes:
         ep = datasets[d].read(e)
-        for k in image_keys:
-            images[k].append(ep.obs[k])
+        frames.add(ep)
         proprio.append(ep.obs[PROPRIO].astype(np.float32))
         actions.append(ep.steps["expert_action"].astype(np.float32))
         subtasks.append(ep.steps["subtask_id"].astype(np.int64))
@@ -124,7 +123,7 @@ def load_demos(
         plans.append(np.array([*plan, 0], dtype=np.int64))
     lengths_a = np.array(lengths, dtype=np.int64)
     return Demos(
-        images={k: np.concatenate(v) for k, v in images.items()},
+        images=frames.arrays,
         proprio=np.concatenate(proprio),
         actions=np.concatenate(actions),
         subtask_ids=np.concatenate(subtasks),
@@ -261,7 +260,7 @@ def train_agent(
 
     datasets, env_layout = open_datasets(list(data))
     tasks = sorted({ds.meta["task"] for ds in datasets})
-    instructions = [ds[e].instruction for d, ds in enumerate(datasets) for e in range(len(ds))]
+    instructions = [ds.meta_of(e)["instruction"] for ds in datasets for e in range(len(ds))]
     tokenizer = WordTokenizer.fit([*instructions, *SUBTASK_VOCAB])
     max_len = s1_config.fusion.max_text_len
     train_pairs, val_pairs = split_episodes(datasets)
