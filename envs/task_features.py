@@ -32,39 +32,58 @@ KINDS: tuple[str, ...] = ("cube", "pad", "target")
 DIRECTION_NAMES: tuple[str, ...] = tuple(DIRECTIONS)
 MAX_MENTIONS = 8
 """Object slots: a chain of four links names at most eight objects."""
+PUSH_WORDS: frozenset[str] = frozenset(
+    {"push", "pushes", "pushing", "slide", "sliding", "nudge", "shove", "shift", "drive", "scoot"}
+)
+"""Verbs of moving a cube along the table rather than carrying it. "push the red cube onto the
+blue pad" and "put the red cube on the blue pad" name the same objects; only this word tells
+a push from a pick-and-place."""
 _WORD = re.compile(r"[a-z]+")
+_CLAUSE = re.compile(r"[,.;:]|\b(?:then|next|after)\b")
 
 
 @dataclass(frozen=True)
 class Link:
     """One instruction link: act on scene object ``obj`` towards object ``dest`` or in
-    ``direction`` (neither: reach ``obj``)."""
+    ``direction`` (neither: reach ``obj``), pushing it along the table when ``pushed``."""
 
     obj: int
     dest: int | None
     direction: str | None
+    pushed: bool = False
 
 
 @dataclass(frozen=True)
 class Mention:
-    """One object the instruction names: its colour and kind, and a push direction if any."""
+    """One object the instruction names: its colour and kind, a push direction if any, and
+    whether its clause says to push it (a cube pushed, not carried, to its destination)."""
 
     color: str
     kind: str
     direction: str | None = None
+    pushed: bool = False
 
 
 def parse_mentions(instruction: str) -> list[Mention]:
-    """The objects an instruction names, in order (at most ``MAX_MENTIONS``)."""
-    words = _WORD.findall(instruction.lower())
+    """The objects an instruction names, in order (at most ``MAX_MENTIONS``).
+
+    A cube is ``pushed`` when a push verb (:data:`PUSH_WORDS`) stands anywhere in its clause
+    (clauses end at punctuation, "then", "next" and "after"): "push the red cube onto the blue
+    pad", "give the red cube a push left", "move it left by pushing it".
+    """
     mentions: list[Mention] = []
-    for i, word in enumerate(words):
-        if word in COLOR_NAMES and i + 1 < len(words) and words[i + 1] in KINDS:
-            mentions.append(Mention(word, words[i + 1]))
-        elif word in DIRECTIONS and mentions and mentions[-1].kind == "cube":
-            last = mentions[-1]
-            if last.direction is None:
-                mentions[-1] = Mention(last.color, last.kind, word)
+    for clause in _CLAUSE.split(instruction.lower()):
+        words = _WORD.findall(clause)
+        pushed = any(w in PUSH_WORDS for w in words)
+        for i, word in enumerate(words):
+            if word in COLOR_NAMES and i + 1 < len(words) and words[i + 1] in KINDS:
+                mentions.append(
+                    Mention(word, words[i + 1], pushed=pushed and words[i + 1] == "cube")
+                )
+            elif word in DIRECTIONS and mentions and mentions[-1].kind == "cube":
+                last = mentions[-1]
+                if last.direction is None:
+                    mentions[-1] = Mention(last.color, last.kind, word, last.pushed)
     return mentions[:MAX_MENTIONS]
 
 
@@ -86,28 +105,30 @@ def object_state_dim(kinds: tuple[str, ...]) -> int:
 
 MAX_LINKS = 4
 """Link slots: a chain has at most four instructions, sort three."""
-LINK_DIM = 29
+LINK_DIM = 30
 """Per link: present, kind one-hot, position, position minus hand, yaw relative to the hand
 (sin/cos of 4x the difference), destination present, its kind one-hot, its yaw relative to the
 hand, direction one-hot, destination point (a pad's or cube's centre, a push goal, the target),
-destination minus position, done."""
+destination minus position, done, pushed (the instruction says push, not carry)."""
 PROPRIO_USED = (0, 1, 2, 3, 4, 5)
 """Hand position, sin/cos yaw and gripper opening; velocities are left out (a learner that
 sees them learns to continue the current motion)."""
 STATE_DIM = len(PROPRIO_USED) + 1 + MAX_LINKS * LINK_DIM
-INSTRUCTION_DIM = MAX_MENTIONS * (len(COLOR_NAMES) + len(KINDS) + len(DIRECTION_NAMES))
+_MENTION_WIDTH = len(COLOR_NAMES) + len(KINDS) + len(DIRECTION_NAMES) + 1
+INSTRUCTION_DIM = MAX_MENTIONS * _MENTION_WIDTH
 
 
 def instruction_vector(instruction: str) -> np.ndarray:
-    """``(INSTRUCTION_DIM,)``: colour, kind and direction one-hots of each object the text names,
-    in order (the text alone: an instruction that names no object gives zeros)."""
-    width = len(COLOR_NAMES) + len(KINDS) + len(DIRECTION_NAMES)
-    out = np.zeros((MAX_MENTIONS, width), dtype=np.float32)
+    """``(INSTRUCTION_DIM,)``: colour, kind and direction one-hots and the pushed bit of each
+    object the text names, in order (the text alone: an instruction that names no object gives
+    zeros)."""
+    out = np.zeros((MAX_MENTIONS, _MENTION_WIDTH), dtype=np.float32)
     for slot, m in enumerate(parse_mentions(instruction)):
         out[slot, COLOR_NAMES.index(m.color)] = 1.0
         out[slot, len(COLOR_NAMES) + KINDS.index(m.kind)] = 1.0
         if m.direction is not None:
             out[slot, len(COLOR_NAMES) + len(KINDS) + DIRECTION_NAMES.index(m.direction)] = 1.0
+        out[slot, -1] = float(m.pushed)
     return out.reshape(-1)
 
 
@@ -173,10 +194,10 @@ class TaskFeatures:
                 and nxt is not None
                 and nxt[1].kind != "target"
             ):
-                out.append(Link(obj, nxt[0], None))
+                out.append(Link(obj, nxt[0], None, m.pushed))
                 i += 2
             else:
-                out.append(Link(obj, None, m.direction))
+                out.append(Link(obj, None, m.direction, m.pushed))
                 i += 1
         return out
 
@@ -245,6 +266,7 @@ class TaskFeatures:
             f[:, 22:25] = dest
             f[:, 25:28] = dest - pos
             f[:, 28] = done[:, k]
+            f[:, 29] = link.pushed
         # slot order per step: the active link, the links after it, then the ones before it
         active = np.argmin(done, axis=1)  # first link not done (all done: 0)
         order = (active[:, None] + np.arange(MAX_LINKS)[None]) % MAX_LINKS
@@ -269,13 +291,15 @@ def subtasks_named_by(instruction: str, labels: tuple[str, ...]) -> np.ndarray:
     """``(len(labels),) bool``: which subtask labels act only on what the instruction names.
 
     A label is allowed when every object in it is one the instruction names (and a direction is
-    the one named with its cube). An instruction that names no object (sort) allows picking any
-    cube and placing on any pad, as :meth:`TaskFeatures.bind` reads it. ``none`` is always
-    allowed. System 2 keeps its proposals inside this set, so it cannot ask System 1 to pick a
+    the one named with its cube), in the manner the instruction names it: ``push`` only a cube
+    its clause says to push, ``pick`` only one it does not. An instruction that names no object
+    (sort) allows picking any cube and placing on any pad, as :meth:`TaskFeatures.bind` reads
+    it. ``none`` is always allowed. System 2 keeps its proposals inside this set, so it cannot ask System 1 to pick a
     cube the scene does not have (a "green cube" where green is a pad).
     """
     mentions = parse_mentions(instruction)
     named = {f"{m.color}_{m.kind}" for m in mentions}
+    pushed = {f"{m.color}_{m.kind}" for m in mentions if m.pushed}
     directions = {(f"{m.color}_{m.kind}", m.direction) for m in mentions if m.direction}
     out = np.zeros(len(labels), dtype=bool)
     for i, label in enumerate(labels):
@@ -290,8 +314,16 @@ def subtasks_named_by(instruction: str, labels: tuple[str, ...]) -> np.ndarray:
             )
         elif verb == "push" and args[1] in DIRECTIONS:
             out[i] = (args[0], args[1]) in directions
+        elif not all(a in named for a in args):
+            out[i] = False
+        elif verb == "push":
+            out[i] = args[0] in pushed
+        elif verb == "pick":
+            out[i] = args[0] not in pushed
+        elif verb == "place":  # something named is carried there
+            out[i] = any(m.kind == "cube" and not m.pushed for m in mentions)
         else:
-            out[i] = all(a in named for a in args)
+            out[i] = True
     return out
 
 

@@ -46,13 +46,15 @@ SYSTEM1_DIM = STATE_DIM + len(VERB_NAMES)
 def system1_text(label: str, holding: str | None) -> str:
     """The text System 1's features are bound to: the label's objects, in words, with the held
     cube before a ``place`` destination (``"place(red_pad)"``, ``"orange_cube"`` ->
-    ``"orange cube red pad"``); ``"none"`` for no subtask."""
+    ``"orange cube red pad"``), a push's prefixed by ``push`` (the features' pushed bit);
+    ``"none"`` for no subtask."""
     verb, args = split_label(label)
     if verb == "none":
         return "none"
     if verb == "place" and holding is not None:
         args = [holding, *args]
-    return " ".join(a.replace("_", " ") for a in args)
+    words = " ".join(a.replace("_", " ") for a in args)
+    return f"push {words}" if verb == "push" else words
 
 
 def next_holding(label: str, holding: str | None) -> str | None:

@@ -17,6 +17,8 @@ from embodied.evaluation.harness import evaluate
 from embodied.training.baselines import load_demos, open_datasets, sampler, train_bc
 from envs.task_features import (
     INSTRUCTION_DIM,
+    LINK_DIM,
+    PROPRIO_USED,
     STATE_DIM,
     Mention,
     TaskFeatures,
@@ -59,7 +61,7 @@ def test_mentions_follow_the_words_in_any_paraphrase():
     assert parse_mentions(
         "Slide the Blue cube left, then place the red cube onto the yellow pad"
     ) == [
-        Mention("blue", "cube", "left"),
+        Mention("blue", "cube", "left", pushed=True),
         Mention("red", "cube"),
         Mention("yellow", "pad"),
     ]
@@ -67,6 +69,31 @@ def test_mentions_follow_the_words_in_any_paraphrase():
     code = instruction_vector("put the red cube on the green pad")
     assert code.shape == (INSTRUCTION_DIM,) and code.sum() == 4.0
     assert not np.array_equal(code, instruction_vector("put the green cube on the red pad"))
+
+
+def test_push_and_pick_place_instructions_differ_only_by_the_pushed_bit():
+    """The same two objects, pushed or carried: the words tell which, clause by clause."""
+    pushed = "push the red cube onto the green pad, then put the blue cube on the yellow pad"
+    assert [m.pushed for m in parse_mentions(pushed)] == [True, False, False, False]
+    assert [m.pushed for m in parse_mentions("give the red cube a push left")] == [True]
+    carried, slid = "put the red cube on the green pad", "slide the red cube to the green pad"
+    assert instruction_vector(carried).sum() + 1 == instruction_vector(slid).sum()
+    env = envs.make("pick-place", obs_mode="state")
+    obs, _ = env.reset(seed=0)
+    tf = TaskFeatures(tuple(o.kind for o in env.objects))
+    colors = tf.colors(obs["object_state"])
+    cube = next(c for c, o in zip(colors, env.objects) if o.kind == "cube")
+    pad = next(c for c, o in zip(colors, env.objects) if o.kind == "pad")
+    feats = []
+    for text in (
+        f"put the {cube} cube on the {pad} pad",
+        f"push the {cube} cube onto the {pad} pad",
+    ):
+        bound = tf.bind(text, obs["object_state"])
+        args = (obs["proprio"], obs["object_state"], obs["object_state"], bound)
+        feats.append(tf.state_features(*args))
+    env.close()
+    assert np.flatnonzero(feats[0] != feats[1]).tolist() == [len(PROPRIO_USED) + 1 + LINK_DIM - 1]
 
 
 def test_features_bind_the_named_objects_in_every_task(task):

@@ -37,7 +37,7 @@ def test_system1_text_binds_the_held_cube_to_a_place():
     assert system1_text("pick(red_cube)", "red_cube") == "red cube"
     assert system1_text("place(blue_pad)", "red_cube") == "red cube blue pad"
     assert system1_text("place(blue_pad)", None) == "blue pad"
-    assert system1_text("push(green_cube, left)", None) == "green cube left"
+    assert system1_text("push(green_cube, left)", None) == "push green cube left"
     assert system1_text("none", "red_cube") == "none"
 
 
@@ -99,6 +99,22 @@ def test_demo_plans_are_candidates_and_system1_features_match_the_whole_task_whe
     )
     chosen = batch["code_mask"][np.arange(64), batch["target"]]
     assert (chosen == 1).all() and set(np.unique(batch["done"])) <= {0.0, 1.0}
+
+
+def test_task_balanced_draws_give_every_task_an_equal_share():
+    demos = type("D", (), {"tasks": ["reach", "reach", "sort", "chain"]})()
+    rows_per_episode = np.array([5, 7, 300, 120])
+    rows = keypoints.task_balanced(demos, rows_per_episode)(np.random.default_rng(0), 60_000)
+    task = np.repeat(np.array(demos.tasks), rows_per_episode)[rows]
+    shares = [float(np.mean(task == t)) for t in ("reach", "sort", "chain")]
+    assert np.allclose(shares, 1 / 3, atol=0.01) and rows.max() < rows_per_episode.sum()
+    counts = np.bincount(rows, minlength=rows_per_episode.sum())
+    assert counts[:12].min() > 0.8 * counts[:12].mean()  # uniform within a task
+    one = type("D", (), {"tasks": ["stack"] * 2})()  # one task: plain uniform draws
+    draw = keypoints.task_balanced(one, np.array([3, 4]))
+    assert np.array_equal(
+        draw(np.random.default_rng(1), 9), np.random.default_rng(1).integers(0, 7, 9)
+    )
 
 
 def test_object_planner_learns_the_demo_plans(stack_demos):

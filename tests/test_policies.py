@@ -162,7 +162,7 @@ def test_temporal_ensemble_weights_older_chunks_more():
 # ---------------------------------------------------------------------- hierarchical agent logic
 
 
-INSTRUCTION = "put the red cube on the green pad"
+INSTRUCTION = "put the red cube on the green pad, then push the blue cube to the left"
 NAMED = [i for i in np.flatnonzero(subtasks_named_by(INSTRUCTION, SUBTASK_VOCAB)) if i]
 """The subtasks about what INSTRUCTION names: pick(red_cube), place(green_pad), ..."""
 
@@ -297,6 +297,10 @@ def test_system2_proposes_only_subtasks_about_what_the_instruction_names():
     allowed = {label for label, ok in zip(SUBTASK_VOCAB, named) if ok}
     assert {"push(blue_cube, left)", "pick(red_cube)", "place(green_pad)"} <= allowed
     assert "push(blue_cube, right)" not in allowed and "pick(green_cube)" not in allowed
+    assert "pick(blue_cube)" not in allowed and "push(red_cube, green_pad)" not in allowed
+    pushed = subtasks_named_by("slide the red cube to the green pad", SUBTASK_VOCAB)
+    allowed = {label for label, ok in zip(SUBTASK_VOCAB, pushed) if ok}
+    assert allowed == {"none", "push(red_cube, green_pad)"}
 
 
 def test_oracle_system2_follows_the_envs_subtask_on_both_harness_paths():

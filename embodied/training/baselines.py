@@ -116,11 +116,13 @@ class Demos:
     """Keypoint kinds: each episode's plan (SUBTASK_VOCAB indices)."""
     episodes: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     """Each episode's instruction and scene layout (object kinds)."""
+    tasks: list[str] = field(default_factory=list)
+    """Each episode's task (keypoint kinds draw every task equally often)."""
 
 
 def load_demos(datasets: list[EpisodeDataset], kind: str, pairs: list[tuple[int, int]]) -> Demos:
     actions, lengths, features, proprio, codes, tables, episodes = [], [], [], [], [], [], []
-    subtask_ids, pointer, plans = [], [], []
+    subtask_ids, pointer, plans, tasks = [], [], [], []
     image_keys = sorted(k for k in datasets[0].obs_keys if k.startswith(IMAGE_PREFIX))
     frames = FrameStack(datasets, pairs, [] if kind == "bc-state" else image_keys)
     for d, e in pairs:
@@ -131,6 +133,7 @@ def load_demos(datasets: list[EpisodeDataset], kind: str, pairs: list[tuple[int,
         actions.append(ep.steps["expert_action"].astype(np.float32))
         kinds = task_kinds(ep.meta["task"])
         episodes.append((ep.instruction, kinds))
+        tasks.append(ep.meta["task"])
         state = ep.obs[OBJECT_STATE]
         if kind in KEYPOINT_KINDS:  # features come later, from true or perceived tables
             tables.append(identity_table(state, kinds))
@@ -151,6 +154,7 @@ def load_demos(datasets: list[EpisodeDataset], kind: str, pairs: list[tuple[int,
         obs_start=np.concatenate([[0], np.cumsum(lengths_a + 1)[:-1]]),
         act_start=np.concatenate([[0], np.cumsum(lengths_a)[:-1]]),
         episodes=episodes,
+        tasks=tasks,
     )
     if kind == "bc-state":
         demos.features = np.concatenate(features).astype(np.float32)

@@ -91,12 +91,29 @@ def decision_arrays(kind: str, demos, tables: np.ndarray) -> dict[str, np.ndarra
     return out
 
 
+def task_balanced(demos, rows_per_episode: np.ndarray):
+    """``draw(rng, n) -> n row indices`` of arrays laid out episode by episode
+    (``rows_per_episode[e]`` rows each): every task equally likely, rows uniform within a task.
+
+    Uniform rows would give each task its share of the frames: on the six tasks' demos reach
+    gets 3% and sort 38%, and a one-network agent learnt reach from 3% of its updates.
+    """
+    row_task = np.repeat(np.asarray(demos.tasks), rows_per_episode)
+    _, task_of_row, task_rows = np.unique(row_task, return_inverse=True, return_counts=True)
+    if len(task_rows) == 1:  # one task: plain uniform rows (the single-task benchmarks' draws)
+        return lambda rng, n: rng.integers(0, len(row_task), n)
+    cdf = np.cumsum(1.0 / task_rows[task_of_row])
+    cdf /= cdf[-1]
+    return lambda rng, n: np.minimum(np.searchsorted(cdf, rng.random(n), "right"), len(cdf) - 1)
+
+
 def decision_sampler(kind: str, demos, arrays: dict[str, np.ndarray], batch_size: int):
     """``sample(rng) -> batch`` for the decision networks' ``loss``."""
     episode_of = np.repeat(np.arange(len(demos.lengths)), demos.lengths)
+    draw = task_balanced(demos, demos.lengths)
 
     def sample(rng: np.random.Generator) -> dict[str, np.ndarray]:
-        rows = rng.integers(0, len(demos.actions), batch_size)
+        rows = draw(rng, batch_size)
         batch = {"features": arrays["features"][rows], "actions": demos.actions[rows]}
         if kind == "bc-keypoints":
             return batch
@@ -119,9 +136,10 @@ def decision_sampler(kind: str, demos, arrays: dict[str, np.ndarray], batch_size
 def sampler(kind: str, demos, arrays: dict[str, np.ndarray], batch_size: int, decision_batch: int):
     """Stage one: ``batch_size`` frames for perception, ``decision_batch`` steps for the rest."""
     decision = decision_sampler(kind, demos, arrays, decision_batch)
+    draw = task_balanced(demos, demos.lengths + 1)
 
     def sample(rng: np.random.Generator) -> dict[str, np.ndarray]:
-        frames = rng.integers(0, len(demos.proprio), batch_size)
+        frames = draw(rng, batch_size)
         batch = {f"obs/{k}": v[frames] for k, v in demos.images.items()}
         for k, (cells, seen) in demos.cells.items():
             cam = k[len(IMAGE_PREFIX) :]
