@@ -50,8 +50,16 @@ def _episode_rows(demos, e: int) -> slice:
     return slice(demos.obs_start[e], demos.obs_start[e] + demos.lengths[e])
 
 
-def decision_arrays(kind: str, demos, tables: np.ndarray) -> dict[str, np.ndarray]:
-    """The decision networks' inputs computed from ``tables (N_obs, K, 4)`` (module docstring)."""
+def decision_arrays(
+    kind: str, demos, tables: np.ndarray, from_perception: bool = False
+) -> dict[str, np.ndarray]:
+    """The decision networks' inputs computed from ``tables (N_obs, K, 4)`` (module docstring).
+
+    System 2's candidates are bound on each episode's first table. With ``from_perception``,
+    an episode whose first frame misses an object its plan names (perception's error, e.g. a
+    cube hidden by the arm; 1 of 6,000 six-task demos) takes its candidates from the true table
+    instead; on true tables that is a data error and raises.
+    """
     features, s1, codes, targets = [], [], [], []
     for e, (instruction, kinds) in enumerate(demos.episodes):
         rows = _episode_rows(demos, e)
@@ -63,12 +71,15 @@ def decision_arrays(kind: str, demos, tables: np.ndarray) -> dict[str, np.ndarra
         labels = [SUBTASK_VOCAB[i] for i in demos.subtask_ids[acts]]
         s1.append(subtask_features(t, p, labels, kinds))
         tf = TaskFeatures(kinds)
-        first = object_state_from_table(t[0], kinds, instruction, hand_yaw(p[0]))
-        index, code = candidates(instruction, tf.bind(instruction, first))
-        codes.append(code)
-        where = {int(v): i for i, v in enumerate(index)}
         plan = [*demos.plans[e], 0]  # "none" past the end of the plan
-        missing = [SUBTASK_VOCAB[i] for i in plan if i not in where]
+        for first_table in (t[0], demos.tables[rows.start]) if from_perception else (t[0],):
+            first = object_state_from_table(first_table, kinds, instruction, hand_yaw(p[0]))
+            index, code = candidates(instruction, tf.bind(instruction, first))
+            where = {int(v): i for i, v in enumerate(index)}
+            missing = [SUBTASK_VOCAB[i] for i in plan if i not in where]
+            if not missing:
+                break
+        codes.append(code)
         if missing:
             raise ValueError(
                 f"episode {e} ({instruction!r}): plan subtasks {missing} name objects the "
@@ -168,8 +179,8 @@ def fit_decision_on_perception(
     frames, with the same expert labels, so it acts on what it will see."""
     start = time.perf_counter()
     policy.cpu().eval()
-    train_arrays = decision_arrays(kind, demos, perceived(policy, demos))
-    val_arrays = decision_arrays(kind, val, perceived(policy, val))
+    train_arrays = decision_arrays(kind, demos, perceived(policy, demos), from_perception=True)
+    val_arrays = decision_arrays(kind, val, perceived(policy, val), from_perception=True)
     seconds = time.perf_counter() - start
     settings = replace(
         config.train, steps=config.state_steps, batch_size=config.state_batch,
