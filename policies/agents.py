@@ -177,6 +177,7 @@ class HierarchicalAgent:
         self._failed: set[int] = set()
         self._since_decision = 0
         self._on_subtask = 0
+        self._undone_calls = 0
         self.calls.clear()
 
     def _prepare(self, instruction: str) -> None:
@@ -218,11 +219,13 @@ class HierarchicalAgent:
         view = self._assess(obs, batch)
         row = 1  # the row of the current position in view
         reason = None
+        undone = self.index > 0 and view.done[0] < self.config.undone_threshold
+        self._undone_calls = self._undone_calls + 1 if undone else 0
         if self.current is None:
             reason = "start"
         elif view.done[1] > self.config.done_threshold and self.index < self.config.max_subtasks:
             self.index, row, reason = self.index + 1, 2, "advance"
-        elif self.index > 0 and view.done[0] < self.config.undone_threshold:
+        elif undone and self._undone_calls >= self.config.step_back_after:
             self.index, row, reason = self.index - 1, 0, "step_back"
         elif self._on_subtask > self.config.patience:
             self._failed.add(self.current)
@@ -231,6 +234,7 @@ class HierarchicalAgent:
             self.calls[reason] += 1
             if reason in ("advance", "step_back"):
                 self._failed.clear()
+                self._undone_calls = 0
             self._commit(self._deliberate(batch, view.log_probs[row]))
         self.timings.append(_elapsed_ms(start))
 

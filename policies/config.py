@@ -181,12 +181,22 @@ class PlannerConfig(_Serializable):
     """A subtask counts as done when the planner's done-probability exceeds this."""
     undone_threshold: float = 0.3
     """The previous subtask counts as undone (e.g. a dropped cube) below this: step back."""
+    step_back_after: int = 1
+    """System 2 calls in a row on which the previous subtask must look undone before stepping
+    back (1: at once). More keeps a System 2 whose belief flickers from undoing an advance."""
 
     def __post_init__(self) -> None:
         problems = _nested_problems(self)
         _check_positive(
             self,
-            ("max_subtasks", "decide_every", "patience", "candidates", "imagine_chunks"),
+            (
+                "max_subtasks",
+                "decide_every",
+                "patience",
+                "candidates",
+                "imagine_chunks",
+                "step_back_after",
+            ),  # fmt: skip
             problems,
         )
         if self.wm_weight < 0:

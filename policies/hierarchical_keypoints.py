@@ -269,8 +269,12 @@ class HierarchicalKeypointsAgent(HierarchicalAgent):
         system1 = KeypointSystem1(policy.heads.system1, self.scene, features.kinds)
         planner = ScenePlanner(policy.heads.planner, self.scene, features.kinds)
         # System 2 here costs < 1 ms: it decides every step, so System 1 never goes on with a
-        # subtask that is already done (states it was not trained on; docs/DECISIONS.md)
-        config = config or PlannerConfig(max_subtasks=policy.config.max_subtasks, decide_every=1)
+        # subtask that is already done (states it was not trained on), and steps back only when
+        # the previous subtask looks undone on 3 calls in a row (on the six-task network its
+        # belief flickers at a link's end; docs/DECISIONS.md)
+        config = config or PlannerConfig(
+            max_subtasks=policy.config.max_subtasks, decide_every=1, step_back_after=3
+        )
         super().__init__(planner, system1, None, SUBTASK_VOCAB, config, None, ())
 
     @classmethod

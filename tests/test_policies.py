@@ -243,6 +243,29 @@ def test_system2_runs_every_n_steps_and_advances_on_completion():
     assert len(agent.pop_timings()["system2"]) == planner.calls
 
 
+def test_system2_steps_back_only_after_the_previous_subtask_looks_undone_in_a_row():
+    config = planner_preset("debug", decide_every=1, patience=100, step_back_after=3)
+    agent, planner, _ = _hierarchical(config)
+    obs = {"proprio": np.zeros(19, np.float32)}
+    planner.done_at[0] = 0.9
+    agent.act(obs)
+    agent.act(obs)  # start, then advance
+    assert agent.index == 1
+    planner.done_at[0] = 0.01
+    agent.act(obs)
+    agent.act(obs)
+    planner.done_at[0] = 0.9  # a flicker: done again before the third call
+    agent.act(obs)
+    planner.done_at[0] = 0.01
+    agent.act(obs)
+    agent.act(obs)
+    assert agent.index == 1 and agent.calls["step_back"] == 0
+    agent.act(obs)  # the third undone call in a row
+    assert agent.index == 0 and agent.calls["step_back"] == 1
+    with pytest.raises(ValueError, match="step_back_after"):
+        planner_preset("debug", step_back_after=0)
+
+
 def test_system2_replans_when_a_subtask_does_not_progress():
     config = planner_preset("debug", decide_every=2, patience=6)
     agent, planner, _ = _hierarchical(config)
