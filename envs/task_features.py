@@ -20,7 +20,7 @@ numpy only; the layout of ``object_state`` is the env's (see ``ManipulationEnv._
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -83,7 +83,7 @@ def parse_mentions(instruction: str) -> list[Mention]:
             elif word in DIRECTIONS and mentions and mentions[-1].kind == "cube":
                 last = mentions[-1]
                 if last.direction is None:
-                    mentions[-1] = Mention(last.color, last.kind, word, last.pushed)
+                    mentions[-1] = replace(last, direction=word)
     return mentions[:MAX_MENTIONS]
 
 
@@ -294,12 +294,13 @@ def subtasks_named_by(instruction: str, labels: tuple[str, ...]) -> np.ndarray:
     the one named with its cube), in the manner the instruction names it: ``push`` only a cube
     its clause says to push, ``pick`` only one it does not. An instruction that names no object
     (sort) allows picking any cube and placing on any pad, as :meth:`TaskFeatures.bind` reads
-    it. ``none`` is always allowed. System 2 keeps its proposals inside this set, so it cannot ask System 1 to pick a
-    cube the scene does not have (a "green cube" where green is a pad).
+    it. ``none`` is always allowed. System 2 keeps its proposals inside this set, so it cannot ask
+    System 1 to pick a cube the scene does not have (a "green cube" where green is a pad).
     """
     mentions = parse_mentions(instruction)
     named = {f"{m.color}_{m.kind}" for m in mentions}
     pushed = {f"{m.color}_{m.kind}" for m in mentions if m.pushed}
+    carried = any(m.kind == "cube" and not m.pushed for m in mentions)  # a place has a cube
     directions = {(f"{m.color}_{m.kind}", m.direction) for m in mentions if m.direction}
     out = np.zeros(len(labels), dtype=bool)
     for i, label in enumerate(labels):
@@ -320,8 +321,8 @@ def subtasks_named_by(instruction: str, labels: tuple[str, ...]) -> np.ndarray:
             out[i] = args[0] in pushed
         elif verb == "pick":
             out[i] = args[0] not in pushed
-        elif verb == "place":  # something named is carried there
-            out[i] = any(m.kind == "cube" and not m.pushed for m in mentions)
+        elif verb == "place":
+            out[i] = carried
         else:
             out[i] = True
     return out

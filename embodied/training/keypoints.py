@@ -72,7 +72,8 @@ def decision_arrays(
         s1.append(subtask_features(t, p, labels, kinds))
         tf = TaskFeatures(kinds)
         plan = [*demos.plans[e], 0]  # "none" past the end of the plan
-        for first_table in (t[0], demos.tables[rows.start]) if from_perception else (t[0],):
+        first_tables = (t[0], demos.tables[rows.start]) if from_perception else (t[0],)
+        for first_table in first_tables:
             first = object_state_from_table(first_table, kinds, instruction, hand_yaw(p[0]))
             index, code = candidates(instruction, tf.bind(instruction, first))
             where = {int(v): i for i, v in enumerate(index)}
