@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -351,3 +352,23 @@ def test_cli_suites_eval_suite_and_randomised_collection(tmp_path, capsys):
         for m in metas
     )
     assert all(0 < v <= 0.5 for m in metas for v in m["factors"].values())
+
+
+def test_middle_suite_and_bench_robustness_checks_before_any_work(tmp_path):
+    from embodied.bench.robustness import bench_robustness, default_randomize
+    from embodied.evaluation.robustness import SUITES, suite_cells
+
+    cells = suite_cells(SUITES["middle"], "pick-place")
+    assert {c.magnitude for c in cells[1:]} == {MAGNITUDES["middle"]}
+    assert len(cells) == 1 + len(FACTORS) + 1 and cells[-1].factor == "all"
+    assert "visual" not in default_randomize("bc-state")
+    assert "visual" in default_randomize("bc-keypoints")
+    for bad, message in (
+        ({"kind": "vla"}, "unknown kind 'vla'; bench robustness trains one of bc-state"),
+        ({"randomize": ("weather",)}, "unknown factor famil(ies) ['weather']"),
+        ({"language": "klingon"}, "language must be one of"),
+        ({"suite": "fog"}, "unknown suite 'fog'"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            bench_robustness(tmp_path / "b", **bad)
+    assert not (tmp_path / "b").exists()  # nothing collected or trained

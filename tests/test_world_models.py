@@ -240,6 +240,7 @@ def test_latent_does_not_collapse(tmp_path):
 
 def test_dream_env_passes_check_env_and_trains_with_sb3():
     from stable_baselines3 import PPO
+    from stable_baselines3.common.logger import Logger
 
     model = build_world_model(DEBUG, SPEC, seed=0)
     batch = synthetic_batch(B=6, T=1)
@@ -251,6 +252,7 @@ def test_dream_env_passes_check_env_and_trains_with_sb3():
             env, skip_render_check=True
         )  # the dream env has no renderer (decode latents instead)
     agent = PPO("MlpPolicy", env, n_steps=32, batch_size=16, n_epochs=1, seed=0, device="cpu")
+    agent.set_logger(Logger(folder=None, output_formats=[]))  # no /tmp/SB3-<time> folder
     agent.learn(total_timesteps=64)
     action, _ = agent.predict(env.reset(seed=0)[0])
     assert action.shape == (3,)

@@ -23,9 +23,11 @@ def pusher_throughput(steps: int = 2_000, seed: int = 0) -> dict[str, float]:
     from step 100: the reference an RL user knows."""
     import gymnasium as gym
     from stable_baselines3 import SAC
+    from stable_baselines3.common.logger import Logger
 
     env = gym.make("Pusher-v5")
     model = SAC("MlpPolicy", env, learning_starts=100, seed=seed, device="cpu", verbose=0)
+    model.set_logger(Logger(folder=None, output_formats=[]))  # no /tmp/SB3-<time> folder
     start = time.perf_counter()
     model.learn(steps)
     seconds = time.perf_counter() - start

@@ -3,7 +3,12 @@
 Per seed: collect demos nominally and with domain randomisation (``--randomize`` families, magnitudes
 from the training bands, never an evaluation magnitude), train the same baseline on each, run a
 robustness suite on both through the one harness; the scripted expert runs the suite once as the
-reference. Everything lands in ``OUT/`` and is resumed when rerun:
+reference (on state observations: it reads the privileged state, images would only cost time).
+Any imitation kind: ``bc-state`` on state observations, the pixel kinds (``bc-keypoints``,
+``hierarchical-keypoints``, ``bc-pixels``) on the cameras, randomised in the visual family too.
+Demos are collected with ``language="train"`` unless told otherwise, so the held-out paraphrases
+stay held out. Everything lands in ``OUT/`` and is resumed when rerun (a finished training run,
+``RUN/agent.pt``, is not trained again):
 
     OUT/data/<nominal|dr>-s<seed>/         demos (seeds 100000 + 1000 * seed + i, noise 0.1)
     OUT/runs/<nominal|dr>-s<seed>/         training runs
@@ -29,13 +34,21 @@ from embodied.evaluation.robustness import (
     percent,
     run_agent_suite,
 )
-from embodied.training.baselines import train_bc
+from embodied.training.baselines import AGENT_FILE, BC_KINDS, train_bc
 from envs.factors import FAMILIES
+from envs.language import LANGUAGE_SPLITS
 from sandbox_common.atomic import write_json_atomic
 
 DEMO_SEED = 100_000
 NOISE = 0.1
 EVAL_SEED = 0
+STATE_FAMILIES = ("physical", "sensing", "actuation", "language")
+"""What ``bc-state`` is randomised in by default: it sees no images."""
+
+
+def default_randomize(kind: str) -> tuple[str, ...]:
+    """The families a kind's domain randomisation draws from by default."""
+    return STATE_FAMILIES if kind == "bc-state" else FAMILIES
 
 
 def _suite(make, name: str, suite, task: str, out: Path, episodes: int, overrides) -> dict:
@@ -96,15 +109,26 @@ def bench_robustness(
     kind: str = "bc-state",
     demos: int = 200,
     seeds: tuple[int, ...] = (0, 1, 2),
-    randomize: tuple[str, ...] = ("physical", "sensing", "actuation", "language"),
+    randomize: tuple[str, ...] | None = None,
     magnitude: float = 1.0,
     suite: str = "all",
     episodes: int = 20,
     events: bool = True,
     progress: bool = True,
+    language: str = "train",
+    workers: int = 1,
+    num_envs: int = 1,
 ) -> dict[str, Any]:
     """Nominal vs domain-randomised training of ``kind`` on ``task``, each through ``suite`` (and
-    the world events); returns and writes ``OUT/robustness.json``."""
+    the world events); returns and writes ``OUT/robustness.json``. ``randomize`` defaults to
+    :func:`default_randomize`; ``workers`` collect the demos, ``num_envs`` run each suite."""
+    if kind not in BC_KINDS:
+        raise ValueError(
+            f"unknown kind {kind!r}; bench robustness trains one of {', '.join(BC_KINDS)}"
+        )
+    if language not in LANGUAGE_SPLITS:
+        raise ValueError(f"language must be one of {LANGUAGE_SPLITS}, got {language!r}")
+    randomize = tuple(randomize) if randomize else default_randomize(kind)
     bad = [f for f in randomize if f not in FAMILIES]
     if bad:
         raise ValueError(f"unknown factor famil(ies) {bad}; known: {', '.join(FAMILIES)}")
@@ -117,7 +141,8 @@ def bench_robustness(
 
     def run_all(make, name: str, overrides: dict[str, Any]) -> None:
         parts = [_suite(make, f"{name}-{s.name}" if s.name == "events" else name, s, task, out,
-                        episodes, overrides) for s in suites]  # fmt: skip
+                        episodes, {**overrides, "num_envs": num_envs})
+                 for s in suites]  # fmt: skip
         report = parts[0]
         for extra in parts[1:]:  # the event rows join the suite's table
             report = {**report, "rows": report["rows"] + extra["rows"][1:]}
@@ -127,7 +152,7 @@ def bench_robustness(
             }
         reports[name] = report
 
-    run_all(expert_factory(), "expert", obs)
+    run_all(expert_factory(), "expert", {"obs_mode": "state"})
     for seed in seeds:
         for variant in ("nominal", "dr"):
             data = out / "data" / f"{variant}-s{seed}"
@@ -137,9 +162,10 @@ def bench_robustness(
                 else {}
             )
             collect(task, demos, data, seed=DEMO_SEED + 1000 * seed, noise=NOISE,
-                    progress=progress, **obs, **dr)  # fmt: skip
+                    workers=workers, progress=progress, language=language, **obs, **dr)  # fmt: skip
             run = out / "runs" / f"{variant}-s{seed}"
-            train_bc(kind, [data], run, seed=seed, progress=progress, tensorboard=False)
+            if not (run / AGENT_FILE).exists():
+                train_bc(kind, [data], run, seed=seed, progress=progress, tensorboard=False)
             make, overrides = agent_factory_from_run(run, task)
             run_all(make, f"{variant}-s{seed}", {**overrides, **obs})
     result = {
@@ -149,6 +175,7 @@ def bench_robustness(
         "seeds": list(seeds),
         "randomize": list(randomize),
         "magnitude": magnitude,
+        "language": language,
         "suite": suite,
         "episodes_per_cell": episodes,
         "eval_seed": EVAL_SEED,

@@ -15,6 +15,7 @@ from embodied.cli.common import (
     positive,
     task_list,
 )
+from embodied.cli.train import BC_KINDS
 
 
 def cmd_bench_env(args: argparse.Namespace) -> int:
@@ -44,12 +45,16 @@ def cmd_bench_robustness(args: argparse.Namespace) -> int:
         task=check_task(args.task),
         demos=args.demos,
         seeds=seeds,
-        randomize=comma_list(args.randomize),
+        kind=args.kind,
+        randomize=comma_list(args.randomize) if args.randomize else None,
         magnitude=args.magnitude,
         suite=args.suite,
         episodes=args.episodes,
         events=not args.no_events,
         progress=not args.quiet,
+        language=args.language,
+        workers=args.workers,
+        num_envs=args.num_envs,
     )
     print((Path(args.out) / "robustness.md").read_text())
     return 0
@@ -245,17 +250,33 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     b = bench.add_parser(
         "robustness",
-        help="bc-state trained nominally vs with domain randomisation, through a robustness suite",
+        help="an imitation agent trained nominally vs with domain randomisation, through a "
+        "robustness suite",
     )
     b.add_argument("--out", required=True, help="directory for data/, runs/, suites/ (resumes)")
     b.add_argument("--task", default="pick-place", help="task name (default: pick-place)")
+    b.add_argument(
+        "--kind",
+        default="bc-state",
+        choices=BC_KINDS,
+        help="the agent trained (default: bc-state; the others read the cameras)",
+    )
     b.add_argument("--demos", type=positive, default=200, help="demos per trained agent")
     b.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
     b.add_argument(
         "--randomize",
-        default="physical,sensing,actuation,language",
-        help="factor families of the domain-randomised training (bc-state sees no images)",
+        default=None,
+        help="factor families of the domain-randomised training (default: every family for "
+        "the pixel kinds; all but visual for bc-state, which sees no images)",
     )
+    b.add_argument(
+        "--language",
+        default="train",
+        help="language split of the collected demos (default: train, so the held-out "
+        "paraphrases stay held out)",
+    )
+    b.add_argument("--workers", type=positive, default=1, help="processes collecting demos")
+    b.add_argument("--num-envs", type=positive, default=1, help="env processes per suite cell")
     b.add_argument("--magnitude", type=float, default=1.0, help="largest training magnitude")
     b.add_argument("--suite", default="all", help="robustness suite (see `suites`)")
     b.add_argument("--episodes", type=positive, default=20, help="episodes per suite cell")

@@ -60,6 +60,13 @@ SUITES: dict[str, Suite] = {
         ),
         *(Suite(fam, f"the {fam} factors at three magnitudes", _family(fam)) for fam in FAMILIES),
         Suite(
+            "middle",
+            "every factor at the middle magnitude, and all of them combined (the targets' cells)",
+            tuple(FACTORS),
+            (MIDDLE,),
+            combined=True,
+        ),
+        Suite(
             "quick",
             "one factor per family at the middle magnitude, and those combined",
             (

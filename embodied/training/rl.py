@@ -268,6 +268,10 @@ def train_rl(
         model = _new_model(config, train_env, seed, out / "tensorboard" if tensorboard else None,
                            residual=bundle is not None)  # fmt: skip
         resumed = False
+    if not tensorboard:  # else SB3 makes a /tmp/SB3-<time> folder per learn() for its logs
+        from stable_baselines3.common.logger import Logger
+
+        model.set_logger(Logger(folder=None, output_formats=[]))
     report = {
         "task": task,
         "kind": "residual" if bundle is not None else "dream" if dream is not None else "rl",
