@@ -173,10 +173,11 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         },
         "recovery_rate": {r["factor"]: r["recovery_rate"] for r in rows if r["family"] == "event"},
     }
-    swap = [r for r in rows if r["factor"] == "counterfactual" and r["magnitude"] == 1.0]
-    if swap:
-        out["counterfactual_follow_rate"] = swap[0].get("follow_rate")
-        out["counterfactual_original_goal_rate"] = swap[0].get("original_goal_rate")
+    swap = [r for r in rows if r["factor"] == "counterfactual" and r.get("swapped")]
+    if swap:  # the strongest magnitude the suite ran (the `middle` suite has only 0.5)
+        strongest = max(swap, key=lambda r: r["magnitude"])
+        out["counterfactual_follow_rate"] = strongest.get("follow_rate")
+        out["counterfactual_original_goal_rate"] = strongest.get("original_goal_rate")
     return out
 
 
