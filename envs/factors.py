@@ -141,10 +141,15 @@ def check_factors(
     return out
 
 
-def check_randomize(families: Iterable[str], magnitude: float) -> None:
+def check_randomize(families: Iterable[str], magnitude: float, joint: float = 0.0) -> None:
     factors_of(families)
     if not 0.0 < float(magnitude) <= 1.0:
         raise ValueError(f"randomize_magnitude must be in (0, 1], got {magnitude!r}")
+    if not 0.0 <= float(joint) <= 1.0:
+        raise ValueError(
+            f"randomize_joint (the share of episodes with one magnitude for every factor) must "
+            f"be in [0, 1], got {joint!r}"
+        )
 
 
 def draw_training_magnitude(rng: np.random.Generator, limit: float) -> float:
@@ -160,12 +165,18 @@ def draw_training_magnitude(rng: np.random.Generator, limit: float) -> float:
 
 
 def randomized_factors(
-    rng: np.random.Generator, families: Iterable[str], limit: float, task: str
+    rng: np.random.Generator, families: Iterable[str], limit: float, task: str, joint: float = 0.0
 ) -> dict[str, float]:
     """One episode's domain randomisation: every randomizable factor of ``families`` that
-    applies to ``task`` at a magnitude drawn from the training bands."""
-    return {
-        name: draw_training_magnitude(rng, limit)
+    applies to ``task`` at a magnitude drawn from the training bands; with probability ``joint``
+    one magnitude shared by all of them (``joint=0`` draws nothing extra: the same episodes as
+    before the option existed)."""
+    names = [
+        name
         for name in factors_of(families)
         if FACTORS[name].applies_to(task) and FACTORS[name].randomizable
-    }
+    ]
+    if joint > 0.0 and rng.uniform() < joint:
+        shared = draw_training_magnitude(rng, limit)
+        return {name: shared for name in names}
+    return {name: draw_training_magnitude(rng, limit) for name in names}

@@ -47,6 +47,11 @@ class TaskConfig:
     from ``envs.factors.TRAIN_BANDS`` (never an evaluation magnitude) up to ``randomize_magnitude``."""
     randomize_magnitude: float = 1.0
     """The largest magnitude domain randomisation draws, in (0, 1]."""
+    randomize_joint: float = 0.0
+    """The share of domain-randomised episodes in which every factor gets one shared magnitude
+    (the combined corner: all factors strong at once), in [0, 1]; the others draw each factor's
+    magnitude on its own, which almost never puts them all high together. 0 keeps the draws of
+    earlier versions."""
     events: tuple[str, ...] = ()
     """World events of every episode (``envs.events.EVENTS``)."""
 
@@ -64,7 +69,7 @@ class TaskConfig:
             randomize = tuple(f.strip() for f in randomize.split(",") if f.strip())
         object.__setattr__(self, "randomize", tuple(randomize))
         try:
-            check_randomize(self.randomize, self.randomize_magnitude)
+            check_randomize(self.randomize, self.randomize_magnitude, self.randomize_joint)
         except (TypeError, ValueError) as exc:
             problems.append(f"randomize: {exc}")
         try:

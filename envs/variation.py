@@ -59,7 +59,11 @@ class Variation:
             if self.config.randomize:
                 draw = np.random.default_rng([entropy, 0xD5])
                 drawn = randomized_factors(
-                    draw, self.config.randomize, self.config.randomize_magnitude, self.task_name
+                    draw,
+                    self.config.randomize,
+                    self.config.randomize_magnitude,
+                    self.task_name,
+                    self.config.randomize_joint,
                 )
                 factors = drawn | factors
         events = options.get("events", self._config_events)

@@ -251,6 +251,26 @@ def test_domain_randomisation_draws_training_magnitudes_per_episode():
     env.close()
 
 
+def test_joint_randomisation_shares_one_magnitude_in_its_share_of_episodes():
+    from envs.factors import randomized_factors
+
+    families = ("physical", "sensing")
+    joint, independent = 0, 0
+    for i in range(200):
+        drawn = randomized_factors(np.random.default_rng(i), families, 0.5, "pick-place", 0.5)
+        assert all(any(lo <= m <= hi for lo, hi in TRAIN_BANDS) for m in drawn.values())
+        if len(set(drawn.values())) == 1:
+            joint += 1
+        else:
+            independent += 1
+    assert 70 <= joint <= 130 and independent == 200 - joint
+    # joint=0 draws exactly what the draws without the option drew (recorded datasets replay)
+    plain = randomized_factors(np.random.default_rng(7), families, 0.5, "pick-place")
+    assert randomized_factors(np.random.default_rng(7), families, 0.5, "pick-place", 0.0) == plain
+    with pytest.raises(ValueError, match=r"randomize_joint .* must be in \[0, 1\], got 1.5"):
+        envs.make("reach", randomize=("physical",), randomize_joint=1.5)
+
+
 def test_counterfactual_keeps_the_scene_and_changes_the_goal():
     env = envs.make("pick-place", obs_mode="state")
     obs0, info0 = env.reset(seed=21)

@@ -111,6 +111,7 @@ def bench_robustness(
     seeds: tuple[int, ...] = (0, 1, 2),
     randomize: tuple[str, ...] | None = None,
     magnitude: float = 1.0,
+    joint: float = 0.0,
     suite: str = "all",
     episodes: int = 20,
     events: bool = True,
@@ -157,14 +158,14 @@ def bench_robustness(
         for variant in ("nominal", "dr"):
             data = out / "data" / f"{variant}-s{seed}"
             dr = (
-                {"randomize": randomize, "randomize_magnitude": magnitude}
+                {"randomize": randomize, "randomize_magnitude": magnitude, "randomize_joint": joint}
                 if variant == "dr"
                 else {}
             )
-            collect(task, demos, data, seed=DEMO_SEED + 1000 * seed, noise=NOISE,
-                    workers=workers, progress=progress, language=language, **obs, **dr)  # fmt: skip
             run = out / "runs" / f"{variant}-s{seed}"
-            if not (run / AGENT_FILE).exists():
+            if not (run / AGENT_FILE).exists():  # a finished run needs neither demos nor training
+                collect(task, demos, data, seed=DEMO_SEED + 1000 * seed, noise=NOISE,
+                        workers=workers, progress=progress, language=language, **obs, **dr)  # fmt: skip
                 train_bc(kind, [data], run, seed=seed, progress=progress, tensorboard=False)
             make, overrides = agent_factory_from_run(run, task)
             run_all(make, f"{variant}-s{seed}", {**overrides, **obs})
@@ -175,6 +176,7 @@ def bench_robustness(
         "seeds": list(seeds),
         "randomize": list(randomize),
         "magnitude": magnitude,
+        "joint": joint,
         "language": language,
         "suite": suite,
         "episodes_per_cell": episodes,

@@ -48,6 +48,7 @@ def cmd_bench_robustness(args: argparse.Namespace) -> int:
         kind=args.kind,
         randomize=comma_list(args.randomize) if args.randomize else None,
         magnitude=args.magnitude,
+        joint=args.joint,
         suite=args.suite,
         episodes=args.episodes,
         events=not args.no_events,
@@ -278,6 +279,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--workers", type=positive, default=1, help="processes collecting demos")
     b.add_argument("--num-envs", type=positive, default=1, help="env processes per suite cell")
     b.add_argument("--magnitude", type=float, default=1.0, help="largest training magnitude")
+    b.add_argument(
+        "--joint",
+        type=float,
+        default=0.0,
+        help="share of DR episodes with one magnitude for every factor, in [0, 1] (default 0)",
+    )
     b.add_argument("--suite", default="all", help="robustness suite (see `suites`)")
     b.add_argument("--episodes", type=positive, default=20, help="episodes per suite cell")
     b.add_argument("--no-events", action="store_true", help="skip the world-events suite")

@@ -43,6 +43,10 @@ def env_overrides(args: argparse.Namespace) -> dict[str, Any]:
         if not getattr(args, "randomize", None):
             raise UsageError("--magnitude caps --randomize: give --randomize FAMILY[,FAMILY] too")
         overrides["randomize_magnitude"] = args.magnitude
+    if getattr(args, "joint", None) is not None:
+        if not getattr(args, "randomize", None):
+            raise UsageError("--joint shapes --randomize: give --randomize FAMILY[,FAMILY] too")
+        overrides["randomize_joint"] = args.joint
     return overrides
 
 
@@ -122,6 +126,12 @@ def add_env_options(p: argparse.ArgumentParser) -> None:
         "--magnitude",
         type=float,
         help="largest domain-randomisation magnitude, in (0, 1] (default 1)",
+    )
+    p.add_argument(
+        "--joint",
+        type=float,
+        help="share of randomised episodes with one magnitude for every factor, in [0, 1] "
+        "(default 0: each factor draws its own)",
     )
     p.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="any other task config field"

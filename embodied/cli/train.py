@@ -153,6 +153,7 @@ def cmd_train_rl(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         randomize=comma_list(args.randomize),
         randomize_magnitude=args.magnitude,
+        randomize_joint=args.joint,
     )
     last = report["evals"][-1]
     lo, hi = last["ci95"]
@@ -306,6 +307,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     t.add_argument(
         "--magnitude", type=float, default=1.0, help="largest randomisation magnitude, in (0, 1]"
+    )
+    t.add_argument(
+        "--joint",
+        type=float,
+        default=0.0,
+        help="share of randomised episodes with one magnitude for every factor, in [0, 1]",
     )
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train_rl)

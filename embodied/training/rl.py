@@ -202,6 +202,7 @@ def train_rl(
     dream: str | Path | None = None,
     randomize: tuple[str, ...] = (),
     randomize_magnitude: float = 1.0,
+    randomize_joint: float = 0.0,
 ) -> dict[str, Any]:
     """Train (or resume) an RL agent on ``task``; returns ``RUN/train.json``'s content.
 
@@ -230,7 +231,11 @@ def train_rl(
         overrides["max_steps"] = config.dream_horizon  # real episodes as long as dreamed ones
     # domain randomisation: the training env only; evaluations stay nominal
     dr = (
-        {"randomize": tuple(randomize), "randomize_magnitude": randomize_magnitude}
+        {
+            "randomize": tuple(randomize),
+            "randomize_magnitude": randomize_magnitude,
+            "randomize_joint": randomize_joint,
+        }
         if randomize
         else {}
     )
