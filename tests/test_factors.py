@@ -12,7 +12,7 @@ import envs
 from embodied.agent import ExpertAgent
 from embodied.rollout import run_episode
 from envs.events import EVENTS
-from envs.factors import FACTORS, MAGNITUDES, TRAIN_BANDS, draw_training_magnitude
+from envs.factors import FACTORS, FAMILIES, MAGNITUDES, TRAIN_BANDS, draw_training_magnitude
 from envs.perturbation import MODEL_ARRAYS
 
 CLAIMS = {
@@ -342,6 +342,25 @@ def test_run_suite_writes_the_table_and_resumes(tmp_path):
     assert len(calls) == n  # every cell read back
     events = run_suite(cell, SUITES["events"], "pick-place", tmp_path / "ev", meta)
     assert all(r["fired"] >= 1 and r["recovery_rate"] == 1.0 for r in events["rows"][1:])
+
+
+def test_families_suite_combines_each_family_and_summarises_them_apart():
+    from embodied.evaluation.robustness import SUITES, suite_cells, summarize
+
+    cells = suite_cells(SUITES["families"], "pick-place")
+    assert [c.key for c in cells[1:]] == [f"combined/{f}/0.5" for f in (*FAMILIES, "all")]
+    for c in cells[1:-1]:  # a family's factors, all of them, nothing else
+        assert set(c.factors) == {
+            n for n, f in FACTORS.items() if f.family == c.factor and f.applies_to("pick-place")
+        }
+    assert set(cells[-1].factors) == {n for n, f in FACTORS.items() if f.applies_to("pick-place")}
+    rows = [{"family": c.family, "factor": c.factor, "magnitude": c.magnitude,
+             "success_rate": 1.0 - i / 10, "relative_drop": i / 10 or None}
+            for i, c in enumerate(cells)]  # fmt: skip
+    s = summarize(rows)
+    assert s["combined_relative_drop"] == {"0.5": 0.6}
+    assert s["family_combined_relative_drop"]["visual@0.5"] == 0.1
+    assert s["mean_relative_drop_middle"] is None  # no single-factor cell
 
 
 def test_cli_suites_eval_suite_and_randomised_collection(tmp_path, capsys):

@@ -43,6 +43,11 @@ class Suite:
     combined: bool = False
     """Also run every factor of the suite at once, at each magnitude."""
     events: tuple[str, ...] = ()
+    singles: bool = True
+    """Run each factor on its own (a suite of combinations only sets this False)."""
+    family_combined: bool = False
+    """Also run each family's factors at once, at each magnitude: where a combined drop
+    comes from."""
 
 
 def _family(family: str) -> tuple[str, ...]:
@@ -65,6 +70,15 @@ SUITES: dict[str, Suite] = {
             tuple(FACTORS),
             (MIDDLE,),
             combined=True,
+        ),
+        Suite(
+            "families",
+            "each family's factors combined at the middle magnitude, and all of them combined",
+            tuple(FACTORS),
+            (MIDDLE,),
+            combined=True,
+            singles=False,
+            family_combined=True,
         ),
         Suite(
             "quick",
@@ -117,9 +131,13 @@ def suite_cells(suite: Suite, task: str) -> list[Cell]:
     cells and the events."""
     cells = [Cell("nominal", "nominal", 0.0, {})]
     names = [n for n in suite.factors if FACTORS[n].applies_to(task)]
-    for name in names:
+    for name in names if suite.singles else ():
         for m in suite.magnitudes:
             cells.append(Cell(FACTORS[name].family, name, m, {name: m}))
+    for family in FAMILIES if suite.family_combined else ():
+        members = [n for n in names if FACTORS[n].family == family]
+        for m in suite.magnitudes if members else ():
+            cells.append(Cell("combined", family, m, {n: m for n in members}))
     if suite.combined:
         for m in suite.magnitudes:
             cells.append(Cell("combined", "all", m, {n: m for n in names}))
@@ -169,10 +187,19 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "nominal_success": rows[0]["success_rate"],
         "mean_relative_drop_middle": float(np.mean(middle)) if middle else None,
         "combined_relative_drop": {
-            f"{r['magnitude']:g}": r["relative_drop"] for r in rows if r["family"] == "combined"
+            f"{r['magnitude']:g}": r["relative_drop"]
+            for r in rows
+            if r["family"] == "combined" and r["factor"] == "all"
         },
         "recovery_rate": {r["factor"]: r["recovery_rate"] for r in rows if r["family"] == "event"},
     }
+    per_family = {
+        f"{r['factor']}@{r['magnitude']:g}": r["relative_drop"]
+        for r in rows
+        if r["family"] == "combined" and r["factor"] != "all"
+    }
+    if per_family:
+        out["family_combined_relative_drop"] = per_family
     swap = [r for r in rows if r["factor"] == "counterfactual" and r.get("swapped")]
     if swap:  # the strongest magnitude the suite ran (the `middle` suite has only 0.5)
         strongest = max(swap, key=lambda r: r["magnitude"])
@@ -300,6 +327,9 @@ def markdown(report: dict[str, Any]) -> str:
         ]
         for m, drop in s.get("combined_relative_drop", {}).items():
             lines.append(f"All factors combined at {m}: relative drop {percent(drop)}.")
+        for key, drop in s.get("family_combined_relative_drop", {}).items():
+            family, m = key.split("@")
+            lines.append(f"The {family} factors combined at {m}: relative drop {percent(drop)}.")
     return "\n".join(lines) + "\n"
 
 
@@ -341,6 +371,11 @@ def plot(report: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def column_label(row: dict[str, Any]) -> str:
+    """A row's name in a heatmap: the factor, or what a combined cell combines."""
+    return f"{row['factor']} combined" if row["family"] == "combined" else row["factor"]
+
+
 def heatmap(reports: dict[str, dict[str, Any]], path: Path, magnitude: float = MIDDLE) -> Path:
     """Agents x factors: success at ``magnitude`` (nominal first, combined last), one row per
     agent (``reports``: name -> robustness report)."""
@@ -352,7 +387,7 @@ def heatmap(reports: dict[str, dict[str, Any]], path: Path, magnitude: float = M
     columns: list[str] = ["nominal"]
     for report in reports.values():
         for r in report["rows"]:
-            label = "all combined" if r["family"] == "combined" else r["factor"]
+            label = column_label(r)
             if (
                 r["family"] != "event"
                 and r["magnitude"] in (0.0, magnitude)
@@ -362,7 +397,7 @@ def heatmap(reports: dict[str, dict[str, Any]], path: Path, magnitude: float = M
     grid = np.full((len(reports), len(columns)), np.nan)
     for i, report in enumerate(reports.values()):
         for r in report["rows"]:
-            label = "all combined" if r["family"] == "combined" else r["factor"]
+            label = column_label(r)
             if label in columns and r["magnitude"] in (0.0, magnitude):
                 grid[i, columns.index(label)] = r["success_rate"]
     fig, ax = plt.subplots(figsize=(0.45 * len(columns) + 2.5, 0.45 * len(reports) + 1.8))
