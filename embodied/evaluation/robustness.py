@@ -320,11 +320,12 @@ def markdown(report: dict[str, Any]) -> str:
         )
     s = report.get("summary", {})
     if s:
-        lines += [
-            "",
-            f"Mean relative drop over factors at the middle magnitude: "
-            f"{percent(s.get('mean_relative_drop_middle'))}.",
-        ]
+        lines.append("")
+        if s.get("mean_relative_drop_middle") is not None:
+            lines.append(
+                f"Mean relative drop over factors at the middle magnitude: "
+                f"{percent(s['mean_relative_drop_middle'])}."
+            )
         for m, drop in s.get("combined_relative_drop", {}).items():
             lines.append(f"All factors combined at {m}: relative drop {percent(drop)}.")
         for key, drop in s.get("family_combined_relative_drop", {}).items():
