@@ -359,7 +359,7 @@ def test_families_suite_combines_each_family_and_summarises_them_apart():
             for i, c in enumerate(cells)]  # fmt: skip
     s = summarize(rows)
     assert s["combined_relative_drop"] == {"0.5": 0.6}
-    assert s["family_combined_relative_drop"]["visual@0.5"] == 0.1
+    assert s["family_combined_relative_drop"]["visual"] == {"0.5": 0.1}
     assert s["mean_relative_drop_middle"] is None  # no single-factor cell
 
 

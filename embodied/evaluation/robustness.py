@@ -193,11 +193,10 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         },
         "recovery_rate": {r["factor"]: r["recovery_rate"] for r in rows if r["family"] == "event"},
     }
-    per_family = {
-        f"{r['factor']}@{r['magnitude']:g}": r["relative_drop"]
-        for r in rows
-        if r["family"] == "combined" and r["factor"] != "all"
-    }
+    per_family: dict[str, dict[str, float | None]] = {}
+    for r in rows:
+        if r["family"] == "combined" and r["factor"] != "all":
+            per_family.setdefault(r["factor"], {})[f"{r['magnitude']:g}"] = r["relative_drop"]
     if per_family:
         out["family_combined_relative_drop"] = per_family
     swap = [r for r in rows if r["factor"] == "counterfactual" and r.get("swapped")]
@@ -328,9 +327,11 @@ def markdown(report: dict[str, Any]) -> str:
             )
         for m, drop in s.get("combined_relative_drop", {}).items():
             lines.append(f"All factors combined at {m}: relative drop {percent(drop)}.")
-        for key, drop in s.get("family_combined_relative_drop", {}).items():
-            family, m = key.split("@")
-            lines.append(f"The {family} factors combined at {m}: relative drop {percent(drop)}.")
+        for family, drops in s.get("family_combined_relative_drop", {}).items():
+            for m, drop in drops.items():
+                lines.append(
+                    f"The {family} factors combined at {m}: relative drop {percent(drop)}."
+                )
     return "\n".join(lines) + "\n"
 
 
