@@ -9,15 +9,13 @@ sizes (about 80 tokens of width 64) two layers cost well under a millisecond on 
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import nn
 
 from policies.config import FusionConfig
 from world_models.config import ObsSpec
-from world_models.networks import mlp
+from world_models.networks import SharpSpatialSoftmax, mlp
 
 
 def as_tensor(
@@ -43,25 +41,6 @@ def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | No
     batch = torch.arange(b, device=dev)[:, None, None]
     out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
     return out.to(images.dtype)
-
-
-class SharpSpatialSoftmax(nn.Module):
-    """``(N, C, h, w) -> (N, 2C)`` expected coordinates of each channel, with a learned per-channel
-    temperature (Levine et al., 2016). Without it, ReLU maps of magnitude ~0.5 give a nearly
-    uniform softmax: the keypoints barely moved between images (std 0.02 over a batch) and the
-    policy ignored where things were."""
-
-    def __init__(self, channels: int, temperature: float = 10.0) -> None:
-        super().__init__()
-        self.log_temperature = nn.Parameter(torch.full((channels, 1, 1), math.log(temperature)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
-        logits = (x * self.log_temperature.exp()).reshape(n, c, h * w)
-        weights = torch.softmax(logits, dim=-1).reshape(n, c, h, w)
-        ys = torch.linspace(-1.0, 1.0, h, dtype=x.dtype, device=x.device)
-        xs = torch.linspace(-1.0, 1.0, w, dtype=x.dtype, device=x.device)
-        return torch.cat([(weights.sum(2) * xs).sum(-1), (weights.sum(3) * ys).sum(-1)], dim=1)
 
 
 class ImageTokenizer(nn.Module):

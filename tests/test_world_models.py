@@ -16,6 +16,7 @@ from embodied.training.world_model import train_world_model
 from world_models import (
     CheckpointError,
     DreamEnv,
+    LatentWorldModelConfig,
     ObsSpec,
     WorldModelTrainer,
     build_world_model,
@@ -369,7 +370,11 @@ def test_cli_train_world_model_and_imagine(pick_place_data, tmp_path, capsys):
     from embodied.media.video import read_video
 
     frames = read_video(video)
-    assert frames.shape[0] == 25 and frames.shape[2] >= 2 * 64
+    assert frames.shape[0] == 25 and frames.shape[2] >= 3 * 64  # real | imagined | objects map
+    out = capsys.readouterr().out
+    printed = json.loads(out[out.rindex("\n{") + 1 :])  # imagine's summary, printed last
+    errors = printed["object_error_cm_by_step"]
+    assert len(errors) == 25 and all(e >= 0 for e in errors)
 
 
 def test_train_refuses_a_run_of_another_dataset(pick_place_data, tmp_path):
@@ -405,3 +410,49 @@ def test_aux_keys_are_targets_never_inputs():
     assert model.aux(z).shape == (4, 4, 8)
     obs["objects_by_colour"] = obs["objects_by_colour"] * 0 + 5.0  # not an input: z is unchanged
     torch.testing.assert_close(model.encode(obs), z)
+
+
+SLOT_SPEC = dataclasses.replace(
+    SPEC, vector_keys=("proprio", "objects_by_colour"), vector_dims=(4, 8)
+)
+
+
+@pytest.mark.parametrize("images", [True, False])
+def test_object_slots_are_the_aux_keys_carried_in_the_latent(images):
+    config = dataclasses.replace(DEBUG, object_slot_size=4, use_images=images, decoder=images)
+    spec = SLOT_SPEC if images else dataclasses.replace(SLOT_SPEC, image_keys=(), image_size=0)
+    model = build_world_model(config, spec, seed=0)
+    assert model.slot_count == 2 and model.aux_head is None
+    assert model.latent_size == DEBUG.latent_dim + 8
+    batch = synthetic_batch(spec, B=3, T=2)
+    obs = {k[4:]: v for k, v in batch.items() if k.startswith("obs/")}
+    z = model.encode(obs)
+    assert z.shape == (3, 3, model.latent_size)
+    torch.testing.assert_close(
+        model.aux(z), z[..., DEBUG.latent_dim :] * model.vector_std[-8:] + model.vector_mean[-8:]
+    )
+    # untrained, the slots do not move whatever the action: "nothing moves" is where it starts
+    z_seq = model.imagine(z[:, 0], torch.as_tensor(batch["action"]))
+    torch.testing.assert_close(
+        z_seq[..., DEBUG.latent_dim :], z[:, :1, DEBUG.latent_dim :].expand(-1, 2, -1)
+    )
+    loss, metrics = model.loss(batch)
+    loss.backward()
+    assert "aux" in metrics
+    for name, p in model.named_parameters():
+        assert p.grad is not None, f"{name} got no gradient"
+    obs["objects_by_colour"] = obs["objects_by_colour"] * 0 + 5.0  # still a target, never an input
+    torch.testing.assert_close(model.encode(obs), z)
+
+
+def test_checkpoint_configs_from_before_object_slots_load_without_them():
+    saved = {k: v for k, v in preset("default").to_dict().items() if k != "object_slot_size"}
+    assert LatentWorldModelConfig.from_dict(saved).object_slot_size == 0
+    assert preset("default").object_slot_size == 4
+
+
+def test_object_slots_must_divide_the_aux_keys():
+    with pytest.raises(ValueError, match="object_slot_size 3 does not divide .* 8 values"):
+        build_world_model(dataclasses.replace(DEBUG, object_slot_size=3), SLOT_SPEC, seed=0)
+    with pytest.raises(ValueError, match="object_slot_size must be >= 0"):
+        dataclasses.replace(DEBUG, object_slot_size=-1)

@@ -69,6 +69,11 @@ class LatentWorldModelConfig:
     """Width of the MLPs (dynamics, heads, vector encoder)."""
     conv_channels: tuple[int, ...] = (16, 32, 32)
     """Channels of the image encoder: a stride-4 8x8 conv, then stride-2 4x4, then stride-1 3x3 convs."""
+    object_slot_size: int = 0
+    """> 0: the latent carries the auxiliary objects explicitly, read as slots of this many values
+    (our tasks' ``objects_by_colour``: ``[present, x, y, z]`` per colour x kind, so 4). Each slot is
+    found by its own keypoint map in every camera, and moves by a predicted increment, so what
+    nobody touches stays put. 0: objects are only read off the latent by the auxiliary head."""
     use_images: bool = True
     """Encode the image keys (pixel variant); False gives the state-only variant."""
     hidden_keys: tuple[str, ...] = ("object_state",)
@@ -125,6 +130,8 @@ class LatentWorldModelConfig:
         ):
             if int(getattr(self, name)) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.object_slot_size < 0:
+            problems.append(f"object_slot_size must be >= 0, got {self.object_slot_size}")
         if not 0 < self.rho <= 1:
             problems.append(f"rho must be in (0, 1], got {self.rho}")
         if not 0 < self.target_ema <= 1:
@@ -186,12 +193,18 @@ PRESETS: dict[str, LatentWorldModelConfig] = {
     "state": LatentWorldModelConfig(
         use_images=False, decoder=False, steps=4000, batch_size=64, eval_every=500
     ),
-    "default": LatentWorldModelConfig(),
+    "default": LatentWorldModelConfig(object_slot_size=4),
     "large": LatentWorldModelConfig(
-        latent_dim=128, hidden_dim=512, conv_channels=(32, 64, 64), steps=10000
+        latent_dim=128,
+        hidden_dim=512,
+        conv_channels=(32, 64, 64),
+        steps=10000,
+        object_slot_size=4,
     ),
 }
-"""``debug`` for tests; ``state`` the state-only variant; ``default`` the pixel model; ``large`` for real runs."""
+"""``debug`` for tests; ``state`` the state-only variant; ``default`` the pixel model (with object
+slots: a field's dataclass default is what checkpoints written before it had, so they load as
+they were); ``large`` for real runs."""
 
 
 def preset(name: str, **overrides: Any) -> LatentWorldModelConfig:

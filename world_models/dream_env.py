@@ -42,7 +42,7 @@ class DreamEnv(gym.Env):
         self.start_obs = start_obs
         self.max_steps = max_steps
         self.success_threshold = success_threshold
-        dim = model.config.latent_dim
+        dim = model.latent_size
         self.observation_space = spaces.Box(-LATENT_BOUND, LATENT_BOUND, (dim,), dtype=np.float32)
         self.action_space = spaces.Box(
             action_low, action_high, (model.spec.action_dim,), dtype=np.float32

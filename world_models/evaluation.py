@@ -10,7 +10,8 @@ with the real actions. Errors at horizons 1, 5, 10, 20:
 - **objects**: the same for the auxiliary keys (where the cube / pad of each colour is), which a
   pixel model never sees as input;
 - **latent**: mean squared error against the target encoder's latent of the real observation,
-  divided by the latents' variance.
+  divided by the latents' variance (the free part of the latent: object slots, when the model
+  has them, are judged in object space).
 
 Each against "nothing moves" (copy the observation / latent at ``t0``) and a linear model
 ``x' = x + W [x, a, 1]`` fitted by least squares on the training episodes.
@@ -46,7 +47,9 @@ def _latents(model: LatentWorldModel, obs: dict[str, np.ndarray], chunk: int = 2
     """Target-encoder latents of every step of an episode: ``(T + 1, latent)``."""
     n = len(next(iter(obs.values())))
     out = [
-        model.target_encoder.encode({k: v[i : i + chunk] for k, v in obs.items()}).numpy()
+        model.target_encoder.encode(
+            {k: v[i : i + chunk] for k, v in obs.items()}, objects=False
+        ).numpy()
         for i in range(0, n, chunk)
     ]
     return np.concatenate(out)
@@ -122,6 +125,7 @@ def evaluate_world_model(
         )
         z_pred = model.imagine(model.encode(obs0), torch.as_tensor(acts, dtype=torch.float32))
         lin_pred_lat = _linear_rollout(lin_lat, lat[starts], acts)
+        free = lat.shape[-1]
         rolled = []
         for name, norm, vectors, predict, lin in spaces:
             vec = norm(vectors(ep["obs"]))
@@ -138,7 +142,7 @@ def evaluate_world_model(
             add_three(
                 "latent",
                 h,
-                z_pred[ok, h - 1] * scale,
+                z_pred[ok, h - 1, :free] * scale,
                 lat[s] * scale,
                 lin_pred_lat[ok, h - 1] * scale,
                 lat[s + h] * scale,
@@ -146,7 +150,7 @@ def evaluate_world_model(
             for name, vec, pred, lin_pred in rolled:
                 add_three(name, h, pred[ok, h - 1], vec[s], lin_pred[ok, h - 1], vec[s + h])
         if "success" in ep:
-            probs = model.success(torch.as_tensor(lat[1:])).numpy()
+            probs = model.success(model.encode({k: v[1:] for k, v in ep["obs"].items()})).numpy()
             labels = ep["success"].astype(bool)
             correct += int(((probs > 0.5) == labels).sum())
             positives += int(labels.sum())

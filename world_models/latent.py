@@ -61,8 +61,9 @@ class LatentWorldModel(nn.Module):
         dims = dict(zip(spec.vector_keys, spec.vector_dims))
         self.input_vector_dim = sum(dims[k] for k in self.input_vector_keys)
         self.aux_dim = sum(dims[k] for k in self.aux_keys)
+        slots = self.aux_dim // c.object_slot_size if c.object_slot_size else 0
         self.encoders = nn.ModuleDict(
-            {k: ImageEncoder(spec.image_size, c.conv_channels) for k in self.image_keys}
+            {k: ImageEncoder(spec.image_size, c.conv_channels, slots) for k in self.image_keys}
         )
         feat = sum(e.out_dim for e in self.encoders.values())
         self.vector_encoder = (
@@ -72,21 +73,25 @@ class LatentWorldModel(nn.Module):
         )
         feat += c.hidden_dim if self.vector_encoder is not None else 0
         self.fuse = mlp(feat, c.hidden_dim, c.latent_dim, layers=1, norm_out=True)
-        self.dynamics = mlp(c.latent_dim + spec.action_dim, c.hidden_dim, c.latent_dim, layers=2)
+        self.slots = self._object_slots(c)
+        size = self.latent_size
+        self.dynamics = mlp(size + spec.action_dim, c.hidden_dim, c.latent_dim, layers=2)
         self.latent_norm = nn.LayerNorm(c.latent_dim, elementwise_affine=False)
-        self.reward_head = mlp(c.latent_dim, c.hidden_dim, 1, layers=1)
-        self.success_head = mlp(c.latent_dim, c.hidden_dim, 1, layers=1)
-        self.subtask_head = mlp(c.latent_dim, c.hidden_dim, 1, layers=1)
+        self.reward_head = mlp(size, c.hidden_dim, 1, layers=1)
+        self.success_head = mlp(size, c.hidden_dim, 1, layers=1)
+        self.subtask_head = mlp(size, c.hidden_dim, 1, layers=1)
         self.state_head = (
-            mlp(c.latent_dim, c.hidden_dim, self.input_vector_dim, layers=1)
+            mlp(size, c.hidden_dim, self.input_vector_dim, layers=1)
             if self.input_vector_dim
             else None
         )
         self.aux_head = (
-            mlp(c.latent_dim, c.hidden_dim, self.aux_dim, layers=1) if self.aux_dim else None
+            mlp(size, c.hidden_dim, self.aux_dim, layers=1)
+            if self.aux_dim and self.slots is None
+            else None
         )
         self.decoder = (
-            ImageDecoder(c.latent_dim, spec.image_size, c.decoder_channels)
+            ImageDecoder(size, spec.image_size, c.decoder_channels)
             if c.decoder and spec.image_keys
             else None
         )
@@ -107,6 +112,40 @@ class LatentWorldModel(nn.Module):
         self._target: list[
             nn.Module
         ] = []  # held in a list so it is not a submodule of the online model
+
+    def _object_slots(self, c: LatentWorldModelConfig) -> nn.ModuleDict | None:
+        """The explicit object part of the latent (``object_slot_size > 0``): per camera one keypoint
+        map per slot; a slot's keypoints in every camera (and a learned slot code) -> its values,
+        by one network shared across slots, so it learns where a peak means an object is, not
+        which layout it is looking at. Models without images read the slots off their vectors."""
+        size = c.object_slot_size
+        if not size or not self.aux_dim:
+            return None
+        if self.aux_dim % size:
+            raise ValueError(
+                f"object_slot_size {size} does not divide the auxiliary keys' {self.aux_dim} values "
+                f"({', '.join(self.aux_keys)}); use a size that does, or 0"
+            )
+        count = self.aux_dim // size
+        code = 8
+        parts: dict[str, nn.Module] = {
+            "dynamics": mlp(c.latent_dim + count * size + self.spec.action_dim, c.hidden_dim,
+                            count * size, layers=2),
+        }  # fmt: skip
+        nn.init.zeros_(parts["dynamics"][-1].weight)  # nothing moves until the data says so
+        nn.init.zeros_(parts["dynamics"][-1].bias)
+        if self.image_keys:
+            parts["readout"] = mlp(3 * len(self.image_keys) + code, 64, size, layers=1)
+            self.slot_code = nn.Parameter(torch.randn(count, code) * 0.5)
+        else:
+            parts["readout"] = mlp(self.input_vector_dim, c.hidden_dim, count * size)
+        self.slot_count, self.slot_size = count, size
+        return nn.ModuleDict(parts)
+
+    @property
+    def latent_size(self) -> int:
+        """Length of z: ``latent_dim`` free dimensions, then the object slots (when there are any)."""
+        return self.config.latent_dim + (self.aux_dim if self.slots is not None else 0)
 
     # ------------------------------------------------------------------ normalisation and target
 
@@ -164,26 +203,43 @@ class LatentWorldModel(nn.Module):
         """Where the model's parameters live; inputs are moved there."""
         return self.action_scale.device
 
-    def encode(self, obs: dict) -> torch.Tensor:
-        """Observations with leading dims ``(...,)`` (e.g. ``(B,)`` or ``(B, T)``) -> ``z (..., latent)``."""
-        feats = []
-        lead = None
+    def encode(self, obs: dict, objects: bool = True) -> torch.Tensor:
+        """Observations with leading dims ``(...,)`` (e.g. ``(B,)`` or ``(B, T)``) -> ``z (..., latent)``;
+        ``objects=False`` leaves out the object slots (the prediction targets need only the rest)."""
+        feats, seen = [], []
+        lead = vec = None
         for key in self.image_keys:
             images = to_tensor(obs[key], device=self.device)
             lead = images.shape[:-3]
             flat = images.reshape(-1, *images.shape[-3:]).permute(0, 3, 1, 2)
-            feats.append(self.encoders[key](flat))
+            features, found = self.encoders[key].features_and_objects(flat, objects)
+            feats.append(features)
+            if found is not None:
+                seen.append(found)  # (N, K, 3)
         if self.vector_encoder is not None:
             vec = self.normalize_vectors(obs)
             lead = vec.shape[:-1]
-            feats.append(self.vector_encoder(vec.reshape(-1, vec.shape[-1])))
+            vec = vec.reshape(-1, vec.shape[-1])
+            feats.append(self.vector_encoder(vec))
         z = self.fuse(torch.cat(feats, dim=-1))
+        if self.slots is not None and objects:
+            if seen:
+                code = self.slot_code.expand(len(z), *self.slot_code.shape)
+                slots = self.slots["readout"](torch.cat([*seen, code], dim=-1)).flatten(1)
+            else:
+                slots = self.slots["readout"](vec)
+            z = torch.cat([z, slots], dim=-1)
         return z.reshape(*lead, -1)
 
     def next(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """One latent step: ``z (N, latent)``, ``action (N, A)`` -> ``z' (N, latent)``."""
         a = to_tensor(action, torch.float32, self.device) / self.action_scale
-        return self.latent_norm(z + self.dynamics(torch.cat([z, a], dim=-1)))
+        za = torch.cat([z, a], dim=-1)
+        free = self.latent_norm(z[..., : self.config.latent_dim] + self.dynamics(za))
+        if self.slots is None:
+            return free
+        slots = z[..., self.config.latent_dim :] + self.slots["dynamics"](za)
+        return torch.cat([free, slots], dim=-1)
 
     def imagine(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Roll ``z (N, latent)`` through ``actions (N, H, A)`` -> ``(N, H, latent)``."""
@@ -219,9 +275,18 @@ class LatentWorldModel(nn.Module):
 
     def aux(self, z: torch.Tensor) -> torch.Tensor:
         """The auxiliary (privileged) vector keys read off ``z``, in data units: ``(..., aux_dim)``."""
+        return (
+            self.aux_normalized(z) * self.vector_std[self.aux_index]
+            + self.vector_mean[self.aux_index]
+        )
+
+    def aux_normalized(self, z: torch.Tensor) -> torch.Tensor:
+        """:meth:`aux` in units of each value's spread: the slots of z, or the auxiliary head."""
+        if self.slots is not None:
+            return z[..., self.config.latent_dim :]
         if self.aux_head is None:
             raise ValueError("this world model predicts no auxiliary keys")
-        return self.aux_head(z) * self.vector_std[self.aux_index] + self.vector_mean[self.aux_index]
+        return self.aux_head(z)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Frames of the first image key: ``z (..., latent)`` -> ``(..., H, W, 3) uint8``."""
@@ -246,8 +311,8 @@ class LatentWorldModel(nn.Module):
         z_obs = self.encode(obs)  # (B, T+1, Z)
         with torch.no_grad():
             z_target = self.target_encoder.encode(
-                {k: v[:, 1:] for k, v in obs.items()}
-            )  # (B, T, Z)
+                {k: v[:, 1:] for k, v in obs.items()}, objects=False
+            )  # (B, T, latent_dim)
         z_pred = self.imagine(z_obs[:, 0], actions)  # (B, T, Z)
         weights = c.rho ** torch.arange(T, dtype=torch.float32, device=z_obs.device)
         weights = weights / weights.sum()
@@ -256,7 +321,8 @@ class LatentWorldModel(nn.Module):
             return (per_step.mean(0) * weights).sum()
 
         parts: dict[str, torch.Tensor] = {}
-        parts["consistency"] = weighted(((z_pred - z_target) ** 2).mean(-1))
+        free = c.latent_dim  # the object slots are taught by the aux loss below, not by the target
+        parts["consistency"] = weighted(((z_pred[..., :free] - z_target) ** 2).mean(-1))
         if "reward" in batch:
             parts["reward"] = weighted(
                 (self.reward(z_pred) - to_tensor(batch["reward"], torch.float32)) ** 2
@@ -281,12 +347,12 @@ class LatentWorldModel(nn.Module):
             now = ((self.state_head(z_obs) - vec) ** 2).mean()
             ahead = weighted(((self.state_head(z_pred) - vec[:, 1:]) ** 2).mean(-1))
             parts["state"] = 0.5 * (now + ahead)
-        if self.aux_head is not None:
+        if self.aux_dim and (self.aux_head is not None or self.slots is not None):
             aux = self.normalize_vectors(obs, self.aux_keys)
-            now = ((self.aux_head(z_obs) - aux) ** 2).mean()
-            ahead = weighted(((self.aux_head(z_pred) - aux[:, 1:]) ** 2).mean(-1))
+            now = ((self.aux_normalized(z_obs) - aux) ** 2).mean()
+            ahead = weighted(((self.aux_normalized(z_pred) - aux[:, 1:]) ** 2).mean(-1))
             parts["aux"] = 0.5 * (now + ahead)
-        flat = z_obs.reshape(-1, z_obs.shape[-1])
+        flat = z_obs[..., :free].reshape(-1, free)
         parts["variance"] = F.relu(STD_FLOOR - flat.std(0)).mean()
         if self.decoder is not None:
             key = self.spec.image_keys[0]

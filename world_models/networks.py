@@ -5,6 +5,8 @@ Convolutions use ReLU: Mish on conv feature maps took a third of a training step
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -39,14 +41,40 @@ class SpatialSoftmax(nn.Module):
         return torch.cat([(weights.sum(2) * xs).sum(-1), (weights.sum(3) * ys).sum(-1)], dim=1)
 
 
+class SharpSpatialSoftmax(nn.Module):
+    """``(N, C, h, w) -> (N, 2C)`` expected coordinates of each channel, with a learned per-channel
+    temperature (Levine et al., 2016). Without it, ReLU maps of magnitude ~0.5 give a nearly
+    uniform softmax: the keypoints barely moved between images (std 0.02 over a batch) and the
+    policy ignored where things were."""
+
+    def __init__(self, channels: int, temperature: float = 10.0) -> None:
+        super().__init__()
+        self.log_temperature = nn.Parameter(torch.full((channels, 1, 1), math.log(temperature)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        logits = (x * self.log_temperature.exp()).reshape(n, c, h * w)
+        weights = torch.softmax(logits, dim=-1).reshape(n, c, h, w)
+        ys = torch.linspace(-1.0, 1.0, h, dtype=x.dtype, device=x.device)
+        xs = torch.linspace(-1.0, 1.0, w, dtype=x.dtype, device=x.device)
+        return torch.cat([(weights.sum(2) * xs).sum(-1), (weights.sum(3) * ys).sum(-1)], dim=1)
+
+
 class ImageEncoder(nn.Module):
     """``(N, H, W, 3)``-derived ``(N, 3, H, W) uint8 -> (N, F)``: an 8x8 stride-4 conv, a 4x4 stride-2
     conv, then 3x3 convs; features are the flattened map plus spatial-softmax keypoints.
 
+    With ``slots > 0`` it also finds objects (:meth:`objects`): a 1x1 conv turns the first conv's
+    map (15x15 at 64 px, each unit seeing 8x8 px, so a 3-4 px cube covers several) into one map per
+    slot, read as where it peaks (expected x, y under a sharp spatial softmax) and how strongly
+    (its maximum: a presence cue). Coordinates are translation-equivariant: a cube at a new place
+    moves its keypoint, where the flattened map let a model trained on a few dozen layouts
+    recognise each one and recite it.
+
     Striding early keeps it cheap on a CPU (about 1 MMAC per 64x64 image at the default widths).
     """
 
-    def __init__(self, image_size: int, channels: tuple[int, ...]) -> None:
+    def __init__(self, image_size: int, channels: tuple[int, ...], slots: int = 0) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Conv2d(3, channels[0], 8, stride=4), nn.ReLU()]
         previous = channels[0]
@@ -56,14 +84,38 @@ class ImageEncoder(nn.Module):
             previous = ch
         self.convs = nn.Sequential(*layers)
         self.keypoints = SpatialSoftmax()
+        if slots:
+            self.slot_maps = nn.Conv2d(channels[0], slots, 1)
+            self.slot_log_temperature = nn.Parameter(torch.full((slots, 1), math.log(10.0)))
+            side = (image_size - 8) // 4 + 1  # the first conv's map
+            ys, xs = torch.meshgrid(
+                torch.linspace(-1.0, 1.0, side), torch.linspace(-1.0, 1.0, side), indexing="ij"
+            )
+            grid = torch.stack([xs.flatten(), ys.flatten()], dim=1)
+            self.register_buffer("slot_grid", grid, persistent=False)
         with torch.no_grad():
             self.out_dim = int(
                 self(torch.zeros(1, 3, image_size, image_size, dtype=torch.uint8)).shape[1]
             )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        maps = self.convs(images.float() * (1.0 / 255.0) - 0.5)
-        return torch.cat([maps.flatten(1), self.keypoints(maps)], dim=1)
+        return self.features_and_objects(images)[0]
+
+    def features_and_objects(
+        self, images: torch.Tensor, objects: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(N, F)`` features and, with slots (unless ``objects=False``), ``(N, K, 3)`` per slot:
+        x, y in [-1, 1] and the peak (the map's mean under its own softmax weights)."""
+        first = self.convs[:2](images.float() * (1.0 / 255.0) - 0.5)
+        maps = self.convs[2:](first)
+        features = torch.cat([maps.flatten(1), self.keypoints(maps)], dim=1)
+        if not objects or not hasattr(self, "slot_maps"):
+            return features, None
+        heat = self.slot_maps(first).flatten(2)  # (N, K, h * w)
+        weights = torch.softmax(heat * self.slot_log_temperature.exp(), dim=-1)
+        coords = weights @ self.slot_grid  # (N, K, 2)
+        peaks = (weights * heat).sum(-1, keepdim=True)
+        return features, torch.cat([coords, peaks], dim=-1)
 
 
 class ImageDecoder(nn.Module):

@@ -1,5 +1,6 @@
 """World-model benchmarks: training throughput vs a naive pixel model, imagination speed, and
-prediction quality after a full training run on push and pick-place demos."""
+prediction quality (objects, latent, state) after full training runs on pick-place and stack
+demos, with and without object slots and for the state model."""
 
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ def imagination_speed(
     ds = EpisodeDataset(data)
     config = preset("default")
     model = build_world_model(config, spec_from_dataset(ds, True), 0).eval()
-    z = torch.randn(candidates, config.latent_dim)
+    z = torch.randn(candidates, model.latent_size)
     actions = torch.rand(candidates, horizon, model.spec.action_dim) * 2 - 1
     out = {}
     for threads in (1, 2):
@@ -90,34 +91,52 @@ def imagination_speed(
     return out
 
 
+QUALITY_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "default": ("default", {}),
+    "default-no-slots": ("default", {"object_slot_size": 0}),
+    "state": ("state", {}),
+}
+"""What is trained on each task's demos: the pixel model, the same without object slots (the
+model before issue 14, as the baseline of the same run), and the state model."""
+
+
 def quality(
-    root: Path, tasks: tuple[str, ...], episodes: int, seed: int, steps: int | None
+    root: Path,
+    tasks: tuple[str, ...],
+    episodes: int,
+    seed: int,
+    steps: int | None,
+    variants: tuple[str, ...] = tuple(QUALITY_VARIANTS),
 ) -> dict[str, Any]:
-    out = {}
+    out: dict[str, Any] = {}
     for task in tasks:
         data = root / f"data-{task}"
         collect(task, episodes, data, seed=seed, noise=0.3, workers=2, progress=False, **WM_DATA)
-        start = time.perf_counter()
-        summary = train_world_model(
-            data,
-            root / f"run-{task}",
-            preset_name="default",
-            seed=seed,
-            steps=steps,
-            progress=False,
-        )
-        summary["wall_seconds"] = round(time.perf_counter() - start, 1)
-        out[task] = summary
+        for variant in variants:
+            preset_name, overrides = QUALITY_VARIANTS[variant]
+            start = time.perf_counter()
+            summary = train_world_model(
+                data,
+                root / f"run-{task}-{variant}",
+                preset_name=preset_name,
+                seed=seed,
+                steps=steps,
+                progress=False,
+                **overrides,
+            )
+            summary["wall_seconds"] = round(time.perf_counter() - start, 1)
+            out.setdefault(task, {})[variant] = summary
     return out
 
 
 def run_world_model_benchmark(
     root: str | Path,
-    episodes: int = 100,
+    episodes: int = 60,
     seed: int = 0,
     steps: int | None = None,
-    tasks: tuple[str, ...] = ("push", "pick-place"),
+    tasks: tuple[str, ...] = ("pick-place", "stack"),
     train: bool = True,
+    variants: tuple[str, ...] = tuple(QUALITY_VARIANTS),
 ) -> dict[str, Any]:
     torch.set_num_threads(1)
     root = Path(root)
@@ -128,7 +147,7 @@ def run_world_model_benchmark(
     )
     result = {"throughput": throughput(probe), "imagination": imagination_speed(probe)}
     if train:
-        result["quality"] = quality(root, tasks, episodes, seed, steps)
+        result["quality"] = quality(root, tasks, episodes, seed, steps, variants)
     return result
 
 
@@ -143,14 +162,19 @@ def format_summary(result: dict[str, Any]) -> str:
         lines.append(
             f"imagination 512 x 10, {k}: {v['latent_steps_per_s']:.0f} latent steps/s ({v['ms_per_call']:.1f} ms)"
         )
-    for task, s in result.get("quality", {}).items():
-        h10 = s["per_horizon"].get("10", {})
-        ratio = h10.get("nothing_moves", float("nan")) / max(h10.get("model", float("nan")), 1e-12)
-        lines.append(
-            f"{task}: h10 {s['error_space']} error model {h10.get('model'):.4f} vs nothing-moves "
-            f"{h10.get('nothing_moves'):.4f} ({ratio:.1f}x), linear {h10.get('linear'):.4f}; "
-            f"trained {s['steps']} steps in {s['wall_seconds']:.0f} s"
-        )
+    for task, runs in result.get("quality", {}).items():
+        for variant, s in runs.items():
+            objects = [
+                f"h{h} {s['horizons'][h]['objects/nothing_moves_over_model']:.1f}x"
+                for h in ("1", "10", "20")
+                if "objects/model" in s["horizons"].get(h, {})
+            ]
+            h10 = s["per_horizon"].get("10", {})
+            lines.append(
+                f"{task} {variant}: objects error, nothing-moves / model: {', '.join(objects)}; "
+                f"h10 {s['error_space']} {h10.get('nothing_moves', float('nan')) / max(h10.get('model') or 1e-12, 1e-12):.1f}x; "
+                f"{s['steps']} steps in {s['wall_seconds']:.0f} s"
+            )
     return "\n".join(lines)
 
 

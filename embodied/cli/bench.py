@@ -114,6 +114,18 @@ def cmd_bench_experts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _world_model_variants(text: str) -> tuple[str, ...]:
+    from embodied.bench.world_model import QUALITY_VARIANTS
+
+    variants = tuple(v.strip() for v in text.split(",") if v.strip())
+    unknown = [v for v in variants if v not in QUALITY_VARIANTS]
+    if unknown or not variants:
+        raise UsageError(
+            f"--variants: unknown {unknown or text!r}; known: {', '.join(QUALITY_VARIANTS)}"
+        )
+    return variants
+
+
 def cmd_bench_world_model(args: argparse.Namespace) -> int:
     from embodied.bench.world_model import format_summary, run_world_model_benchmark
     from sandbox_common.atomic import write_json_atomic
@@ -124,6 +136,8 @@ def cmd_bench_world_model(args: argparse.Namespace) -> int:
         seed=args.seed,
         steps=args.steps,
         train=not args.no_training,
+        tasks=tuple(task_list(args.tasks)),
+        variants=_world_model_variants(args.variants),
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -312,8 +326,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         default="runs/bench-world-model",
         help="where demos and runs are kept (resumable)",
     )
-    b.add_argument("--episodes", type=positive, default=100, help="demos per task")
+    b.add_argument("--episodes", type=positive, default=60, help="demos per task")
     b.add_argument("--seed", type=int, default=0, help="seed of demos and training")
+    b.add_argument(
+        "--tasks", default="pick-place,stack", help="comma-separated tasks of the quality runs"
+    )
+    b.add_argument(
+        "--variants",
+        default="default,default-no-slots,state",
+        help="comma-separated models to train per task (default, default-no-slots, state)",
+    )
     b.add_argument("--steps", type=positive, help="training updates (default: the preset's)")
     b.add_argument(
         "--no-training", action="store_true", help="only throughput and imagination speed"

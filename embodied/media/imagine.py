@@ -13,7 +13,8 @@ import envs
 from embodied.agent import ExpertAgent
 from embodied.media.video import annotate, side_by_side, write_video
 from embodied.training.world_model import OBJECTS_BY_COLOUR
-from envs.base import INSTRUCTION
+from envs.base import INSTRUCTION, OBJECT_KINDS
+from envs.language import COLORS
 from world_models import CheckpointError, ObsSpec, load_world_model
 
 
@@ -41,6 +42,50 @@ def _error_panel(errors: np.ndarray, upto: int, width: int, height: int, label: 
         f"{label}  step {upto + 1}: {errors[min(upto, n - 1)]:.3f}  (max {top:.3f})",
         fill=(230, 230, 230),
     )
+    return np.asarray(image)
+
+
+MAP_HALF_WIDTH = 0.25
+"""Half the side of the table area the objects panel shows (m), centred on the arm's base line."""
+
+
+def _objects_panel(true: np.ndarray, predicted: np.ndarray, size: int) -> np.ndarray:
+    """A top-down map of ``objects_by_colour`` rows: each object present in ``true`` as a filled
+    marker (square: cube, ring: pad or target) in its colour, the model's guess for it as a cross,
+    joined by a line; the title gives the mean position error (cm) over those objects."""
+    image = Image.new("RGB", (size, size), (30, 30, 34))
+    draw = ImageDraw.Draw(image)
+    margin = 8
+
+    def pixel(xy: np.ndarray) -> tuple[float, float]:
+        u = (xy[1] + MAP_HALF_WIDTH) / (2 * MAP_HALF_WIDTH)  # table y to the right
+        v = (xy[0] + MAP_HALF_WIDTH) / (
+            2 * MAP_HALF_WIDTH
+        )  # table x downwards (towards the camera)
+        return margin + u * (size - 2 * margin), margin + 12 + v * (size - 2 * margin - 12)
+
+    rows_true = true.reshape(len(COLORS), len(OBJECT_KINDS), 4)
+    rows_pred = predicted.reshape(len(COLORS), len(OBJECT_KINDS), 4)
+    errors = []
+    for c, rgb in enumerate(COLORS.values()):
+        fill = tuple(int(255 * v) for v in rgb)
+        for k, kind in enumerate(OBJECT_KINDS):
+            if rows_true[c, k, 0] < 0.5:
+                continue
+            (tu, tv), (pu, pv) = pixel(rows_true[c, k, 1:3]), pixel(rows_pred[c, k, 1:3])
+            errors.append(float(np.linalg.norm(rows_true[c, k, 1:4] - rows_pred[c, k, 1:4])))
+            r = 5
+            if kind == "cube":
+                draw.rectangle((tu - r, tv - r, tu + r, tv + r), fill=fill)
+            else:
+                draw.ellipse(
+                    (tu - r - 2, tv - r - 2, tu + r + 2, tv + r + 2), outline=fill, width=3
+                )
+            draw.line((tu, tv, pu, pv), fill=(200, 200, 200), width=1)
+            draw.line((pu - r, pv - r, pu + r, pv + r), fill=fill, width=2)
+            draw.line((pu - r, pv + r, pu + r, pv - r), fill=fill, width=2)
+    title = f"x imagined: {100 * np.mean(errors):.1f} cm off" if errors else "objects"
+    draw.text((margin, 1), title, fill=(230, 230, 230))
     return np.asarray(image)
 
 
@@ -108,6 +153,10 @@ def imagine_video(
     errors, label = (
         (state_error, "state error") if state_error is not None else (pixel_error, "pixel error")
     )
+    true_objects = pred_objects = None
+    if model.aux_keys == (OBJECTS_BY_COLOUR,):
+        true_objects = stacked[OBJECTS_BY_COLOUR][1:]
+        pred_objects = model.aux(z).numpy()
 
     frames = []
     panel_h = max(48, size // 4)
@@ -115,6 +164,9 @@ def imagine_video(
         left = annotate(_upscale(real[t], size), "real", "", t + 1)
         right = annotate(_upscale(imagined[t], size), "imagined (open loop)", "", t + 1)
         top = side_by_side(left, right)
+        if true_objects is not None:
+            panel = _objects_panel(true_objects[t], pred_objects[t], top.shape[0])
+            top = side_by_side(top, panel)
         chart = _error_panel(errors, t, top.shape[1], panel_h, label)
         frames.append(np.concatenate([top, chart], axis=0))
     path = write_video(frames, out, fps=10)
@@ -128,7 +180,19 @@ def imagine_video(
         "state_error_by_step": None
         if state_error is None
         else [round(float(e), 4) for e in state_error],
+        "object_error_cm_by_step": None
+        if true_objects is None
+        else [round(e, 2) for e in _object_errors_cm(true_objects, pred_objects)],
     }
+
+
+def _object_errors_cm(true: np.ndarray, predicted: np.ndarray) -> list[float]:
+    """Per step, the mean distance (cm) between each present object and the model's guess for it."""
+    t = true.reshape(len(true), -1, 4)
+    p = predicted.reshape(len(predicted), -1, 4)
+    present = t[..., 0] > 0.5
+    dist = np.linalg.norm(t[..., 1:] - p[..., 1:], axis=-1)
+    return [100 * float(d[m].mean()) if m.any() else float("nan") for d, m in zip(dist, present)]
 
 
 def _layout_differences(spec: ObsSpec, obs: dict[str, Any], action_dim: int) -> list[str]:
