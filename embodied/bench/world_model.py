@@ -95,9 +95,11 @@ QUALITY_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "default": ("default", {}),
     "default-no-slots": ("default", {"object_slot_size": 0}),
     "state": ("state", {}),
+    "state-slots": ("state", {"object_slot_size": 4}),
 }
 """What is trained on each task's demos: the pixel model, the same without object slots (the
-model before issue 14, as the baseline of the same run), and the state model."""
+model before issue 14, as the baseline of the same run), and the state model without and with
+slots (objects given as input: what the dynamics can do when perception is not the limit)."""
 
 
 def quality(
