@@ -157,6 +157,8 @@ def imagine_video(
     if model.aux_keys == (OBJECTS_BY_COLOUR,):
         true_objects = stacked[OBJECTS_BY_COLOUR][1:]
         pred_objects = model.aux(z).numpy()
+        object_cm = np.asarray(_object_errors_cm(true_objects, pred_objects))
+        errors, label = np.nan_to_num(object_cm), "object error (cm)"
 
     frames = []
     panel_h = max(48, size // 4)
@@ -182,7 +184,7 @@ def imagine_video(
         else [round(float(e), 4) for e in state_error],
         "object_error_cm_by_step": None
         if true_objects is None
-        else [round(e, 2) for e in _object_errors_cm(true_objects, pred_objects)],
+        else [round(float(e), 2) for e in object_cm],
     }
 
 
