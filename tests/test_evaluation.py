@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from embodied.evaluation import harness as evaluation
 from embodied.agent import ExpertAgent
+from embodied.evaluation import harness as evaluation
 from embodied.evaluation.harness import evaluate, expert_factory, wilson_interval, write_metrics
 from envs.base import ManipulationEnv
 

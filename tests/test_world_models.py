@@ -438,7 +438,7 @@ def test_object_slots_are_the_aux_keys_carried_in_the_latent(images):
     )
     loss, metrics = model.loss(batch)
     loss.backward()
-    assert "aux" in metrics
+    assert "aux" in metrics and "motion" in metrics
     for name, p in model.named_parameters():
         assert p.grad is not None, f"{name} got no gradient"
     obs["objects_by_colour"] = obs["objects_by_colour"] * 0 + 5.0  # still a target, never an input

@@ -74,6 +74,10 @@ class LatentWorldModelConfig:
     (our tasks' ``objects_by_colour``: ``[present, x, y, z]`` per colour x kind, so 4). Each slot is
     found by its own keypoint map in every camera, and moves by a predicted increment, so what
     nobody touches stays put. 0: objects are only read off the latent by the auxiliary head."""
+    motion_coef: float = 10.0
+    """Weight of the slots' motion loss: the imagined displacement of each object since the first
+    step against the true one (most objects stand still in most frames, so the plain object loss
+    hardly notices a carried cube left behind)."""
     use_images: bool = True
     """Encode the image keys (pixel variant); False gives the state-only variant."""
     hidden_keys: tuple[str, ...] = ("object_state",)
@@ -152,6 +156,7 @@ class LatentWorldModelConfig:
             "subtask_coef",
             "variance_coef",
             "decoder_coef",
+            "motion_coef",
         ):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -352,6 +352,10 @@ class LatentWorldModel(nn.Module):
             now = ((self.aux_normalized(z_obs) - aux) ** 2).mean()
             ahead = weighted(((self.aux_normalized(z_pred) - aux[:, 1:]) ** 2).mean(-1))
             parts["aux"] = 0.5 * (now + ahead)
+            if self.slots is not None:  # how far each object moved since t0, whatever its start
+                moved = aux[:, 1:] - aux[:, :1]
+                imagined = z_pred[..., free:] - z_obs[:, :1, free:].detach()
+                parts["motion"] = weighted(((imagined - moved) ** 2).mean(-1))
         flat = z_obs[..., :free].reshape(-1, free)
         parts["variance"] = F.relu(STD_FLOOR - flat.std(0)).mean()
         if self.decoder is not None:
@@ -371,6 +375,7 @@ class LatentWorldModel(nn.Module):
             "variance": c.variance_coef,
             "decoder": c.decoder_coef,
             "aux": c.aux_coef,
+            "motion": c.motion_coef,
         }
         total = sum(coefs[k] * v for k, v in parts.items())
         metrics = {k: float(v.detach()) for k, v in parts.items()}
