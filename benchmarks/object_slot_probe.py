@@ -42,6 +42,10 @@ class SlotMaps(nn.Module):
         super().__init__()
         if stem == "shared":  # the world model's first conv
             self.body, channels = nn.Sequential(nn.Conv2d(3, 16, 8, 4), nn.ReLU()), 16
+        elif stem == "full":  # full resolution: a 3x3 conv on the pixels themselves
+            self.body, channels = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1), nn.ReLU()), 16
+        elif stem == "half":
+            self.body, channels = nn.Sequential(nn.Conv2d(3, 16, 4, 2, 1), nn.ReLU()), 16
         else:
             self.body = nn.Sequential(
                 nn.Conv2d(3, 16, 3, 2, 1), nn.ReLU(), nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU()
@@ -97,7 +101,7 @@ def pixel_labels(ds: EpisodeDataset, episodes: list[int], objects: np.ndarray, s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="a pick-place dataset directory (pixels)")
-    parser.add_argument("--stem", choices=("shared", "own"), default="shared")
+    parser.add_argument("--stem", choices=("shared", "own", "full", "half"), default="shared")
     parser.add_argument("--structured", action="store_true", help="slots as [p, p * xyz]")
     parser.add_argument("--pixel-labels", type=float, default=0.0, help="weight of the map CE")
     parser.add_argument("--steps", type=int, default=2000)

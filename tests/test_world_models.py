@@ -417,9 +417,11 @@ SLOT_SPEC = dataclasses.replace(
 )
 
 
-@pytest.mark.parametrize("images", [True, False])
-def test_object_slots_are_the_aux_keys_carried_in_the_latent(images):
-    config = dataclasses.replace(DEBUG, object_slot_size=4, use_images=images, decoder=images)
+@pytest.mark.parametrize("images,dynamics", [(True, "joint"), (False, "joint"), (True, "shared")])
+def test_object_slots_are_the_aux_keys_carried_in_the_latent(images, dynamics):
+    config = dataclasses.replace(
+        DEBUG, object_slot_size=4, use_images=images, decoder=images, slot_dynamics=dynamics
+    )
     spec = SLOT_SPEC if images else dataclasses.replace(SLOT_SPEC, image_keys=(), image_size=0)
     model = build_world_model(config, spec, seed=0)
     assert model.slot_count == 2 and model.aux_head is None
@@ -456,3 +458,45 @@ def test_object_slots_must_divide_the_aux_keys():
         build_world_model(dataclasses.replace(DEBUG, object_slot_size=3), SLOT_SPEC, seed=0)
     with pytest.raises(ValueError, match="object_slot_size must be >= 0"):
         dataclasses.replace(DEBUG, object_slot_size=-1)
+    with pytest.raises(ValueError, match="slot_dynamics must be 'joint' or 'shared', got 'each'"):
+        dataclasses.replace(DEBUG, object_slot_size=4, slot_dynamics="each")
+
+
+PERCEIVED_SPEC = dataclasses.replace(
+    SPEC,
+    vector_keys=("proprio", "objects_by_colour", "perceived_objects"),
+    vector_dims=(4, 8, 8),
+)
+
+
+def test_object_slots_can_start_from_a_given_key():
+    """With ``object_input_key`` the slots are that key's values in the aux keys' units (a learned
+    correction starts at zero); the key is not an input of the free latent."""
+    config = dataclasses.replace(DEBUG, object_slot_size=4, object_input_key="perceived_objects")
+    model = build_world_model(config, PERCEIVED_SPEC, seed=0)
+    assert "perceived_objects" not in model.input_vector_keys
+    assert not hasattr(model.encoders["image_front"], "slot_maps")
+    batch = synthetic_batch(PERCEIVED_SPEC, B=3, T=2)
+    model.vector_mean[4:12] = 0.5
+    model.vector_std[4:12] = 2.0
+    obs = {k[4:]: v for k, v in batch.items() if k.startswith("obs/")}
+    z = model.encode(obs)
+    torch.testing.assert_close(
+        model.aux(z), torch.as_tensor(obs["perceived_objects"]), rtol=1e-5, atol=1e-5
+    )
+    loss, metrics = model.loss(batch)
+    loss.backward()
+    assert model.slots["readout"][-1].weight.grad.abs().sum() > 0  # the correction learns
+    obs["objects_by_colour"] = obs["objects_by_colour"] * 0 + 5.0  # the target is not read
+    torch.testing.assert_close(model.encode(obs), z)
+
+
+def test_object_input_key_errors_name_the_problem():
+    config = dataclasses.replace(DEBUG, object_slot_size=4, object_input_key="perceived_objects")
+    with pytest.raises(ValueError, match="'perceived_objects' is not a vector key of the data"):
+        build_world_model(config, SLOT_SPEC, seed=0)
+    short = dataclasses.replace(PERCEIVED_SPEC, vector_dims=(4, 8, 12))
+    with pytest.raises(ValueError, match="has 12 values per step, the auxiliary keys .* 8"):
+        build_world_model(config, short, seed=0)
+    with pytest.raises(ValueError, match="needs object slots"):
+        dataclasses.replace(DEBUG, object_input_key="perceived_objects")

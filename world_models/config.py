@@ -74,6 +74,16 @@ class LatentWorldModelConfig:
     (our tasks' ``objects_by_colour``: ``[present, x, y, z]`` per colour x kind, so 4). Each slot is
     found by its own keypoint map in every camera, and moves by a predicted increment, so what
     nobody touches stays put. 0: objects are only read off the latent by the auxiliary head."""
+    slot_dynamics: str = "joint"
+    """How the object slots move: ``joint``, one network from the whole latent to every slot's
+    increment; ``shared``, one network applied to each slot (its values and a learned code, with
+    the whole latent and the action as context), so what it learns of one cube holds for all."""
+    object_input_key: str = ""
+    """A vector key that already says where the objects are, in the auxiliary keys' layout (e.g.
+    ``perceived_objects``: what a trained object perception reports from the cameras, see
+    ``embodied.training.world_model.add_perceived_objects``). The slots start from it (plus a
+    learned correction) instead of the model's own keypoint maps; it is not a free-latent input.
+    Needs ``object_slot_size > 0``. Empty: the keypoint maps."""
     motion_coef: float = 10.0
     """Weight of the slots' motion loss: the imagined displacement of each object since the first
     step against the true one (most objects stand still in most frames, so the plain object loss
@@ -136,6 +146,15 @@ class LatentWorldModelConfig:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.object_slot_size < 0:
             problems.append(f"object_slot_size must be >= 0, got {self.object_slot_size}")
+        if self.slot_dynamics not in ("joint", "shared"):
+            problems.append(
+                f"slot_dynamics must be 'joint' or 'shared', got {self.slot_dynamics!r}"
+            )
+        if self.object_input_key and self.object_slot_size < 1:
+            problems.append(
+                f"object_input_key {self.object_input_key!r} needs object slots "
+                f"(object_slot_size > 0), got object_slot_size {self.object_slot_size}"
+            )
         if not 0 < self.rho <= 1:
             problems.append(f"rho must be in (0, 1], got {self.rho}")
         if not 0 < self.target_ema <= 1:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from world_models.config import LatentWorldModelConfig, ObsSpec
-from world_models.networks import ImageDecoder, ImageEncoder, mlp
+from world_models.networks import ImageDecoder, ImageEncoder, SlotDynamics, mlp
 from world_models.registry import WORLD_MODEL_BUILDERS
 
 STD_FLOOR = 0.5
@@ -56,12 +56,28 @@ class LatentWorldModel(nn.Module):
                 "(use the `state` preset, use_images=False)"
             )
         hidden = set(c.aux_keys) | (set(c.hidden_keys) if self.image_keys else set())
+        if c.object_input_key:
+            if c.object_input_key not in spec.vector_keys:
+                raise ValueError(
+                    f"object_input_key {c.object_input_key!r} is not a vector key of the data; "
+                    f"it has {list(spec.vector_keys)}"
+                )
+            hidden.add(c.object_input_key)
         self.input_vector_keys = tuple(k for k in spec.vector_keys if k not in hidden)
         self.aux_keys = tuple(k for k in spec.vector_keys if k in c.aux_keys)
         dims = dict(zip(spec.vector_keys, spec.vector_dims))
         self.input_vector_dim = sum(dims[k] for k in self.input_vector_keys)
         self.aux_dim = sum(dims[k] for k in self.aux_keys)
         slots = self.aux_dim // c.object_slot_size if c.object_slot_size else 0
+        if c.object_input_key:  # the slots come from that key, not from keypoint maps
+            given = dims[c.object_input_key]
+            if given != self.aux_dim:
+                raise ValueError(
+                    f"object_input_key {c.object_input_key!r} has {given} values per step, the "
+                    f"auxiliary keys ({', '.join(self.aux_keys) or 'none'}) {self.aux_dim}: it must "
+                    "say the same things in the same layout"
+                )
+            slots = 0
         self.encoders = nn.ModuleDict(
             {k: ImageEncoder(spec.image_size, c.conv_channels, slots) for k in self.image_keys}
         )
@@ -128,13 +144,21 @@ class LatentWorldModel(nn.Module):
             )
         count = self.aux_dim // size
         code = 8
-        parts: dict[str, nn.Module] = {
-            "dynamics": mlp(c.latent_dim + count * size + self.spec.action_dim, c.hidden_dim,
-                            count * size, layers=2),
-        }  # fmt: skip
-        nn.init.zeros_(parts["dynamics"][-1].weight)  # nothing moves until the data says so
-        nn.init.zeros_(parts["dynamics"][-1].bias)
-        if self.image_keys:
+        context = c.latent_dim + count * size + self.spec.action_dim
+        parts: dict[str, nn.Module] = {}
+        if c.slot_dynamics == "shared":
+            parts["dynamics"] = SlotDynamics(context, size, code, c.hidden_dim // 2)
+            self.dynamics_code = nn.Parameter(torch.randn(count, code) * 0.5)
+        else:
+            parts["dynamics"] = mlp(context, c.hidden_dim, count * size, layers=2)
+            nn.init.zeros_(parts["dynamics"][-1].weight)  # nothing moves until the data says so
+            nn.init.zeros_(parts["dynamics"][-1].bias)
+        if c.object_input_key:  # the given values, corrected by one network shared across slots
+            parts["readout"] = mlp(size + code, 64, size, layers=1)
+            nn.init.zeros_(parts["readout"][-1].weight)
+            nn.init.zeros_(parts["readout"][-1].bias)
+            self.slot_code = nn.Parameter(torch.randn(count, code) * 0.5)
+        elif self.image_keys:
             parts["readout"] = mlp(3 * len(self.image_keys) + code, 64, size, layers=1)
             self.slot_code = nn.Parameter(torch.randn(count, code) * 0.5)
         else:
@@ -195,6 +219,7 @@ class LatentWorldModel(nn.Module):
         if not keys:
             return None
         x = torch.cat([to_tensor(obs[k], torch.float32, self.device) for k in keys], dim=-1)
+        # the inputs, or what is in the auxiliary keys' layout (the aux keys, an object input key)
         idx = self.input_index if keys == self.input_vector_keys else self.aux_index
         return (x - self.vector_mean[idx]) / self.vector_std[idx]
 
@@ -223,7 +248,14 @@ class LatentWorldModel(nn.Module):
             feats.append(self.vector_encoder(vec))
         z = self.fuse(torch.cat(feats, dim=-1))
         if self.slots is not None and objects:
-            if seen:
+            if self.config.object_input_key:
+                given = self.normalize_vectors(obs, (self.config.object_input_key,))
+                lead = given.shape[:-1]
+                given = given.reshape(len(z), self.slot_count, self.slot_size)
+                code = self.slot_code.expand(len(z), *self.slot_code.shape)
+                slots = given + self.slots["readout"](torch.cat([given, code], dim=-1))
+                slots = slots.flatten(1)
+            elif seen:
                 code = self.slot_code.expand(len(z), *self.slot_code.shape)
                 slots = self.slots["readout"](torch.cat([*seen, code], dim=-1)).flatten(1)
             else:
@@ -238,7 +270,13 @@ class LatentWorldModel(nn.Module):
         free = self.latent_norm(z[..., : self.config.latent_dim] + self.dynamics(za))
         if self.slots is None:
             return free
-        slots = z[..., self.config.latent_dim :] + self.slots["dynamics"](za)
+        slots = z[..., self.config.latent_dim :]
+        if self.config.slot_dynamics == "shared":
+            shape = (*slots.shape[:-1], self.slot_count, self.slot_size)
+            step = self.slots["dynamics"](za, slots.reshape(shape), self.dynamics_code)
+            slots = slots + step.flatten(-2)
+        else:
+            slots = slots + self.slots["dynamics"](za)
         return torch.cat([free, slots], dim=-1)
 
     def imagine(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

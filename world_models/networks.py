@@ -26,6 +26,31 @@ def mlp(
     return nn.Sequential(*blocks)
 
 
+class SlotDynamics(nn.Module):
+    """Each object slot's increment by one network shared across slots: ``context (N, C)`` (what
+    every slot sees: the free latent, all slots, the action), ``slots (N, K, S)`` and a learned
+    ``code (K, D)`` per slot -> ``(N, K, S)``. The context's first layer runs once per sample,
+    the rest once per slot; the last layer starts at zero ("nothing moves")."""
+
+    def __init__(self, context_dim: int, slot_size: int, code_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.context = nn.Linear(context_dim, hidden)
+        self.own = nn.Linear(slot_size + code_dim, hidden, bias=False)
+        self.net = nn.Sequential(
+            nn.LayerNorm(hidden), nn.Mish(),
+            nn.Linear(hidden, hidden), nn.LayerNorm(hidden), nn.Mish(),
+            nn.Linear(hidden, slot_size),
+        )  # fmt: skip
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(
+        self, context: torch.Tensor, slots: torch.Tensor, code: torch.Tensor
+    ) -> torch.Tensor:
+        own = torch.cat([slots, code.expand(*slots.shape[:-2], *code.shape)], dim=-1)
+        return self.net(self.context(context)[..., None, :] + self.own(own))
+
+
 class SpatialSoftmax(nn.Module):
     """``(N, C, h, w) -> (N, 2C)``: the expected image coordinates of each channel's activation.
 

@@ -102,6 +102,7 @@ def cmd_train_world_model(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         threads=args.threads,
         device=args.device,
+        perception=args.perception,
     )
     rows = summary.get("per_horizon", {})
     print(f"world model written to {args.out} (eval.json, eval.png, checkpoint.pt, tensorboard/)")
@@ -192,6 +193,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         default="cpu",
         choices=["auto", "cpu", "cuda"],
         help="where to train (auto: CUDA when present); evaluation runs on the CPU",
+    )
+    t.add_argument(
+        "--perception",
+        metavar="AGENT_RUN",
+        help="a bc-keypoints / hierarchical-keypoints run whose object perception starts the "
+        "world model's object slots (omit: the model finds objects with its own keypoint maps)",
     )
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train_world_model)

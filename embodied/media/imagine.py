@@ -12,7 +12,12 @@ from PIL import Image, ImageDraw
 import envs
 from embodied.agent import ExpertAgent
 from embodied.media.video import annotate, side_by_side, write_video
-from embodied.training.world_model import OBJECTS_BY_COLOUR
+from embodied.training.world_model import (
+    OBJECTS_BY_COLOUR,
+    PERCEIVED_OBJECTS,
+    load_object_perception,
+    perceived_objects,
+)
 from envs.base import INSTRUCTION, OBJECT_KINDS
 from envs.language import COLORS
 from world_models import CheckpointError, ObsSpec, load_world_model
@@ -129,6 +134,20 @@ def imagine_video(
                 o[OBJECTS_BY_COLOUR] = env.objects_by_colour(o["object_state"])
     finally:
         env.close()
+    if PERCEIVED_OBJECTS in model.spec.vector_keys:  # the slots start from what perception reports
+        source = record["data"].get("perception")
+        if not source:
+            raise CheckpointError(
+                f"{world_model}: reads {PERCEIVED_OBJECTS} but its record names no perception"
+            )
+        perception = load_object_perception(source)
+        frames = {
+            k: np.stack([o[k] for o in observations])
+            for k in observations[0]
+            if k.startswith("image_") or k == "proprio"
+        }
+        for o, row in zip(observations, perceived_objects(perception, frames)):
+            o[PERCEIVED_OBJECTS] = row
     problems = _layout_differences(model.spec, observations[0], int(env.action_space.shape[0]))
     if problems:
         raise CheckpointError(

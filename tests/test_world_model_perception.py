@@ -1,0 +1,90 @@
+"""The world model's objects from an agent's perception: the causal presence vote, the errors."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from embodied.cli import main
+from embodied.data.collect import collect
+from embodied.training.world_model import (
+    PERCEIVED_OBJECTS,
+    load_object_perception,
+    perceived_objects,
+    train_world_model,
+)
+from world_models import CheckpointError, load_world_model
+
+
+class ScriptedPerception:
+    """Reports fixed tables ``(T, K, 4)`` (presence logit, x, y, z), one per frame given."""
+
+    cameras = ("front",)
+
+    def __init__(self, tables: np.ndarray) -> None:
+        self.tables = tables
+
+    def __call__(self, images: dict[str, torch.Tensor], proprio: np.ndarray) -> np.ndarray:
+        assert set(images) == {"front"} and len(proprio) == len(self.tables)
+        return self.tables
+
+
+def test_presence_is_a_vote_over_the_frames_so_far_and_places_are_the_last_seen():
+    T = 5
+    tables = np.zeros((T, 3, 4), np.float32)
+    tables[:, 0] = [4.0, 0.1, 0.2, 0.0]  # seen every frame at one place
+    tables[3:, 0, 0] = -1.0  # then hidden (the arm in the way): still there, where last seen
+    tables[:, 1] = [-6.0, 0.3, 0.3, 0.0]  # absent ...
+    tables[2, 1, 0] = 2.0  # ... but for a one-frame phantom
+    tables[:, 2] = [-0.5, 0.5, 0.5, 0.0]  # never quite seen
+    tables[1:, 2, 0] = 3.0  # from frame 1 on, clearly
+    obs = {"image_front": np.zeros((T, 8, 8, 3), np.uint8), "proprio": np.zeros((T, 4))}
+    out = perceived_objects(ScriptedPerception(tables), obs).reshape(T, 3, 4)
+    assert out.shape == (T, 3, 4) and out.dtype == np.float32
+    np.testing.assert_allclose(out[:, 0], np.tile([1.0, 0.1, 0.2, 0.0], (T, 1)))
+    np.testing.assert_array_equal(out[:, 1], 0.0)  # the phantom never outvotes five misses
+    np.testing.assert_array_equal(out[0, 2], 0.0)
+    np.testing.assert_allclose(out[1:, 2], np.tile([1.0, 0.5, 0.5, 0.0], (T - 1, 1)))
+
+
+def test_perception_sources_that_are_not_keypoint_agents_are_refused(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist; give a bc-keypoints"):
+        load_object_perception(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match=f"{PERCEIVED_OBJECTS!r} needs the agent"):
+        train_world_model(  # refused before any data is read
+            tmp_path / "data",
+            tmp_path / "run",
+            preset_name="debug",
+            progress=False,
+            object_slot_size=4,
+            object_input_key=PERCEIVED_OBJECTS,
+        )
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "agents" / "bc-keypoints-pick-place"
+
+
+def test_cli_world_model_on_a_shipped_agents_perception_trains_and_imagines(tmp_path, capsys):
+    """The slots start where the shipped pick-place agent perceives the objects; the run records
+    which perception, and ``imagine`` finds it there."""
+    data = tmp_path / "data"
+    collect("pick-place", 3, data, seed=5, noise=0.2, progress=False, max_steps=20,
+            terminate_on_success=False)  # fmt: skip
+    run = tmp_path / "wm"
+    argv = ["train", "world-model", "--data", str(data), "--out", str(run), "--preset", "debug"]
+    assert main([*argv, "--perception", str(SHIPPED), "--quiet"]) == 0
+    model, record = load_world_model(run / "checkpoint.pt")
+    assert model.config.object_input_key == PERCEIVED_OBJECTS
+    assert record["data"]["perception"] == str(SHIPPED)
+    result = json.loads((run / "eval.json").read_text())
+    assert result["horizons"]["1"]["objects/model"] >= 0
+    video = tmp_path / "imagined.mp4"
+    argv = ["imagine", "--world-model", str(run), "--task", "pick-place", "--seed", "3"]
+    assert main([*argv, "--out", str(video), "--size", "64"]) == 0
+    out = capsys.readouterr().out
+    printed = json.loads(out[out.rindex("\n{") + 1 :])
+    errors = printed["object_error_cm_by_step"]
+    # after 6 updates the dynamics drift, but one step from where perception put them is close
+    assert len(errors) == printed["steps"] and errors[0] < 10.0
