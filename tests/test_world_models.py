@@ -451,6 +451,9 @@ def test_checkpoint_configs_from_before_object_slots_load_without_them():
     saved = {k: v for k, v in preset("default").to_dict().items() if k != "object_slot_size"}
     assert LatentWorldModelConfig.from_dict(saved).object_slot_size == 0
     assert preset("default").object_slot_size == 4
+    joint = {k: v for k, v in preset("default").to_dict().items() if k != "slot_dynamics"}
+    assert LatentWorldModelConfig.from_dict(joint).slot_dynamics == "joint"  # as they were built
+    assert preset("default").slot_dynamics == "shared"
 
 
 def test_object_slots_must_divide_the_aux_keys():

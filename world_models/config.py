@@ -84,7 +84,7 @@ class LatentWorldModelConfig:
     ``embodied.training.world_model.add_perceived_objects``). The slots start from it (plus a
     learned correction) instead of the model's own keypoint maps; it is not a free-latent input.
     Needs ``object_slot_size > 0``. Empty: the keypoint maps."""
-    motion_coef: float = 10.0
+    motion_coef: float = 30.0
     """Weight of the slots' motion loss: the imagined displacement of each object since the first
     step against the true one (most objects stand still in most frames, so the plain object loss
     hardly notices a carried cube left behind)."""
@@ -217,13 +217,14 @@ PRESETS: dict[str, LatentWorldModelConfig] = {
     "state": LatentWorldModelConfig(
         use_images=False, decoder=False, steps=4000, batch_size=64, eval_every=500
     ),
-    "default": LatentWorldModelConfig(object_slot_size=4),
+    "default": LatentWorldModelConfig(object_slot_size=4, slot_dynamics="shared"),
     "large": LatentWorldModelConfig(
         latent_dim=128,
         hidden_dim=512,
         conv_channels=(32, 64, 64),
         steps=10000,
         object_slot_size=4,
+        slot_dynamics="shared",
     ),
 }
 """``debug`` for tests; ``state`` the state-only variant; ``default`` the pixel model (with object

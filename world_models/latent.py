@@ -392,7 +392,8 @@ class LatentWorldModel(nn.Module):
             parts["aux"] = 0.5 * (now + ahead)
             if self.slots is not None:  # how far each object moved since t0, whatever its start
                 moved = aux[:, 1:] - aux[:, :1]
-                imagined = z_pred[..., free:] - z_obs[:, :1, free:].detach()
+                # the start cancels: this teaches the dynamics, not where perception puts things
+                imagined = z_pred[..., free:] - z_obs[:, :1, free:]
                 parts["motion"] = weighted(((imagined - moved) ** 2).mean(-1))
         flat = z_obs[..., :free].reshape(-1, free)
         parts["variance"] = F.relu(STD_FLOOR - flat.std(0)).mean()
