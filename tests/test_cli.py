@@ -82,7 +82,7 @@ def test_render_writes_a_readable_mp4_and_gif(tmp_path, capsys):
         (["render", "--task", "reach", "--out", "clip.avi"], "--out must end in one of .mp4, .gif"),
         (
             ["bench", "world-model", "--out", "wm.json", "--variants", "default,huge"],
-            "--variants: unknown ['huge']; known: default, default-no-slots, state, state-slots",
+            "--variants: unknown ['huge']; known: default, default-no-slots, state, state-slots, perceived",
         ),
         (
             ["render", "--task", "reach", "--out", "clip.mp4", "--size", "4"],

@@ -333,9 +333,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     b.add_argument(
         "--variants",
-        default="default,default-no-slots,state,state-slots",
-        help="comma-separated models to train per task (default, default-no-slots, state, "
-        "state-slots)",
+        default="default,perceived,default-no-slots,state,state-slots",
+        help="comma-separated models to train per task (default, perceived: slots from a "
+        "keypoint agent's perception, default-no-slots, state, state-slots)",
     )
     b.add_argument("--steps", type=positive, help="training updates (default: the preset's)")
     b.add_argument(
