@@ -102,6 +102,8 @@ QUALITY_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 model before issue 14, as the baseline of the same run), the state model (proprioception only)
 without and with slots, and the pixel model whose slots start from the object perception of a
 ``bc-keypoints`` agent trained on the same demos (``perceived``)."""
+SHIPPED_AGENTS = Path(__file__).resolve().parents[2] / "assets" / "agents"
+"""Where the project ships trained agents (``embodied.demo`` reads them too)."""
 PERCEPTION_DEMOS = 1000
 """Demos of the ``bc-keypoints`` agent whose perception the ``perceived`` variant reads: the
 recipe of the keypoint agents' benchmark (noise 0.1, seeds from 100000, default training). On 60
@@ -112,7 +114,6 @@ def perception_run(root: Path, task: str, seed: int) -> Path:
     """The ``bc-keypoints`` agent of ``task`` whose perception ``perceived`` reads: the shipped
     one where the project ships one (``assets/agents``, the same recipe), else trained here
     (resumes; about 3 minutes of collection and 11 of training on a 2-core machine)."""
-    from embodied.demo import SHIPPED_AGENTS
     from embodied.training.baselines import train_bc
 
     shipped = SHIPPED_AGENTS / f"bc-keypoints-{task}"
