@@ -17,8 +17,7 @@ import json
 import numpy as np
 import torch
 
-import envs
-from embodied.agent import ExpertAgent
+from embodied.media.imagine import make_env_of, play_expert
 from embodied.training.world_model import (
     OBJECTS_BY_COLOUR,
     PERCEIVED_OBJECTS,
@@ -39,21 +38,9 @@ def seeds_arg(text: str) -> list[int]:
 
 @torch.no_grad()
 def carry(model, record, task: str, seed: int, noise: float) -> dict:
-    config = record["data"].get("env_config") or {}
-    keep = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()
-            if k in ("image_size", "cameras", "max_steps", "frame_skip")}  # fmt: skip
-    env = envs.make(task, obs_mode="pixels", terminate_on_success=False, **keep)
+    env = make_env_of(record, task)
     try:
-        agent = ExpertAgent(env, noise=noise, seed=seed)
-        obs, info = env.reset(seed=seed)
-        agent.reset(info["instruction"])
-        observations, actions, done = [obs], [], False
-        while not done:
-            action = agent.act(obs)
-            obs, _, terminated, truncated, _ = env.step(action)
-            observations.append(obs)
-            actions.append(action)
-            done = terminated or truncated
+        observations, actions, info = play_expert(env, seed, noise)
         truth = np.stack([env.objects_by_colour(o["object_state"]) for o in observations])
     finally:
         env.close()

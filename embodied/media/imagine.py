@@ -95,6 +95,33 @@ def _objects_panel(true: np.ndarray, predicted: np.ndarray, size: int) -> np.nda
 
 
 @torch.no_grad()
+def make_env_of(record: dict[str, Any], task: str):
+    """``task`` with the cameras and episode settings a world model was trained on, never
+    ending early (the whole episode plays out)."""
+    env_config = dict(record["data"].get("env_config") or {})
+    keep = {"image_size", "cameras", "max_steps", "frame_skip"}
+    overrides = {
+        k: (tuple(v) if isinstance(v, list) else v) for k, v in env_config.items() if k in keep
+    }
+    return envs.make(task, **overrides, obs_mode="pixels", terminate_on_success=False)
+
+
+def play_expert(env, seed: int, noise: float) -> tuple[list[dict], list[np.ndarray], dict]:
+    """One episode of the noisy scripted expert: its ``T + 1`` observations, ``T`` actions and
+    the first step's info (the instruction)."""
+    agent = ExpertAgent(env, noise=noise, seed=seed)
+    obs, info = env.reset(seed=seed)
+    agent.reset(info["instruction"])
+    observations, actions, done = [obs], [], False
+    while not done:
+        action = agent.act(obs)
+        obs, _, terminated, truncated, _ = env.step(action)
+        observations.append(obs)
+        actions.append(action)
+        done = terminated or truncated
+    return observations, actions, info
+
+
 def imagine_video(
     world_model: str | Path,
     task: str,
@@ -110,25 +137,9 @@ def imagine_video(
         raise CheckpointError(
             f"{world_model}: this world model has no image decoder, so there is nothing to watch"
         )
-    env_config = dict(record["data"].get("env_config") or {})
-    keep = {"image_size", "cameras", "max_steps", "frame_skip"}
-    overrides = {
-        k: (tuple(v) if isinstance(v, list) else v) for k, v in env_config.items() if k in keep
-    }
-    overrides |= {"obs_mode": "pixels", "terminate_on_success": False}
-    env = envs.make(task, **overrides)
+    env = make_env_of(record, task)
     try:
-        agent = ExpertAgent(env, noise=noise, seed=seed)
-        obs, info = env.reset(seed=seed)
-        agent.reset(info["instruction"])
-        observations, actions = [obs], []
-        done = False
-        while not done:
-            action = agent.act(obs)
-            obs, _, terminated, truncated, info = env.step(action)
-            observations.append(obs)
-            actions.append(action)
-            done = terminated or truncated
+        observations, actions, info = play_expert(env, seed, noise)
         if OBJECTS_BY_COLOUR in model.spec.vector_keys:
             for o in observations:
                 o[OBJECTS_BY_COLOUR] = env.objects_by_colour(o["object_state"])
