@@ -94,7 +94,6 @@ def _objects_panel(true: np.ndarray, predicted: np.ndarray, size: int) -> np.nda
     return np.asarray(image)
 
 
-@torch.no_grad()
 def make_env_of(record: dict[str, Any], task: str):
     """``task`` with the cameras and episode settings a world model was trained on, never
     ending early (the whole episode plays out)."""
@@ -122,6 +121,7 @@ def play_expert(env, seed: int, noise: float) -> tuple[list[dict], list[np.ndarr
     return observations, actions, info
 
 
+@torch.no_grad()
 def imagine_video(
     world_model: str | Path,
     task: str,
