@@ -190,13 +190,20 @@ class BCKeypointsAgent:
         self.instruction = instruction
         self.state.reset(instruction)
         self.scene.reset()
+        self._perceived: tuple[Any, np.ndarray] | None = None
 
     def features(self, obs: dict[str, Any]) -> np.ndarray:
+        """The task features of what perception sees in ``obs``; perceived once per observation
+        (``act`` then ``embed`` on the same ``obs``, as a residual does, perceive it once)."""
+        if self._perceived is not None and self._perceived[0] is obs:
+            return self._perceived[1]
         proprio = np.asarray(obs[PROPRIO], dtype=np.float32)
         object_state = object_state_from_table(
             self.scene.observe(obs), self.kinds, self.instruction, hand_yaw(proprio)
         )
-        return self.state({PROPRIO: proprio, "object_state": object_state})
+        features = self.state({PROPRIO: proprio, "object_state": object_state})
+        self._perceived = (obs, features)  # holding obs keeps its identity from being reused
+        return features
 
     def raw_action(self, obs: dict[str, Any]) -> np.ndarray:
         with torch.no_grad():
@@ -205,6 +212,12 @@ class BCKeypointsAgent:
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         return executable(self.raw_action(obs))
+
+    def embed(self, obs: dict[str, Any]) -> np.ndarray:
+        """The state policy's last hidden layer on the perceived features: what a residual
+        policy reads."""
+        with torch.no_grad():
+            return self.policy.state.embed(torch.from_numpy(self.features(obs))[None])[0].numpy()
 
     @property
     def subtask(self) -> str:

@@ -101,6 +101,51 @@ def test_residual_over_a_pixel_agent_is_bounded_resumes_and_reloads(base_run, tm
                  progress=False)  # fmt: skip
 
 
+def test_a_residual_over_the_shipped_keypoint_agent_perceives_each_frame_once():
+    from pathlib import Path
+
+    run = Path(__file__).resolve().parents[1] / "assets" / "agents" / "bc-keypoints-pick-place"
+    bundle = load_bundle(run)
+    overrides = dict(bundle.env)
+    overrides["cameras"] = tuple(overrides["cameras"])
+    wrapped = ResidualEnv(envs.make("pick-place", **overrides), bundle, "pick-place", 0.3, seed=1)
+    x, _ = wrapped.reset(seed=4)
+    scene = wrapped.agent.base.scene
+    calls = []
+    observe = scene.observe
+    scene.observe = lambda obs: calls.append(1) or observe(obs)
+    y, *_ = wrapped.step(np.zeros(5, np.float32))
+    assert len(calls) == 1  # act and embed share one perception of the frame
+    assert x.shape == y.shape == wrapped.observation_space.shape and np.isfinite(y).all()
+    wrapped.close()
+
+
+@pytest.mark.parametrize("use_sde", [False, True])
+def test_a_new_residual_starts_as_the_base_agent(base_run, use_sde):
+    from embodied.training.rl import _new_model
+
+    env = envs.make("pick-place", image_size=32)
+    wrapped = ResidualEnv(env, load_bundle(base_run), "pick-place", scale=0.3, seed=5)
+    config = RLConfig(**{**TINY, "use_sde": use_sde, "ent_coef": "0.001"})
+    model = _new_model(config, wrapped, seed=0, tensorboard=None, residual=True)
+    x, _ = wrapped.reset(seed=2)
+    residual, _ = model.predict(x, deterministic=True)
+    assert np.abs(residual).max() < 0.05  # the correction starts near zero
+    assert model.ent_coef == pytest.approx(0.001)
+    wrapped.close()
+
+
+@pytest.mark.parametrize("value", ["auto", "auto_0.01", "0.05", "0"])
+def test_entropy_coefficients_accepted(value):
+    assert RLConfig(ent_coef=value).ent_coef == value
+
+
+@pytest.mark.parametrize("value", ["auto_", "auto_0", "-1", "nan", "high"])
+def test_entropy_coefficients_refused_with_what_is_accepted(value):
+    with pytest.raises(ValueError, match="ent_coef must be 'auto', 'auto_X' or a number X"):
+        RLConfig(ent_coef=value)
+
+
 def test_non_finite_parameters_stop_with_a_clear_message(tmp_path):
     from stable_baselines3 import SAC
 
@@ -120,6 +165,8 @@ def test_cli_train_rl_refuses_bad_combinations_and_eval_accepts_the_run(base_run
     assert "--residual needs the base agent" in capsys.readouterr().err
     assert main([*argv, "--residual-scale", "3", "--init", str(base_run), "--residual"]) == 2
     assert "residual_scale must be in (0, 1]" in capsys.readouterr().err
+    assert main([*argv, "--ent-coef", "lots", "--init", str(base_run), "--residual"]) == 2
+    assert "ent_coef must be" in capsys.readouterr().err
     run = tmp_path / "cli"
     code = main(["train", "rl", "--task", "reach", "--steps", "60", "--eval-every", "60",
                  "--eval-episodes", "1", "--out", str(run), "--quiet"])  # fmt: skip

@@ -43,7 +43,7 @@ def bench_rl(
     seeds: tuple[int, ...] = (0,),
     algo: str = "sac",
     eval_every: int = 5_000,
-    eval_episodes: int = 20,
+    eval_episodes: int = 50,
     pusher_steps: int = 2_000,
     progress: bool = True,
 ) -> dict[str, Any]:

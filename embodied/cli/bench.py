@@ -392,7 +392,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--steps", type=positive, default=50_000, help="env steps per run")
     b.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
     b.add_argument("--eval-every", type=positive, default=5_000, help="env steps between evals")
-    b.add_argument("--eval-episodes", type=positive, default=20, help="episodes per evaluation")
+    b.add_argument("--eval-episodes", type=positive, default=50, help="episodes per evaluation")
     b.add_argument(
         "--pusher-steps", type=positive, default=2_000, help="SB3 SAC steps on Pusher-v5"
     )

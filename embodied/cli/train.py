@@ -130,11 +130,12 @@ def cmd_train_rl(args: argparse.Namespace) -> int:
             f"--init {args.init!r} does not exist; give a run written by `train agent`"
         )
     try:
+        given = {"residual_scale": args.residual_scale, "ent_coef": args.ent_coef}
         config = RLConfig(
             algo=args.algo,
             steps=args.steps,
             learning_rate=args.learning_rate,
-            residual_scale=args.residual_scale,
+            **{k: v for k, v in given.items() if v is not None},
             eval_every=args.eval_every,
             eval_episodes=args.eval_episodes,
             checkpoint_every=args.checkpoint_every,
@@ -289,7 +290,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="train inside this world model's dream env; evaluate in the simulator",
     )
     t.add_argument(
-        "--residual-scale", type=float, default=0.1, help="bound of the residual correction"
+        "--residual-scale",
+        type=float,
+        help="bound of the residual correction (actions are in [-1, 1]; default 0.3)",
+    )
+    t.add_argument(
+        "--ent-coef",
+        help="SAC's entropy coefficient: auto (learned from 1), auto_X (learned from X) or a "
+        "fixed number (default auto_0.01)",
     )
     t.add_argument(
         "--reward",

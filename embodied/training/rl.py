@@ -63,9 +63,14 @@ class RLConfig:
     learning_starts: int = 1_000
     gamma: float = 0.97
     net_arch: tuple[int, ...] = (256, 256)
-    residual_scale: float = 0.1
+    residual_scale: float = 0.3
     """Residual agents: the bound of the correction (actions are in [-1, 1])."""
     residual_init: float = 0.01
+    ent_coef: str = "auto_0.01"
+    """SAC's entropy coefficient: ``auto`` (learned, from 1), ``auto_X`` (learned, from X) or a
+    fixed number."""
+    use_sde: bool = False
+    """SAC: state-dependent exploration noise (gSDE), correlated over steps."""
     """Residual agents: the actor's output layer starts scaled by this (a correction near 0)."""
     dream_horizon: int = 50
     """RL in a world model: steps per imagined episode (and per real evaluation episode)."""
@@ -89,8 +94,25 @@ class RLConfig:
             )
         if not 0 < self.residual_scale <= 1:
             problems.append(f"residual_scale must be in (0, 1], got {self.residual_scale}")
+        if not _valid_ent_coef(self.ent_coef):
+            problems.append(
+                f"ent_coef must be 'auto', 'auto_X' or a number X, with X > 0 (learned) or "
+                f">= 0 (fixed); got {self.ent_coef!r}"
+            )
         if problems:
             raise ValueError("invalid RLConfig: " + "; ".join(problems))
+
+
+def _valid_ent_coef(value: str) -> bool:
+    learned = value.startswith("auto")
+    number = value.removeprefix("auto").removeprefix("_") if learned else value
+    if learned and not number:
+        return value == "auto"
+    try:
+        x = float(number)
+    except ValueError:
+        return False
+    return np.isfinite(x) and (x > 0 if learned else x >= 0)
 
 
 def _algorithm(algo: str):
@@ -115,6 +137,10 @@ def _new_model(config: RLConfig, env, seed: int, tensorboard: Path | None, resid
             "buffer_size": config.buffer_size,
             "learning_starts": config.learning_starts,
         }
+        if config.algo == "sac":
+            fixed = not config.ent_coef.startswith("auto")
+            kwargs["ent_coef"] = float(config.ent_coef) if fixed else config.ent_coef
+            kwargs["use_sde"] = config.use_sde
     else:
         kwargs |= {"batch_size": min(config.batch_size, 64), "n_steps": 1024}
     model = _algorithm(config.algo)("MlpPolicy", env, **kwargs)
@@ -122,6 +148,8 @@ def _new_model(config: RLConfig, env, seed: int, tensorboard: Path | None, resid
         with torch.no_grad():
             head = {"sac": lambda p: p.actor.mu, "td3": lambda p: p.actor.mu[-2],
                     "ppo": lambda p: p.action_net}[config.algo](model.policy)  # fmt: skip
+            if isinstance(head, torch.nn.Sequential):  # gSDE: Linear then Hardtanh
+                head = head[0]
             head.weight.mul_(config.residual_init)
             head.bias.zero_()
             if config.algo == "td3":
