@@ -135,6 +135,43 @@ def test_a_new_residual_starts_as_the_base_agent(base_run, use_sde):
     wrapped.close()
 
 
+def test_actor_delay_trains_the_critic_alone_until_the_delay(tmp_path):
+    from stable_baselines3 import SAC
+
+    from embodied.training.rl import _new_model
+
+    def params(module):
+        return [p.detach().clone() for p in module.parameters()]
+
+    config = RLConfig(**{**TINY, "actor_delay": 80})
+    fresh = _new_model(config, TaskStateEnv(envs.make("reach", obs_mode="state")), seed=0,
+                       tensorboard=None, residual=False)  # fmt: skip
+    train_rl("reach", tmp_path / "r", config, progress=False, tensorboard=False, stop_after=60)
+    frozen = SAC.load(tmp_path / "r" / "sb3" / "model.zip", device="cpu")
+    assert all(torch.equal(a, b) for a, b in zip(params(fresh.actor), params(frozen.actor)))
+    assert not all(torch.equal(a, b) for a, b in zip(params(fresh.critic), params(frozen.critic)))
+    train_rl("reach", tmp_path / "r", config, progress=False, tensorboard=False)  # resumes
+    moved = SAC.load(tmp_path / "r" / "sb3" / "model.zip", device="cpu")
+    assert not all(torch.equal(a, b) for a, b in zip(params(fresh.actor), params(moved.actor)))
+    with pytest.raises(ValueError, match="actor_delay must be >= 0 and is for sac / td3"):
+        RLConfig(algo="ppo", actor_delay=10)
+
+
+def test_a_run_written_before_a_setting_existed_resumes_only_where_it_did_the_same(tmp_path):
+    run = tmp_path / "r"
+    config = RLConfig(**TINY)
+    train_rl("reach", run, config, progress=False, tensorboard=False, stop_after=60)
+    state = json.loads((run / "train.json").read_text())
+    del state["config"]["actor_delay"]  # older runs had no delay: the same as 0
+    (run / "train.json").write_text(json.dumps(state))
+    assert train_rl("reach", run, config, progress=False, tensorboard=False)["env_steps"] == 120
+    state = json.loads((run / "train.json").read_text())
+    del state["config"]["ent_coef"]  # older runs learned it from 1, not from 0.01
+    (run / "train.json").write_text(json.dumps(state))
+    with pytest.raises(ValueError, match="other settings"):
+        train_rl("reach", run, config, progress=False, tensorboard=False)
+
+
 @pytest.mark.parametrize("value", ["auto", "auto_0.01", "0.05", "0"])
 def test_entropy_coefficients_accepted(value):
     assert RLConfig(ent_coef=value).ent_coef == value

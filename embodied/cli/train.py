@@ -130,7 +130,11 @@ def cmd_train_rl(args: argparse.Namespace) -> int:
             f"--init {args.init!r} does not exist; give a run written by `train agent`"
         )
     try:
-        given = {"residual_scale": args.residual_scale, "ent_coef": args.ent_coef}
+        given = {
+            "residual_scale": args.residual_scale,
+            "ent_coef": args.ent_coef,
+            "actor_delay": args.actor_delay,
+        }
         config = RLConfig(
             algo=args.algo,
             steps=args.steps,
@@ -298,6 +302,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--ent-coef",
         help="SAC's entropy coefficient: auto (learned from 1), auto_X (learned from X) or a "
         "fixed number (default auto_0.01)",
+    )
+    t.add_argument(
+        "--actor-delay",
+        type=int,
+        help="sac/td3: env steps in which only the critic learns (a residual acts as its base "
+        "meanwhile; default 0)",
     )
     t.add_argument(
         "--reward",

@@ -50,6 +50,11 @@ EVAL_SEED = 20_000
 """First seed of the periodic evaluations (demos start at 100000, benchmarks at 0 or 10000)."""
 
 
+ADDED_SETTINGS = {"ent_coef": "auto", "use_sde": False, "actor_delay": 0}
+"""``RLConfig`` fields added after runs were written, with what those runs did: a run's
+``train.json`` without them resumes under a config that sets them so."""
+
+
 @dataclass(frozen=True)
 class RLConfig:
     """What ``train rl`` runs; validated on construction."""
@@ -66,12 +71,16 @@ class RLConfig:
     residual_scale: float = 0.3
     """Residual agents: the bound of the correction (actions are in [-1, 1])."""
     residual_init: float = 0.01
+    """Residual agents: the actor's output layer starts scaled by this (a correction near 0)."""
     ent_coef: str = "auto_0.01"
     """SAC's entropy coefficient: ``auto`` (learned, from 1), ``auto_X`` (learned, from X) or a
     fixed number."""
     use_sde: bool = False
     """SAC: state-dependent exploration noise (gSDE), correlated over steps."""
-    """Residual agents: the actor's output layer starts scaled by this (a correction near 0)."""
+    actor_delay: int = 0
+    """SAC / TD3: env steps during which only the critic learns (the actor is frozen; a
+    residual acts as its base meanwhile), so the actor's first updates follow a critic that
+    has seen the base policy's outcomes rather than a random one."""
     dream_horizon: int = 50
     """RL in a world model: steps per imagined episode (and per real evaluation episode)."""
     dream_starts: int = 64
@@ -88,6 +97,11 @@ class RLConfig:
                      "checkpoint_every"):  # fmt: skip
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.actor_delay < 0 or (self.actor_delay and self.algo == "ppo"):
+            problems.append(
+                f"actor_delay must be >= 0 and is for sac / td3, got {self.actor_delay} "
+                f"with {self.algo}"
+            )
         if self.learning_rate <= 0 or not 0 < self.gamma < 1:
             problems.append(
                 f"need learning_rate > 0 and 0 < gamma < 1, got {self.learning_rate}, {self.gamma}"
@@ -189,7 +203,29 @@ def _callbacks():
                 self.fn(self.model)
             return True
 
-    return Progress, Periodic
+    class ActorDelay(BaseCallback):
+        """Freeze the actor until env step ``until``: its loss still backpropagates (into the
+        critic's gradients, which the critic's optimiser zeroes first), its step changes
+        nothing."""
+
+        def __init__(self, until: int) -> None:
+            super().__init__()
+            self.until = until
+
+        def _freeze(self, frozen: bool) -> None:
+            self.frozen = frozen
+            for p in self.model.actor.parameters():
+                p.requires_grad_(not frozen)
+
+        def _on_training_start(self) -> None:
+            self._freeze(self.num_timesteps < self.until)
+
+        def _on_step(self) -> bool:
+            if self.frozen and self.num_timesteps >= self.until:
+                self._freeze(False)
+            return True
+
+    return Progress, Periodic, ActorDelay
 
 
 def check_finite(model) -> None:
@@ -286,7 +322,7 @@ def train_rl(
     state_path = out / "train.json"
     report: dict[str, Any] = json.loads(state_path.read_text()) if state_path.exists() else {}
     wanted = json.loads(json.dumps(asdict(config)))
-    if report.get("config", wanted) != wanted:
+    if {**ADDED_SETTINGS, **report.get("config", wanted)} != wanted:
         raise ValueError(
             f"{out} holds a run with other settings ({report['config']}); use a new --out"
         )
@@ -368,7 +404,7 @@ def train_rl(
         )
         write_json_atomic(state_path, report)
 
-    Progress, Periodic = _callbacks()
+    Progress, Periodic, ActorDelay = _callbacks()
     remaining = config.steps - model.num_timesteps
     if stop_after is not None:
         remaining = min(remaining, stop_after - model.num_timesteps)
@@ -383,6 +419,7 @@ def train_rl(
                     Periodic(min(1_000, config.checkpoint_every), check_finite),
                     Periodic(config.eval_every, evaluation),
                     Periodic(config.checkpoint_every, checkpoint),
+                    *([ActorDelay(config.actor_delay)] if config.actor_delay else []),
                 ],
                 reset_num_timesteps=not resumed,
                 tb_log_name="sb3",
