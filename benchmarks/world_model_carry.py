@@ -17,13 +17,7 @@ import json
 import numpy as np
 import torch
 
-from embodied.media.imagine import make_env_of, play_expert
-from embodied.training.world_model import (
-    OBJECTS_BY_COLOUR,
-    PERCEIVED_OBJECTS,
-    load_object_perception,
-    perceived_objects,
-)
+from embodied.media.imagine import add_object_inputs, make_env_of, play_expert
 from world_models import load_world_model
 
 SLOT = 4  # [present, x, y, z]
@@ -37,24 +31,16 @@ def seeds_arg(text: str) -> list[int]:
 
 
 @torch.no_grad()
-def carry(model, record, task: str, seed: int, noise: float) -> dict:
+def carry(model, record, task: str, seed: int, noise: float, name: str) -> dict:
     env = make_env_of(record, task)
     try:
         observations, actions, info = play_expert(env, seed, noise)
         truth = np.stack([env.objects_by_colour(o["object_state"]) for o in observations])
+        add_object_inputs(model, record, env, observations, name)
     finally:
         env.close()
-    keys = list(model.spec.image_keys + model.spec.vector_keys)
-    first = {
-        k: observations[0][k][None] for k in keys if k not in (PERCEIVED_OBJECTS, OBJECTS_BY_COLOUR)
-    }
-    if OBJECTS_BY_COLOUR in keys:
-        first[OBJECTS_BY_COLOUR] = truth[:1]  # a target only, never read by encode
-    if PERCEIVED_OBJECTS in keys:
-        perception = load_object_perception(record["data"]["perception"])
-        frames = {k: np.stack([o[k] for o in observations])
-                  for k in observations[0] if k.startswith("image_") or k == "proprio"}  # fmt: skip
-        first[PERCEIVED_OBJECTS] = perceived_objects(perception, frames)[:1]
+    keys = model.spec.image_keys + model.spec.vector_keys
+    first = {k: observations[0][k][None] for k in keys}
     z = model.imagine(
         model.encode(first), torch.as_tensor(np.stack(actions)[None], dtype=torch.float32)
     )
@@ -88,7 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     model, record = load_world_model(f"{args.world_model}/checkpoint.pt")
-    rows = [carry(model, record, args.task, s, args.noise) for s in args.seeds]
+    rows = [carry(model, record, args.task, s, args.noise, args.world_model) for s in args.seeds]
     for row in rows:
         print(json.dumps(row))
     carried = sum(r["final_error_cm"] < 0.25 * r["moved_cm"] for r in rows)

@@ -121,6 +121,29 @@ def play_expert(env, seed: int, noise: float) -> tuple[list[dict], list[np.ndarr
     return observations, actions, info
 
 
+def add_object_inputs(model, record: dict[str, Any], env, observations: list[dict], name) -> None:
+    """Add the object vectors ``model`` reads beside the env's observations, in place: the true
+    objects by colour (a training target) and the objects its record's perception reports (where
+    the slots start). ``env`` is the episode's, still open; ``name`` names the model in errors."""
+    if OBJECTS_BY_COLOUR in model.spec.vector_keys:
+        for o in observations:
+            o[OBJECTS_BY_COLOUR] = env.objects_by_colour(o["object_state"])
+    if PERCEIVED_OBJECTS in model.spec.vector_keys:  # the slots start from what perception reports
+        source = record["data"].get("perception")
+        if not source:
+            raise CheckpointError(
+                f"{name}: reads {PERCEIVED_OBJECTS} but its record names no perception"
+            )
+        perception = load_object_perception(source)
+        frames = {
+            k: np.stack([o[k] for o in observations])
+            for k in observations[0]
+            if k.startswith("image_") or k == "proprio"
+        }
+        for o, row in zip(observations, perceived_objects(perception, frames)):
+            o[PERCEIVED_OBJECTS] = row
+
+
 @torch.no_grad()
 def imagine_video(
     world_model: str | Path,
@@ -140,25 +163,9 @@ def imagine_video(
     env = make_env_of(record, task)
     try:
         observations, actions, info = play_expert(env, seed, noise)
-        if OBJECTS_BY_COLOUR in model.spec.vector_keys:
-            for o in observations:
-                o[OBJECTS_BY_COLOUR] = env.objects_by_colour(o["object_state"])
+        add_object_inputs(model, record, env, observations, world_model)
     finally:
         env.close()
-    if PERCEIVED_OBJECTS in model.spec.vector_keys:  # the slots start from what perception reports
-        source = record["data"].get("perception")
-        if not source:
-            raise CheckpointError(
-                f"{world_model}: reads {PERCEIVED_OBJECTS} but its record names no perception"
-            )
-        perception = load_object_perception(source)
-        frames = {
-            k: np.stack([o[k] for o in observations])
-            for k in observations[0]
-            if k.startswith("image_") or k == "proprio"
-        }
-        for o, row in zip(observations, perceived_objects(perception, frames)):
-            o[PERCEIVED_OBJECTS] = row
     problems = _layout_differences(model.spec, observations[0], int(env.action_space.shape[0]))
     if problems:
         raise CheckpointError(
