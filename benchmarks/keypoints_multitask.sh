@@ -16,11 +16,15 @@ PY=.venv/bin/python
 TASKS="reach push pick-place stack sort chain"
 DATA=()
 for TASK in $TASKS; do
+  NOISE=0.1 DIR="$WORK/data/$TASK"
+  if [ "$TASK" = reach ]; then  # reach's 7-step demos need a wider spread of states
+    NOISE="${REACH_NOISE:-0.3}" DIR="$WORK/data/reach-noise$NOISE"
+  fi
   if [ "${COLLECT:-1}" = 1 ]; then
     $PY -m embodied collect --task "$TASK" --episodes "${DEMOS:-1000}" --seed 100000 \
-      --noise 0.1 --workers 2 --set language=train --out "$WORK/data/$TASK" --quiet
+      --noise "$NOISE" --workers 2 --set language=train --out "$DIR" --quiet
   fi
-  DATA+=("$WORK/data/$TASK")
+  DATA+=("$DIR")
 done
 for KIND in ${KINDS:-bc-keypoints hierarchical-keypoints}; do
   $PY -m embodied bench agents --data "${DATA[@]}" --out "$WORK/multitask-$KIND" \

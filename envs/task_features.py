@@ -114,6 +114,8 @@ PROPRIO_USED = (0, 1, 2, 3, 4, 5)
 """Hand position, sin/cos yaw and gripper opening; velocities are left out (a learner that
 sees them learns to continue the current motion)."""
 STATE_DIM = len(PROPRIO_USED) + 1 + MAX_LINKS * LINK_DIM
+SLOT_ORDERS: tuple[str, ...] = ("active", "instruction")
+"""How :meth:`TaskFeatures.state_features` lays out the link slots."""
 _MENTION_WIDTH = len(COLOR_NAMES) + len(KINDS) + len(DIRECTION_NAMES) + 1
 INSTRUCTION_DIM = MAX_MENTIONS * _MENTION_WIDTH
 
@@ -207,6 +209,7 @@ class TaskFeatures:
         object_state: np.ndarray,
         initial_object_state: np.ndarray,
         bound: list[tuple[int, Mention]],
+        slot_order: str = "active",
     ) -> np.ndarray:
         """``(T, STATE_DIM)`` (or ``(STATE_DIM,)``) features of ``proprio (T, P)`` and
         ``object_state (T, D)``; ``initial_object_state (D,)`` is the episode's first one (a
@@ -215,8 +218,13 @@ class TaskFeatures:
         Link slots start at the *active* link, the first one whose object is not yet where the
         instruction wants it (read from the geometry, as the env's subtask test does), followed
         by the links after it and then the links already done; a memoryless learner then always
-        finds what to act on in slot 0.
+        finds what to act on in slot 0. ``slot_order="instruction"`` keeps the links in the
+        instruction's order instead: a reader that tracks a plan position (System 2) then finds
+        link ``k`` in slot ``k`` whatever the geometry says, and a done bit that flickers near its
+        threshold (perceived positions) flips one entry rather than rotating every slot.
         """
+        if slot_order not in SLOT_ORDERS:
+            raise ValueError(f"unknown slot_order {slot_order!r}; accepted: {SLOT_ORDERS}")
         single = np.ndim(proprio) == 1
         proprio = np.atleast_2d(np.asarray(proprio, dtype=np.float32))
         state = np.atleast_2d(self._check(object_state))
@@ -267,10 +275,10 @@ class TaskFeatures:
             f[:, 25:28] = dest - pos
             f[:, 28] = done[:, k]
             f[:, 29] = link.pushed
-        # slot order per step: the active link, the links after it, then the ones before it
-        active = np.argmin(done, axis=1)  # first link not done (all done: 0)
-        order = (active[:, None] + np.arange(MAX_LINKS)[None]) % MAX_LINKS
-        feats = np.take_along_axis(feats, order[:, :, None], axis=1)
+        if slot_order == "active":  # the active link, the links after it, then those before it
+            active = np.argmin(done, axis=1)  # first link not done (all done: 0)
+            order = (active[:, None] + np.arange(MAX_LINKS)[None]) % MAX_LINKS
+            feats = np.take_along_axis(feats, order[:, :, None], axis=1)
         progress = (done[:, : max(len(links), 1)].sum(1) / max(len(links), 1))[:, None]
         out = np.concatenate(
             [proprio[:, list(PROPRIO_USED)], progress, feats.reshape(n, -1)], axis=1
@@ -333,8 +341,9 @@ class GroundedState:
     observation (and keeps that ``object_state``, where pushes are measured from), then turns
     every observation into ``(STATE_DIM,)`` features. Used by ``bc-state`` and by RL on state."""
 
-    def __init__(self, kinds: tuple[str, ...]) -> None:
+    def __init__(self, kinds: tuple[str, ...], slot_order: str = "active") -> None:
         self.features = TaskFeatures(kinds)
+        self.slot_order = slot_order
         self.reset("")
 
     def reset(self, instruction: str) -> None:
@@ -347,5 +356,5 @@ class GroundedState:
             self.initial = np.asarray(obs["object_state"], dtype=np.float32).copy()
             self.bound = self.features.bind(self.instruction, self.initial)
         return self.features.state_features(
-            obs["proprio"], obs["object_state"], self.initial, self.bound
+            obs["proprio"], obs["object_state"], self.initial, self.bound, self.slot_order
         )

@@ -367,7 +367,10 @@ class BCBundle:
         kind = record["agent"]
         if kind not in BC_KINDS:
             raise CheckpointError(f"unknown baseline {kind!r}; known: {BC_KINDS}")
-        config = POLICIES.get(kind).from_dict(record["config"])
+        stored = dict(record["config"])
+        if kind == "hierarchical-keypoints":  # written before System 2 could read links in order
+            stored.setdefault("planner_slots", "active")
+        config = POLICIES.get(kind).from_dict(stored)
         if kind == "bc-state":
             policy = config.build()
         else:

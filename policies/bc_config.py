@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from envs.task_features import SLOT_ORDERS
 from policies.config import POLICIES, POLICY_BUILDERS, TrainConfig, _raise, _Serializable
 
 
@@ -124,10 +125,19 @@ class HierarchicalKeypointsConfig(BCKeypointsConfig):
     """Widths of System 2's trunk."""
     max_subtasks: int = 8
     """Longest plan System 2 tracks."""
+    planner_slots: str = "instruction"
+    """How System 2's features lay out the instruction's links (``envs.task_features.SLOT_ORDERS``):
+    in the instruction's order, so plan position ``i`` always reads the same slot, or ``active``
+    first, as System 1 reads them (checkpoints written before this field: ``active``). In order,
+    sort went 23/47 -> 73% (docs/DECISIONS.md)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         problems: list[str] = []
+        if self.planner_slots not in SLOT_ORDERS:
+            problems.append(
+                f"planner_slots must be one of {SLOT_ORDERS}, got {self.planner_slots!r}"
+            )
         if not self.planner_hidden or any(h < 1 for h in self.planner_hidden):
             problems.append(f"planner_hidden must be positive widths, got {self.planner_hidden}")
         if self.max_subtasks < 1:

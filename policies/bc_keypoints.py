@@ -98,10 +98,15 @@ def episode_features(
 
 
 def table_features(
-    tables: np.ndarray, proprio: np.ndarray, instruction: str, kinds: tuple[str, ...]
+    tables: np.ndarray,
+    proprio: np.ndarray,
+    instruction: str,
+    kinds: tuple[str, ...],
+    slot_order: str = "active",
 ) -> np.ndarray:
     """``(T, STATE_DIM)``: the state features of an episode's identity tables ``(T, K, 4)``, in
-    order, as the agent builds them: each table as an ``object_state``, bound at the first."""
+    order, as the agent builds them: each table as an ``object_state``, bound at the first
+    (``slot_order``: :meth:`TaskFeatures.state_features`)."""
     states = np.stack(
         [
             object_state_from_table(t, kinds, instruction, hand_yaw(p))
@@ -110,7 +115,7 @@ def table_features(
     )
     features = TaskFeatures(kinds)
     bound = features.bind(instruction, states[0])
-    return features.state_features(proprio, states, states[0], bound)
+    return features.state_features(proprio, states, states[0], bound, slot_order)
 
 
 @POLICY_BUILDERS.register(BCKeypointsConfig)

@@ -215,11 +215,17 @@ class ScenePlanner:
     """System 2's network on the perceived scene: binds the instruction at the first observation,
     then gives the planner's beliefs at plan positions ``index - 1 .. index + 1``."""
 
-    def __init__(self, planner: ObjectPlanner, scene: PerceivedScene, kinds: tuple[str, ...]):
+    def __init__(
+        self,
+        planner: ObjectPlanner,
+        scene: PerceivedScene,
+        kinds: tuple[str, ...],
+        slot_order: str = "active",
+    ) -> None:
         self.planner = planner.eval()
         self.scene = scene
         self.kinds = kinds
-        self.state = GroundedState(kinds)
+        self.state = GroundedState(kinds, slot_order)
         self.reset("")
 
     def reset(self, instruction: str) -> None:
@@ -267,7 +273,9 @@ class HierarchicalKeypointsAgent(HierarchicalAgent):
         self.policy = policy.eval()
         self.scene = PerceivedScene(policy.perception)
         system1 = KeypointSystem1(policy.heads.system1, self.scene, features.kinds)
-        planner = ScenePlanner(policy.heads.planner, self.scene, features.kinds)
+        planner = ScenePlanner(
+            policy.heads.planner, self.scene, features.kinds, policy.config.planner_slots
+        )
         # System 2 here costs < 1 ms: it decides every step, so System 1 never goes on with a
         # subtask that is already done (states it was not trained on), and steps back only when
         # the previous subtask looks undone on 3 calls in a row (on the six-task network its

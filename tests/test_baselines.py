@@ -15,17 +15,20 @@ from embodied.data.collect import collect
 from embodied.data.dataset import EpisodeDataset
 from embodied.evaluation.harness import evaluate
 from embodied.training.baselines import load_demos, open_datasets, sampler, train_bc
+from envs.scene import CUBE_HALF
 from envs.task_features import (
     INSTRUCTION_DIM,
     LINK_DIM,
+    MAX_LINKS,
     PROPRIO_USED,
+    SLOT_ORDERS,
     STATE_DIM,
     Mention,
     TaskFeatures,
     instruction_vector,
     parse_mentions,
 )
-from policies.bc_config import bc_preset
+from policies.bc_config import HierarchicalKeypointsConfig, bc_preset
 from world_models.checkpoint import CheckpointError
 
 
@@ -112,6 +115,34 @@ def test_features_bind_the_named_objects_in_every_task(task):
     f = features.state_features(obs["proprio"], obs["object_state"], obs["object_state"], bound)
     assert f.shape == (STATE_DIM,) and np.isfinite(f).all()
     env.close()
+
+
+def test_slot_order_keeps_the_instruction_order_where_active_rotates():
+    """Once a chain's first link is done, ``active`` moves link 1 into slot 0; ``instruction``
+    leaves every link in the slot of its place in the instruction (System 2's plan positions)."""
+    env = envs.make("chain", obs_mode="state")
+    obs, _ = env.reset(seed=3)
+    features = TaskFeatures(tuple(o.kind for o in env.objects))
+    bound = features.bind(obs["instruction"], obs["object_state"])
+    first = features.links(bound)[0]
+    done = np.array(obs["object_state"], dtype=np.float32)  # link 0's cube set on its destination
+    obj, dest = (features.slices[i][1] for i in (first.obj, first.dest))
+    done[obj : obj + 2] = done[dest : dest + 2]
+    on_cube = features.slices[first.dest][0] == "cube"
+    done[obj + 2] = done[dest + 2] + 2 * CUBE_HALF if on_cube else CUBE_HALF
+    head = len(PROPRIO_USED) + 1
+    slots = {}
+    for order in SLOT_ORDERS:
+        args = (obs["proprio"], done, obs["object_state"], bound, order)
+        slots[order] = features.state_features(*args)[head:].reshape(MAX_LINKS, LINK_DIM)
+    env.close()
+    assert slots["instruction"][0, 28] == 1.0 and slots["instruction"][1, 28] == 0.0
+    assert slots["active"][0, 28] == 0.0  # the active (undone) link comes first
+    np.testing.assert_array_equal(slots["active"][0], slots["instruction"][1])
+    with pytest.raises(ValueError, match="unknown slot_order 'random'; accepted"):
+        features.state_features(obs["proprio"], done, done, bound, "random")
+    with pytest.raises(ValueError, match="planner_slots must be one of"):
+        HierarchicalKeypointsConfig(planner_slots="random")
 
 
 def test_features_reject_another_layout():

@@ -149,6 +149,8 @@ def test_hierarchical_keypoints_trains_resumes_and_acts_with_both_planners(stack
     assert "val_subtask_accuracy" in report["rounds"][0]["decision_on_perception"]["final"]
     bundle = load_bundle(out)
     assert bundle.kind == "hierarchical-keypoints"
+    assert bundle.policy.config.planner_slots == "instruction"
+    assert bundle.make(task="stack").planner.state.slot_order == "instruction"
     env = envs.make("stack", cameras=CAMERAS, image_size=32)
     obs, info = env.reset(seed=7)
     agent = bundle.make(task="stack")
@@ -176,6 +178,9 @@ def test_the_shipped_pixel_agents_load_and_do_pick_place():
 
     runs = {run.name: run for run in shipped_runs()}
     assert {"bc-keypoints-pick-place", "hierarchical-keypoints-pick-place"} <= set(runs)
+    # written before System 2 could read the links in order: it keeps the order it learnt
+    layered = load_bundle(runs["hierarchical-keypoints-pick-place"])
+    assert layered.policy.config.planner_slots == "active"
     for run in runs.values():
         make, overrides = agent_factory_from_run(run, "pick-place")
         result = evaluate(make, "pick-place", 2, seed=10_000, **overrides)

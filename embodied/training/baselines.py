@@ -233,7 +233,11 @@ def _fit_round(
         arrays = []  # the decision networks first learn on the true tables
         for part in (demos, val):
             keypoints.label_cells(part, rig)
-            arrays.append(keypoints.decision_arrays(kind, part, part.tables))
+            arrays.append(
+                keypoints.decision_arrays(
+                    kind, part, part.tables, slot_order=keypoints.slot_order_of(config)
+                )
+            )
         train_sample, val_sample = (
             keypoints.sampler(kind, part, a, config.train.batch_size, config.state_batch)
             for part, a in zip((demos, val), arrays)

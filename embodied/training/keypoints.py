@@ -39,6 +39,12 @@ from world_models import Trainer
 KEYPOINT_KINDS = ("bc-keypoints", "hierarchical-keypoints")
 
 
+def slot_order_of(config) -> str:
+    """The slot order of ``features``: System 2's ``planner_slots``; bc-keypoints' policy reads
+    the active link first."""
+    return getattr(config, "planner_slots", "active")
+
+
 def label_cells(demos, rig: np.ndarray) -> None:
     """Fill ``demos.cells`` from the cameras' geometry ``rig``."""
     keys = sorted(demos.images)
@@ -51,9 +57,14 @@ def _episode_rows(demos, e: int) -> slice:
 
 
 def decision_arrays(
-    kind: str, demos, tables: np.ndarray, from_perception: bool = False
+    kind: str,
+    demos,
+    tables: np.ndarray,
+    from_perception: bool = False,
+    slot_order: str = "active",
 ) -> dict[str, np.ndarray]:
-    """The decision networks' inputs computed from ``tables (N_obs, K, 4)`` (module docstring).
+    """The decision networks' inputs computed from ``tables (N_obs, K, 4)`` (module docstring);
+    ``features`` lay out the links in ``slot_order`` (System 2's ``planner_slots``).
 
     System 2's candidates are bound on each episode's first table. With ``from_perception``,
     an episode whose first frame misses an object its plan names (perception's error, e.g. a
@@ -64,7 +75,7 @@ def decision_arrays(
     for e, (instruction, kinds) in enumerate(demos.episodes):
         rows = _episode_rows(demos, e)
         t, p = tables[rows], demos.proprio[rows]
-        features.append(table_features(t, p, instruction, kinds))
+        features.append(table_features(t, p, instruction, kinds, slot_order))
         if kind == "bc-keypoints":
             continue
         acts = slice(demos.act_start[e], demos.act_start[e] + demos.lengths[e])
@@ -180,8 +191,9 @@ def fit_decision_on_perception(
     frames, with the same expert labels, so it acts on what it will see."""
     start = time.perf_counter()
     policy.cpu().eval()
-    train_arrays = decision_arrays(kind, demos, perceived(policy, demos), from_perception=True)
-    val_arrays = decision_arrays(kind, val, perceived(policy, val), from_perception=True)
+    order = slot_order_of(config)
+    train_arrays = decision_arrays(kind, demos, perceived(policy, demos), True, order)
+    val_arrays = decision_arrays(kind, val, perceived(policy, val), True, order)
     seconds = time.perf_counter() - start
     settings = replace(
         config.train, steps=config.state_steps, batch_size=config.state_batch,
