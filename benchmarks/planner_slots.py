@@ -30,13 +30,23 @@ from embodied.training.baselines import load_demos, open_datasets
 from embodied.training.layered import split_episodes
 from envs.task_features import SLOT_ORDERS
 from policies.object_planner import ObjectPlanner
+from sandbox_common.atomic import atomic_write, write_json_atomic
 
 KIND = "hierarchical-keypoints"
 
 
-def perceived_demos(policy, data: list[str], cache: Path) -> dict[str, tuple]:
+def perceived_demos(policy, run: str, data: list[str], cache: Path) -> dict[str, tuple]:
     """``{"train" | "val": (demos, tables)}``: the demos (their images dropped once perceived)
-    and the tables perception reports on them, cached in ``cache``."""
+    and the tables ``run``'s perception reports on them, cached in ``cache`` (written
+    atomically; a cache made from another run or other data is refused, not reused)."""
+    source = {"run": str(Path(run).resolve()), "data": [str(Path(d).resolve()) for d in data]}
+    made_from = cache / "perceived.json"
+    if made_from.exists() and json.loads(made_from.read_text()) != source:
+        raise SystemExit(
+            f"{cache} caches perception of {made_from.read_text()}, not of {source}; "
+            "use a new --out"
+        )
+    write_json_atomic(made_from, source)
     datasets, _ = open_datasets(data, KIND)
     out = {}
     for name, pairs in zip(("train", "val"), split_episodes(datasets)):
@@ -46,7 +56,7 @@ def perceived_demos(policy, data: list[str], cache: Path) -> dict[str, tuple]:
             tables = np.load(file)
         else:
             tables = keypoints.perceived(policy, demos)
-            np.save(file, tables)
+            atomic_write(file, lambda fh, t=tables: np.save(fh, t))
         demos.images = None  # 7 GB for six tasks' demos; System 2 reads only the tables
         out[name] = (demos, tables)
     return out
@@ -95,7 +105,7 @@ def main() -> None:
         make, overrides = agent_factory_from_run(args.run, task)
         r = evaluate(make, task, args.episodes, seed=args.seed, **overrides)
         results["original"][task] = {"success_rate": r.success_rate, "ci95": list(r.ci95)}
-    perceived = perceived_demos(bundle.policy, args.data, out)
+    perceived = perceived_demos(bundle.policy, args.run, args.data, out)
     for order in args.orders.split(","):
         start = time.perf_counter()
         arrays = {
