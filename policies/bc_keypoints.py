@@ -20,7 +20,7 @@ from policies.agents import AGENTS
 from policies.bc import PROPRIO, BCStatePolicy, executable
 from policies.bc_config import BCKeypointsConfig, BCStateConfig
 from policies.config import POLICY_BUILDERS
-from policies.perception import ObjectPerception, object_state_from_table
+from policies.perception import ObjectPerception, object_state_from_table, slot_identities
 
 
 def hand_yaw(proprio: np.ndarray) -> float:
@@ -52,6 +52,17 @@ class PerceivedScene:
         self.initial: np.ndarray | None = None
         self.initial_yaw = 0.0
         self._last: dict[str, Any] | None = None
+        self._slots: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
+
+    def slots(self, text: str, kinds: tuple[str, ...]) -> np.ndarray:
+        """The object slots' identities under ``text`` (:func:`slot_identities`), drawn from the
+        episode's first table (after the first ``observe``) and kept for the episode."""
+        if self.initial is None:
+            raise RuntimeError("PerceivedScene.slots before the episode's first observe")
+        key = (text, kinds)
+        if key not in self._slots:
+            self._slots[key] = slot_identities(self.initial, kinds, text)
+        return self._slots[key]
 
     def observe(self, obs: dict[str, Any]) -> np.ndarray:
         """The table ``(K, 4)`` of ``obs`` (cached: the same observation is perceived once)."""
@@ -105,11 +116,12 @@ def table_features(
     slot_order: str = "active",
 ) -> np.ndarray:
     """``(T, STATE_DIM)``: the state features of an episode's identity tables ``(T, K, 4)``, in
-    order, as the agent builds them: each table as an ``object_state``, bound at the first
-    (``slot_order``: :meth:`TaskFeatures.state_features`)."""
+    order, as the agent builds them: each table as an ``object_state`` with the first table's
+    slot identities, bound at the first (``slot_order``: :meth:`TaskFeatures.state_features`)."""
+    slots = slot_identities(tables[0], kinds, instruction)
     states = np.stack(
         [
-            object_state_from_table(t, kinds, instruction, hand_yaw(p))
+            object_state_from_table(t, kinds, instruction, hand_yaw(p), slots)
             for t, p in zip(tables, proprio)
         ]
     )
@@ -203,8 +215,13 @@ class BCKeypointsAgent:
         if self._perceived is not None and self._perceived[0] is obs:
             return self._perceived[1]
         proprio = np.asarray(obs[PROPRIO], dtype=np.float32)
+        table = self.scene.observe(obs)
         object_state = object_state_from_table(
-            self.scene.observe(obs), self.kinds, self.instruction, hand_yaw(proprio)
+            table,
+            self.kinds,
+            self.instruction,
+            hand_yaw(proprio),
+            self.scene.slots(self.instruction, self.kinds),
         )
         features = self.state({PROPRIO: proprio, "object_state": object_state})
         self._perceived = (obs, features)  # holding obs keeps its identity from being reused

@@ -36,7 +36,7 @@ from policies.object_planner import (
     split_label,
     verb_code,
 )
-from policies.perception import object_state_from_table
+from policies.perception import object_state_from_table, slot_identities
 from policies.planner import PlanView
 
 SYSTEM1_DIM = STATE_DIM + len(VERB_NAMES)
@@ -80,9 +80,13 @@ def text_features(
     """``(T, SYSTEM1_DIM)``: System 1's input at ``T`` steps under one ``text``; ``initial`` is
     the episode's first table and hand yaw (where the text is bound)."""
     kinds = features.kinds
-    first = object_state_from_table(initial[0], kinds, text, initial[1])
+    slots = slot_identities(initial[0], kinds, text)
+    first = object_state_from_table(initial[0], kinds, text, initial[1], slots)
     states = np.stack(
-        [object_state_from_table(t, kinds, text, hand_yaw(p)) for t, p in zip(tables, proprio)]
+        [
+            object_state_from_table(t, kinds, text, hand_yaw(p), slots)
+            for t, p in zip(tables, proprio)
+        ]
     )
     x = features.state_features(proprio, states, first, bind_text(features, text, first))
     return np.concatenate([x, np.broadcast_to(verb, (len(x), len(verb)))], axis=1)
@@ -236,8 +240,9 @@ class ScenePlanner:
     def assess(self, obs: dict[str, Any], index: int) -> PlanView:
         table = self.scene.observe(obs)
         proprio = np.asarray(obs[PROPRIO], dtype=np.float32)
+        slots = self.scene.slots(self.instruction, self.kinds)
         object_state = object_state_from_table(
-            table, self.kinds, self.instruction, hand_yaw(proprio)
+            table, self.kinds, self.instruction, hand_yaw(proprio), slots
         )
         x = self.state({PROPRIO: proprio, "object_state": object_state})
         if self.index is None:  # bound at the first observation

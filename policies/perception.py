@@ -119,23 +119,46 @@ def identity_table(object_state: np.ndarray, kinds: tuple[str, ...]) -> np.ndarr
     return out
 
 
-def object_state_from_table(
-    table: np.ndarray, kinds: tuple[str, ...], instruction: str, hand_yaw: float
-) -> np.ndarray:
-    """An ``object_state`` in the env's layout for ``kinds`` from a table of identities: each
-    kind's slots take the identities the instruction names first, then the most present others.
-    Cube orientations are set to the hand's yaw (perception does not estimate yaw; the grasp does
-    not need it) and velocities to zero."""
-    named = {identity(m.color, m.kind) for m in parse_mentions(instruction)}
-    out = np.zeros(sum((10 if k == "cube" else 3) + len(COLOR_NAMES) for k in kinds), np.float32)
-    used: set[int] = set()
-    quat = (math.cos(hand_yaw / 2), 0.0, 0.0, math.sin(hand_yaw / 2))
-    for kind, start, c in object_slices(tuple(kinds)):
+def slot_identities(table: np.ndarray, kinds: tuple[str, ...], instruction: str) -> np.ndarray:
+    """``(len(kinds),) int``: the identity each object slot of ``kinds`` takes from ``table``:
+    per kind, the identities the instruction names first (in the order it names them), then the
+    most present others.
+
+    An agent draws this once per episode, from its first table (the env's scene order is fixed
+    for an episode too), and passes it to :func:`object_state_from_table` for every later table.
+    Drawn again per frame it was not stable: a named cube half hidden by the approaching hand
+    loses presence, the other named cube takes its slot, and the instruction bound at the first
+    frame then reads the wrong cube (chain and sort: System 2 believed ``pick`` done before any
+    grasp; docs/DECISIONS.md).
+    """
+    mentions = [identity(m.color, m.kind) for m in parse_mentions(instruction)]
+    rank = {ident: i for i, ident in reversed(list(enumerate(mentions)))}  # first mention
+    out, used = [], set()
+    for kind, _, _ in object_slices(tuple(kinds)):
         k = KINDS.index(kind)
         candidates = [i for i in range(k, NUM_IDENTITIES, len(KINDS)) if i not in used]
-        candidates.sort(key=lambda i: (i not in named, -float(table[i, 0])))
-        ident = candidates[0]
-        used.add(ident)
+        candidates.sort(key=lambda i: (rank.get(i, len(mentions)), -float(table[i, 0])))
+        used.add(candidates[0])
+        out.append(candidates[0])
+    return np.asarray(out, dtype=np.int64)
+
+
+def object_state_from_table(
+    table: np.ndarray,
+    kinds: tuple[str, ...],
+    instruction: str,
+    hand_yaw: float,
+    identities: np.ndarray | None = None,
+) -> np.ndarray:
+    """An ``object_state`` in the env's layout for ``kinds`` from a table of identities: slot
+    ``j`` holds identity ``identities[j]`` (the episode's, from its first table; default:
+    :func:`slot_identities` of this ``table``). Cube orientations are set to the hand's yaw
+    (perception does not estimate yaw; the grasp does not need it) and velocities to zero."""
+    if identities is None:
+        identities = slot_identities(table, kinds, instruction)
+    out = np.zeros(sum((10 if k == "cube" else 3) + len(COLOR_NAMES) for k in kinds), np.float32)
+    quat = (math.cos(hand_yaw / 2), 0.0, 0.0, math.sin(hand_yaw / 2))
+    for (kind, start, c), ident in zip(object_slices(tuple(kinds)), identities):
         out[start : start + 3] = table[ident, 1:4]
         if kind == "cube":
             out[start + 3 : start + 7] = quat

@@ -17,6 +17,7 @@ from embodied.evaluation.harness import evaluate
 from embodied.training import keypoints
 from embodied.training.baselines import load_demos, open_datasets, train_bc
 from envs.task_features import TaskFeatures
+from policies.bc_keypoints import table_features
 from policies.bc_config import bc_preset
 from policies.perception import (
     NUM_IDENTITIES,
@@ -28,6 +29,7 @@ from policies.perception import (
     object_state_from_table,
     project,
     rays,
+    slot_identities,
 )
 
 CAMERAS = ("front", "wrist")
@@ -124,6 +126,28 @@ def test_a_table_of_identities_gives_the_same_features_as_the_object_state(scene
     for _, m in bound_a:
         i = identity(m.color, m.kind)
         assert table[i, 0] == 1.0
+
+
+def test_the_slots_keep_their_objects_when_a_named_cube_is_half_hidden():
+    """Two named cubes: when the hand half hides the first (its presence falls below the
+    second's, still seen), its link must still read it, not the other cube."""
+    kinds = ("cube", "cube", "pad", "pad")
+    text = "put the red cube on the green pad, then put the blue cube on the orange pad"
+    red, blue = identity("red", "cube"), identity("blue", "cube")
+    green, orange = identity("green", "pad"), identity("orange", "pad")
+    tables = np.zeros((2, NUM_IDENTITIES, 4), np.float32)
+    for i, xyz in [(red, (0.06, -0.12, 0.02)), (blue, (-0.05, -0.15, 0.02)),
+                   (green, (0.0, 0.1, 0.0)), (orange, (-0.1, 0.1, 0.0))]:  # fmt: skip
+        tables[:, i] = (5.0, *xyz)
+    tables[1, red, 0] = 0.5  # seen, less surely than blue
+    assert list(slot_identities(tables[0], kinds, text)) == [red, blue, green, orange]
+    proprio = np.zeros((2, 6), np.float32)
+    proprio[:, 4] = 1.0  # hand yaw 0
+    x = table_features(tables, proprio, text, kinds, "instruction")
+    link0_position = slice(7 + 4, 7 + 7)  # proprio (6), progress, then link 0's position
+    np.testing.assert_allclose(x[:, link0_position], tables[:, red, 1:4])
+    # named objects take their slots in the order the instruction names them, however sure
+    assert list(slot_identities(tables[1], kinds, text))[:2] == [red, blue]
 
 
 def test_heatmap_loss_falls_when_overfitting_one_batch(keypoint_demos):
