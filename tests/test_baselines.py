@@ -29,7 +29,7 @@ from envs.task_features import (
     parse_mentions,
 )
 from policies.bc_config import HierarchicalKeypointsConfig, bc_preset
-from world_models.checkpoint import CheckpointError
+from world_models.checkpoint import CheckpointError, load_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -240,9 +240,15 @@ def test_bc_pixels_trains_evaluates_and_resumes(pixel_demos, tmp_path):
     stopped = train_bc("bc-pixels", [pixel_demos], out, preset="debug", progress=False,
                        tensorboard=False, stop_after=3)  # fmt: skip
     assert stopped == {"stopped_at": 3, "round": 0}
+    saved = load_checkpoint(out / "round_0" / "checkpoint.pt", "bc-pixels-training")
+    assert saved["step"] == 2 and saved["train_seconds"] > 0  # time up to the checkpoint
     report = train_bc("bc-pixels", [pixel_demos], out, preset="debug", progress=False,
                       tensorboard=False)  # fmt: skip
-    assert report["rounds"][0]["resumed"] and report["rounds"][0]["steps"] == 6
+    first = report["rounds"][0]
+    assert first["resumed"] and first["steps"] == 6
+    # the run's training time counts the killed call up to its checkpoint, then this one
+    assert first["train_seconds"] >= round(saved["train_seconds"], 1)
+    assert first["train_seconds"] >= first["train_seconds_this_call"]
     make, overrides = agent_factory_from_run(out, "reach")
     assert overrides["image_size"] == 32
     result = evaluate(make, "reach", 2, seed=0, **overrides)

@@ -79,6 +79,9 @@ class Trainer:
         self._writer = None
         self.seconds = 0.0
         """Wall time of the last ``fit`` call."""
+        self.seconds_before = 0.0
+        """Training wall time of the earlier calls, up to the checkpoint this run resumed from."""
+        self._call_start: float | None = None
 
     # ------------------------------------------------------------------ hooks
 
@@ -94,6 +97,13 @@ class Trainer:
 
     def after_step(self) -> None:
         pass
+
+    @property
+    def total_seconds(self) -> float:
+        """Training wall time across every call of this run (a resumed run counts the time up to
+        the checkpoint it resumed from; the work lost after that checkpoint is not counted)."""
+        now = self.seconds if self._call_start is None else time.perf_counter() - self._call_start
+        return self.seconds_before + now
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -113,6 +123,7 @@ class Trainer:
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "history": self.history,
+                "train_seconds": self.total_seconds,
                 **self.extra_state(),
             },
         )
@@ -147,6 +158,7 @@ class Trainer:
         self.load_extra_state(record)
         self.step = int(record["step"])
         self.history = list(record["history"])
+        self.seconds_before = float(record.get("train_seconds", 0.0))  # absent before 2026-12
         return True
 
     # ------------------------------------------------------------------ loop
@@ -232,6 +244,7 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         self.model.train()
         start, done_here = time.perf_counter(), 0
+        self._call_start = start
         bar = tqdm(
             total=total, initial=self.step, desc=self.desc, unit="step", disable=not progress
         )
@@ -257,6 +270,7 @@ class Trainer:
         if self._writer is not None:
             self._writer.flush()
         self.seconds = time.perf_counter() - start
+        self._call_start = None
         return self.history
 
 

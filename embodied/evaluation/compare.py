@@ -38,6 +38,14 @@ class Row:
     training: dict[str, Any] = field(default_factory=dict)
 
 
+def _seconds(part: dict[str, Any]) -> float:
+    """A trained part's wall time: across every call of a resumed run (``train_seconds``), or,
+    in reports written before it was recorded, the last call's; a keypoint agent's second stage
+    adds perceiving the demos."""
+    own = part.get("train_seconds", part.get("train_seconds_this_call", 0.0))
+    return float(own) + float(part.get("perceive_seconds", 0.0))
+
+
 def training_cost(run: Path) -> dict[str, Any]:
     """Demos, updates (in all and per network) and training seconds, from the run's own
     ``train.json`` (imitation runs; an RL run reports its env steps and seconds)."""
@@ -51,15 +59,12 @@ def training_cost(run: Path) -> dict[str, Any]:
         rounds = report["rounds"]
         first = rounds[0].get("data", {})
         by_part = {"policy": sum(r.get("steps", 0) for r in rounds)}
-        seconds = sum(r.get("train_seconds_this_call", 0.0) for r in rounds)
+        seconds = sum(_seconds(r) + _seconds(r.get("decision_on_perception", {})) for r in rounds)
         extra = {"dagger_rounds": len(rounds) - 1}
     else:
         first = report.get("data", {})
         by_part = {p: report[p]["steps"] for p in ("system1", "system2") if p in report}
-        seconds = sum(
-            report[p].get("train_seconds_this_call", 0.0) for p in ("system1", "system2")
-            if p in report
-        )  # fmt: skip
+        seconds = sum(_seconds(report[p]) for p in ("system1", "system2") if p in report)
         extra = {}
     return {
         "demos": first.get("episodes_train", 0) + first.get("episodes_val", 0),
