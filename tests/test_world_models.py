@@ -187,6 +187,17 @@ def test_resume_after_interruption_continues_the_same_curve(tmp_path):
     assert second.resume() and second.step == 4
     resumed = second.fit(progress=False)
     assert [r["loss"] for r in resumed] == [r["loss"] for r in straight]
+    # the run's training time: the killed call up to its checkpoint, then the resumed call
+    assert 0 < second.seconds_before - second.seconds <= first.seconds
+    assert second.total_seconds == second.seconds_before
+
+
+def test_training_time_adds_up_over_fit_calls(tmp_path):
+    trainer = _trainer(tmp_path, steps=4)
+    trainer.fit(steps=2, progress=False)
+    first = trainer.seconds
+    trainer.fit(progress=False)
+    assert trainer.total_seconds == pytest.approx(first + trainer.seconds)
 
 
 def test_save_load_gives_identical_predictions(tmp_path):

@@ -80,7 +80,7 @@ class Trainer:
         self.seconds = 0.0
         """Wall time of the last ``fit`` call."""
         self.seconds_before = 0.0
-        """Training wall time of the earlier calls, up to the checkpoint this run resumed from."""
+        """Training wall time of the finished calls (a resumed run's: up to its checkpoint)."""
         self._call_start: float | None = None
 
     # ------------------------------------------------------------------ hooks
@@ -102,7 +102,7 @@ class Trainer:
     def total_seconds(self) -> float:
         """Training wall time across every call of this run (a resumed run counts the time up to
         the checkpoint it resumed from; the work lost after that checkpoint is not counted)."""
-        now = self.seconds if self._call_start is None else time.perf_counter() - self._call_start
+        now = 0.0 if self._call_start is None else time.perf_counter() - self._call_start
         return self.seconds_before + now
 
     # ------------------------------------------------------------------ checkpoints
@@ -270,6 +270,7 @@ class Trainer:
         if self._writer is not None:
             self._writer.flush()
         self.seconds = time.perf_counter() - start
+        self.seconds_before += self.seconds
         self._call_start = None
         return self.history
 
