@@ -120,10 +120,7 @@ def table_features(
     slot identities, bound at the first (``slot_order``: :meth:`TaskFeatures.state_features`)."""
     slots = slot_identities(tables[0], kinds, instruction)
     states = np.stack(
-        [
-            object_state_from_table(t, kinds, instruction, hand_yaw(p), slots)
-            for t, p in zip(tables, proprio)
-        ]
+        [object_state_from_table(t, kinds, slots, hand_yaw(p)) for t, p in zip(tables, proprio)]
     )
     features = TaskFeatures(kinds)
     bound = features.bind(instruction, states[0])
@@ -217,11 +214,7 @@ class BCKeypointsAgent:
         proprio = np.asarray(obs[PROPRIO], dtype=np.float32)
         table = self.scene.observe(obs)
         object_state = object_state_from_table(
-            table,
-            self.kinds,
-            self.instruction,
-            hand_yaw(proprio),
-            self.scene.slots(self.instruction, self.kinds),
+            table, self.kinds, self.scene.slots(self.instruction, self.kinds), hand_yaw(proprio)
         )
         features = self.state({PROPRIO: proprio, "object_state": object_state})
         self._perceived = (obs, features)  # holding obs keeps its identity from being reused

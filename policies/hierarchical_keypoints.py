@@ -81,12 +81,9 @@ def text_features(
     the episode's first table and hand yaw (where the text is bound)."""
     kinds = features.kinds
     slots = slot_identities(initial[0], kinds, text)
-    first = object_state_from_table(initial[0], kinds, text, initial[1], slots)
+    first = object_state_from_table(initial[0], kinds, slots, initial[1])
     states = np.stack(
-        [
-            object_state_from_table(t, kinds, text, hand_yaw(p), slots)
-            for t, p in zip(tables, proprio)
-        ]
+        [object_state_from_table(t, kinds, slots, hand_yaw(p)) for t, p in zip(tables, proprio)]
     )
     x = features.state_features(proprio, states, first, bind_text(features, text, first))
     return np.concatenate([x, np.broadcast_to(verb, (len(x), len(verb)))], axis=1)
@@ -241,9 +238,7 @@ class ScenePlanner:
         table = self.scene.observe(obs)
         proprio = np.asarray(obs[PROPRIO], dtype=np.float32)
         slots = self.scene.slots(self.instruction, self.kinds)
-        object_state = object_state_from_table(
-            table, self.kinds, self.instruction, hand_yaw(proprio), slots
-        )
+        object_state = object_state_from_table(table, self.kinds, slots, hand_yaw(proprio))
         x = self.state({PROPRIO: proprio, "object_state": object_state})
         if self.index is None:  # bound at the first observation
             self.index, self.codes = candidates(self.instruction, self.state.bound)

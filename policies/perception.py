@@ -31,7 +31,7 @@ from torch import nn
 
 from envs.language import COLOR_NAMES
 from envs.robot import yaw_rotation
-from envs.task_features import KINDS, object_slices, parse_mentions
+from envs.task_features import KINDS, object_slices, object_state_dim, parse_mentions
 
 NUM_IDENTITIES = len(COLOR_NAMES) * len(KINDS)
 """One heatmap per colour x kind."""
@@ -144,19 +144,13 @@ def slot_identities(table: np.ndarray, kinds: tuple[str, ...], instruction: str)
 
 
 def object_state_from_table(
-    table: np.ndarray,
-    kinds: tuple[str, ...],
-    instruction: str,
-    hand_yaw: float,
-    identities: np.ndarray | None = None,
+    table: np.ndarray, kinds: tuple[str, ...], identities: np.ndarray, hand_yaw: float
 ) -> np.ndarray:
     """An ``object_state`` in the env's layout for ``kinds`` from a table of identities: slot
-    ``j`` holds identity ``identities[j]`` (the episode's, from its first table; default:
-    :func:`slot_identities` of this ``table``). Cube orientations are set to the hand's yaw
-    (perception does not estimate yaw; the grasp does not need it) and velocities to zero."""
-    if identities is None:
-        identities = slot_identities(table, kinds, instruction)
-    out = np.zeros(sum((10 if k == "cube" else 3) + len(COLOR_NAMES) for k in kinds), np.float32)
+    ``j`` holds identity ``identities[j]`` (the episode's :func:`slot_identities`, drawn from its
+    first table). Cube orientations are set to the hand's yaw (perception does not estimate
+    yaw; the grasp does not need it) and velocities to zero."""
+    out = np.zeros(object_state_dim(tuple(kinds)), np.float32)
     quat = (math.cos(hand_yaw / 2), 0.0, 0.0, math.sin(hand_yaw / 2))
     for (kind, start, c), ident in zip(object_slices(tuple(kinds)), identities):
         out[start : start + 3] = table[ident, 1:4]

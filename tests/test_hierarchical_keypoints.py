@@ -21,7 +21,7 @@ from envs.task_features import STATE_DIM, TaskFeatures
 from policies.bc_keypoints import table_features
 from policies.hierarchical_keypoints import subtask_features, system1_text
 from policies.object_planner import CODE_DIM, ObjectPlanner, candidates
-from policies.perception import identity_table, object_state_from_table
+from policies.perception import identity_table, object_state_from_table, slot_identities
 
 CAMERAS = ("front", "wrist")
 
@@ -159,9 +159,9 @@ def test_hierarchical_keypoints_trains_resumes_and_acts_with_both_planners(stack
     action = agent.act(blind)
     assert action.shape == (5,) and np.isfinite(action).all() and abs(action[4]) == 1.0
     kinds = tuple(o.kind for o in env.objects)
-    first = object_state_from_table(
-        identity_table(obs["object_state"], kinds)[0], kinds, info["instruction"], 0.0
-    )
+    table = identity_table(obs["object_state"], kinds)[0]
+    slots = slot_identities(table, kinds, info["instruction"])
+    first = object_state_from_table(table, kinds, slots, 0.0)
     index, _ = candidates(info["instruction"], TaskFeatures(kinds).bind(info["instruction"], first))
     assert SUBTASK_VOCAB.index(agent.subtask) in set(index.tolist())
     env.close()

@@ -113,7 +113,8 @@ def test_a_table_of_identities_gives_the_same_features_as_the_object_state(scene
     env, obs, info, _, table = scene
     kinds = tuple(o.kind for o in env.objects)
     yaw = float(np.arctan2(obs["proprio"][3], obs["proprio"][4]))
-    rebuilt = object_state_from_table(table, kinds, info["instruction"], yaw)
+    slots = slot_identities(table, kinds, info["instruction"])
+    rebuilt = object_state_from_table(table, kinds, slots, yaw)
     features = TaskFeatures(kinds)
     bound_a = features.bind(info["instruction"], obs["object_state"])
     bound_b = features.bind(info["instruction"], rebuilt)

@@ -33,7 +33,7 @@ from envs.task_features import TaskFeatures
 from policies.bc_keypoints import hand_yaw, perceived_tables, table_features
 from policies.hierarchical_keypoints import subtask_features
 from policies.object_planner import CODE_DIM, candidates
-from policies.perception import cell_labels, object_state_from_table
+from policies.perception import cell_labels, object_state_from_table, slot_identities
 from world_models import Trainer
 
 KEYPOINT_KINDS = ("bc-keypoints", "hierarchical-keypoints")
@@ -85,7 +85,8 @@ def decision_arrays(
         plan = [*demos.plans[e], 0]  # "none" past the end of the plan
         first_tables = (t[0], demos.tables[rows.start]) if from_perception else (t[0],)
         for first_table in first_tables:
-            first = object_state_from_table(first_table, kinds, instruction, hand_yaw(p[0]))
+            slots = slot_identities(first_table, kinds, instruction)
+            first = object_state_from_table(first_table, kinds, slots, hand_yaw(p[0]))
             index, code = candidates(instruction, tf.bind(instruction, first))
             where = {int(v): i for i, v in enumerate(index)}
             missing = [SUBTASK_VOCAB[i] for i in plan if i not in where]
