@@ -41,10 +41,19 @@ HEIGHT_SCALE = 0.05
 """Heights are predicted in units of 5 cm."""
 TRIANGULATION_GAP = 0.03
 """Rays of two cameras further apart than this (metres) are not the same object."""
+AGREEMENT_GAP = 0.008
+"""A doubtful camera's ray must pass this close (metres, about a pixel) to the seeing one's:
+right ones came within 5 mm on reach's held-out first frames, misplaced ones 16-22 mm."""
+FLOATING_KINDS: tuple[str, ...] = ("target",)
+"""Kinds that float in the air: no table under them to fix a single ray's depth."""
 
 
 def identity(color: str, kind: str) -> int:
     return COLOR_NAMES.index(color) * len(KINDS) + KINDS.index(kind)
+
+
+FLOATING = np.array([KINDS[i % len(KINDS)] in FLOATING_KINDS for i in range(NUM_IDENTITIES)])
+"""``(NUM_IDENTITIES,)``: which identities are of a floating kind."""
 
 
 # ---------------------------------------------------------------------- camera geometry
@@ -281,9 +290,20 @@ class ObjectPerception(nn.Module):
 
 
 def fuse(origins, directions, confs, heights) -> np.ndarray:
-    """Per identity: triangulate the rays of the cameras that see it (presence logit > 0); with
-    one such camera (or rays too far apart), meet its ray with its predicted height; with none,
-    the most confident camera's guess, its presence logit kept (negative)."""
+    """Per identity: triangulate the rays of the cameras that see it (presence logit > 0). A
+    floating object (:data:`FLOATING_KINDS`) that fewer than two cameras see is triangulated from
+    every camera's ray, the doubtful ones included, when one camera sees it and the rays agree
+    (meet within ``AGREEMENT_GAP``). Otherwise the most confident camera's ray meets its
+    predicted height; with no camera seeing it, that is the guess, its presence logit kept
+    (negative).
+
+    Why floating objects differ: the predicted height a single ray is cut with is right to a few
+    millimetres for what rests on the table, and off by 1-5 cm for a target floating 4-22 cm up,
+    which a grazing front ray turns into 5-10 cm of error, while the wrist camera places that
+    target to half a pixel yet doubts it is there (logits -5 to 0). A doubtful ray on another
+    object can still cross the seeing one, hence the tighter gap. What rests on the table gains
+    nothing from it, and triangulating its doubtful rays (at the 3 cm gap) made sort worse
+    (docs/DECISIONS.md)."""
     best = confs.argmax(0)[None]  # (1, B, K): the most confident camera
     o = np.take_along_axis(origins, best[..., None], 0)[0]
     d = np.take_along_axis(directions, best[..., None], 0)[0]
@@ -291,20 +311,33 @@ def fuse(origins, directions, confs, heights) -> np.ndarray:
     t = (z - o[..., 2]) / np.where(np.abs(d[..., 2]) < 1e-6, -1e-6, d[..., 2])
     position = o + t[..., None] * d
     seen = confs > 0
-    both = seen.sum(0) >= 2
-    if both.any() and len(confs) >= 2:
-        # least-squares point nearest every seeing ray: sum (I - d d^T) p = sum (I - d d^T) o
-        eye = np.eye(3)
-        proj = (eye - directions[..., :, None] * directions[..., None, :]) * seen[..., None, None]
-        a = proj.sum(0)
-        rhs = np.einsum("cbkij,cbkj->bki", proj, origins).copy()
-        a[~both] = eye
-        rhs[~both] = 0.0
-        tri = np.linalg.solve(a, rhs[..., None])[..., 0]
-        gap = np.linalg.norm(np.einsum("cbkij,cbkj->cbki", proj, tri[None] - origins), axis=-1).max(
-            0
-        )
-        ok = both & (gap < TRIANGULATION_GAP)
-        position[ok] = tri[ok]
+    if len(confs) >= 2:
+        point, ok = triangulate(origins, directions, seen)
+        position[ok] = point[ok]
+        floating = np.broadcast_to(seen.any(0) & FLOATING, seen.shape)
+        point, agree = triangulate(origins, directions, floating, AGREEMENT_GAP)
+        agree &= ~ok
+        position[agree] = point[agree]
     out = np.concatenate([confs.max(0)[..., None], position], -1)
     return out.astype(np.float32)
+
+
+def triangulate(
+    origins, directions, cams, gap_limit: float = TRIANGULATION_GAP
+) -> tuple[np.ndarray, np.ndarray]:
+    """The least-squares point nearest the rays of the cameras ``cams (C, B, K)`` marks, and
+    where it holds: two or more rays, each passing within ``gap_limit`` metres of it, with the
+    point in front of every camera."""
+    # sum (I - d d^T) p = sum (I - d d^T) o over the rays used
+    eye = np.eye(3)
+    proj = (eye - directions[..., :, None] * directions[..., None, :]) * cams[..., None, None]
+    a = proj.sum(0)
+    rhs = np.einsum("cbkij,cbkj->bki", proj, origins).copy()
+    usable = cams.sum(0) >= 2
+    a[~usable] = eye
+    rhs[~usable] = 0.0
+    point = np.linalg.solve(a, rhs[..., None])[..., 0]
+    offset = point[None] - origins
+    gap = np.linalg.norm(np.einsum("cbkij,cbkj->cbki", proj, offset), axis=-1).max(0)
+    ahead = ((np.einsum("cbki,cbki->cbk", offset, directions) > 0) | ~cams).all(0)
+    return point, usable & (gap < gap_limit) & ahead

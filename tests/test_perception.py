@@ -20,6 +20,7 @@ from envs.task_features import TaskFeatures
 from policies.bc_keypoints import table_features
 from policies.bc_config import bc_preset
 from policies.perception import (
+    FLOATING,
     NUM_IDENTITIES,
     camera_poses,
     camera_rig,
@@ -102,11 +103,31 @@ def test_fuse_triangulates_two_seeing_cameras_and_uses_the_height_for_one():
     np.testing.assert_allclose(
         table[:, 1:4], np.broadcast_to(target, (NUM_IDENTITIES, 3)), atol=1e-5
     )
-    confs[1] = -1.0  # only the first camera sees it: its ray meets the predicted height
-    table = fuse(o, d, confs, heights)[0]
-    assert np.allclose(table[:, 3], 0.05) and np.allclose(table[:, 0], 2.0)
     t = (0.05 - origins[0, 2]) / directions[0, 2]
-    np.testing.assert_allclose(table[0, 1:4], origins[0] + t * directions[0], atol=1e-5)
+    on_height = origins[0] + t * directions[0]
+    confs[1] = -1.0  # the second camera doubts; its ray meets the first's
+    table = fuse(o, d, confs, heights)[0]
+    assert FLOATING.any() and not FLOATING.all() and np.allclose(table[:, 0], 2.0)
+    # a floating target is triangulated; what rests on the table takes the seeing ray's height
+    np.testing.assert_allclose(table[FLOATING, 1:4], np.broadcast_to(target, (FLOATING.sum(), 3)), atol=1e-5)
+    np.testing.assert_allclose(table[~FLOATING, 1:4], np.broadcast_to(on_height, ((~FLOATING).sum(), 3)), atol=1e-5)
+    normal = np.cross(directions[0], directions[1])
+    near = target + 0.03 * normal / np.linalg.norm(normal) - origins[1]  # 3 cm from the first
+    d[1] = near / np.linalg.norm(near)  # ray: near enough for a seeing camera, not a doubtful one
+    table = fuse(o, d, confs, heights)[0]
+    np.testing.assert_allclose(table[:, 1:4], np.broadcast_to(on_height, (NUM_IDENTITIES, 3)), atol=1e-5)
+    confs[1] = 1.0
+    assert np.linalg.norm(fuse(o, d, confs, heights)[0][:, 1:4] - target, axis=-1).max() < 0.02
+    confs[1] = -1.0
+    elsewhere = np.array([0.3, 0.2, 0.0]) - origins[1]  # a doubtful ray that misses: the height
+    d[1] = elsewhere / np.linalg.norm(elsewhere)
+    table = fuse(o, d, confs, heights)[0]
+    np.testing.assert_allclose(table[:, 1:4], np.broadcast_to(on_height, (NUM_IDENTITIES, 3)), atol=1e-5)
+    confs[:] = -1.0  # no camera sees it: the most confident camera's guess, negative logit kept
+    confs[0] = -0.5
+    table = fuse(o, d, confs, heights)[0]
+    assert np.allclose(table[:, 0], -0.5)
+    np.testing.assert_allclose(table[:, 1:4], np.broadcast_to(on_height, (NUM_IDENTITIES, 3)), atol=1e-5)
 
 
 def test_a_table_of_identities_gives_the_same_features_as_the_object_state(scene):
