@@ -44,6 +44,8 @@ TRIANGULATION_GAP = 0.03
 AGREEMENT_GAP = 0.008
 """A doubtful camera's ray must pass this close (metres, about a pixel) to the seeing one's:
 right ones came within 5 mm on reach's held-out first frames, misplaced ones 16-22 mm."""
+SAME_PLACE_PX = 2.0
+"""Two identities of one kind peaking this close (pixels) in one camera are one object."""
 FLOATING_KINDS: tuple[str, ...] = ("target",)
 """Kinds that float in the air: no table under them to fix a single ray's depth."""
 
@@ -54,6 +56,11 @@ def identity(color: str, kind: str) -> int:
 
 FLOATING = np.array([KINDS[i % len(KINDS)] in FLOATING_KINDS for i in range(NUM_IDENTITIES)])
 """``(NUM_IDENTITIES,)``: which identities are of a floating kind."""
+SAME_KIND = torch.tensor(
+    [[i != j and i % len(KINDS) == j % len(KINDS) for j in range(NUM_IDENTITIES)]
+     for i in range(NUM_IDENTITIES)]
+)  # fmt: skip
+"""``(K, K)``: pairs of distinct identities of one kind."""
 
 
 # ---------------------------------------------------------------------- camera geometry
@@ -233,6 +240,22 @@ def heatmap_loss(heat, height, cells, seen, heights) -> tuple[torch.Tensor, dict
                                       "height": float(z.detach())}  # fmt: skip
 
 
+def one_per_place(conf: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``conf (B, K)`` with every identity whose peak lies within ``SAME_PLACE_PX`` of a more
+    confident, seen identity of the same kind marked unseen in this camera (logit at most just
+    below zero): one object, one place.
+
+    Why: perception confuses cubes of near colours (purple / blue / red, yellow / orange). A
+    blue cube's heatmap peaking on the purple cube puts the blue cube where it is not, and the
+    hierarchical agent's System 2, reading the blue link undone, steps back. Marked unseen, the
+    blue cube keeps where it was last seen (``remember``) or comes from the other camera.
+    Different kinds may share a place (a cube on its pad) and are left alone (docs/DECISIONS.md)."""
+    close = torch.hypot(u[:, :, None] - u[:, None, :], v[:, :, None] - v[:, None, :]) < SAME_PLACE_PX
+    other = conf[:, None, :]  # (B, 1, K): identity j, against identity i on dim 1
+    beaten = close & SAME_KIND.to(conf.device) & (other > 0) & (other > conf[:, :, None])
+    return torch.where(beaten.any(-1), conf.clamp(max=-0.01), conf)
+
+
 def decode(heat: torch.Tensor, height: torch.Tensor):
     """Peaks -> presence logit ``(B, K)``, sub-pixel ``u, v (B, K)`` and height ``(B, K)``."""
     b, k, grid, _ = heat.shape
@@ -278,8 +301,9 @@ class ObjectPerception(nn.Module):
         rig = self.rig.cpu().numpy()
         origins, directions, confs, heights = [], [], [], []
         for c, cam in enumerate(self.cameras):
+            conf, u, v, z = decode(*self.nets[cam](images[cam]))
             conf, u, v, z = (
-                t.cpu().numpy().astype(np.float64) for t in decode(*self.nets[cam](images[cam]))
+                t.cpu().numpy().astype(np.float64) for t in (one_per_place(conf, u, v), u, v, z)
             )
             pos, rot = camera_poses(rig[c], proprio)
             origins.append(np.broadcast_to(pos[:, None], u.shape + (3,)))

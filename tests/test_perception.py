@@ -28,6 +28,7 @@ from policies.perception import (
     identity,
     identity_table,
     object_state_from_table,
+    one_per_place,
     project,
     rays,
     slot_identities,
@@ -128,6 +129,23 @@ def test_fuse_triangulates_two_seeing_cameras_and_uses_the_height_for_one():
     table = fuse(o, d, confs, heights)[0]
     assert np.allclose(table[:, 0], -0.5)
     np.testing.assert_allclose(table[:, 1:4], np.broadcast_to(on_height, (NUM_IDENTITIES, 3)), atol=1e-5)
+
+
+def test_one_object_per_place_among_identities_of_one_kind():
+    conf = torch.full((1, NUM_IDENTITIES), -3.0)
+    u = torch.arange(NUM_IDENTITIES, dtype=torch.float32)[None] * 10.0
+    v = torch.zeros(1, NUM_IDENTITIES)
+    blue, purple, red_pad = identity("blue", "cube"), identity("purple", "cube"), identity("red", "pad")
+    conf[0, blue], conf[0, purple], conf[0, red_pad] = 0.5, 2.0, 1.0
+    u[0, blue] = u[0, purple] + 1.0  # the blue cube's peak on the purple cube, 1 px away
+    u[0, red_pad] = u[0, purple]  # a pad under the purple cube: another kind, left alone
+    out = one_per_place(conf, u, v)
+    assert out[0, blue] < 0 and out[0, purple] == 2.0 and out[0, red_pad] == 1.0
+    u[0, blue] = u[0, purple] + 3.0  # apart: both seen
+    assert torch.equal(one_per_place(conf, u, v), conf)
+    conf[0, purple] = -1.0  # a more confident identity that is not seen takes nothing
+    u[0, blue] = u[0, purple]
+    assert torch.equal(one_per_place(conf, u, v), conf)
 
 
 def test_a_table_of_identities_gives_the_same_features_as_the_object_state(scene):
