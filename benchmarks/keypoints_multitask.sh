@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # The pixel agents on perceived objects, multi-task (issue 10): one network per agent across all
-# six tasks. Per task, 1,000 pixel demos (expert noise 0.1, seeds from 100000, language=train;
-# the same demos as benchmarks/keypoints.sh when WORK is shared), then per kind one
-# `bench agents` over all six datasets: default presets except STEPS (8000) updates of stage one
-# (six tasks' frames), evaluated on 50 held-out seeds per task, in distribution, under the
-# oracle System 2 (hierarchical) and on held-out language. The kinds run one after the other;
-# to use both cores, start two copies with KINDS=bc-keypoints and KINDS=hierarchical-keypoints
-# once the data exists (COLLECT=0 skips collection). Each writes WORK/multitask-KIND/, the last
-# to finish merges them into benchmarks/results/keypoints-multitask.json. Resumable.
+# six tasks. Per task, 1,000 pixel demos (expert noise 0.1, reach 0.3, seeds from 100000,
+# language=train; the same demos as benchmarks/keypoints.sh when WORK is shared), then per kind
+# one `bench agents` over all six datasets: default presets except STEPS (8000) updates of stage
+# one (six tasks' frames), evaluated on 50 held-out seeds per task, in distribution, under the
+# oracle System 2 (hierarchical) and on held-out language. The two kinds run side by side, one
+# process per core (PARALLEL=0: one after the other; KINDS=<one kind> for one), each writing
+# WORK/multitask-KIND/ (and its log beside it), then their results merge into
+# benchmarks/results/keypoints-multitask.json. COLLECT=0 skips collection. Resumable: rerun
+# after a kill.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || bash scripts/setup.sh dev
 WORK="${WORK:-runs/bench-keypoints}"
-PY=.venv/bin/python
+PY="${PY:-.venv/bin/python}"
 TASKS="reach push pick-place stack sort chain"
 DATA=()
 for TASK in $TASKS; do
@@ -26,10 +27,25 @@ for TASK in $TASKS; do
   fi
   DATA+=("$DIR")
 done
-for KIND in ${KINDS:-bc-keypoints hierarchical-keypoints}; do
-  $PY -m embodied bench agents --data "${DATA[@]}" --out "$WORK/multitask-$KIND" \
-    --kinds "$KIND" --seeds 0 --steps "${STEPS:-8000}" --episodes "${EPISODES:-50}" --quiet
-done
+bench_kind() {
+  $PY -m embodied bench agents --data "${DATA[@]}" --out "$WORK/multitask-$1" \
+    --kinds "$1" --seeds 0 --steps "${STEPS:-8000}" --episodes "${EPISODES:-50}" --quiet
+}
+read -r -a KIND_LIST <<< "${KINDS:-bc-keypoints hierarchical-keypoints}"
+if [ "${PARALLEL:-1}" = 1 ] && [ "${#KIND_LIST[@]}" -gt 1 ]; then
+  # one process per kind, one core each (about 7 GB of memory each); logs in WORK/
+  PIDS=()
+  mkdir -p "$WORK"
+  for KIND in "${KIND_LIST[@]}"; do
+    bench_kind "$KIND" > "$WORK/multitask-$KIND.log" 2>&1 &
+    PIDS+=("$!")
+  done
+  for i in "${!PIDS[@]}"; do
+    wait "${PIDS[$i]}" || { echo "${KIND_LIST[$i]} failed: see $WORK/multitask-${KIND_LIST[$i]}.log" >&2; exit 1; }
+  done
+else
+  for KIND in "${KIND_LIST[@]}"; do bench_kind "$KIND"; done
+fi
 mkdir -p benchmarks/results
 $PY - "$WORK" <<'PY'
 import json, sys

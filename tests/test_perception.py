@@ -132,9 +132,9 @@ def test_fuse_triangulates_two_seeing_cameras_and_uses_the_height_for_one():
 
 
 def test_one_object_per_place_among_identities_of_one_kind():
-    conf = torch.full((1, NUM_IDENTITIES), -3.0)
-    u = torch.arange(NUM_IDENTITIES, dtype=torch.float32)[None] * 10.0
-    v = torch.zeros(1, NUM_IDENTITIES)
+    conf = np.full((1, NUM_IDENTITIES), -3.0)
+    u = np.arange(NUM_IDENTITIES, dtype=np.float64)[None] * 10.0
+    v = np.zeros((1, NUM_IDENTITIES))
     blue, purple, red_pad = identity("blue", "cube"), identity("purple", "cube"), identity("red", "pad")
     conf[0, blue], conf[0, purple], conf[0, red_pad] = 0.5, 2.0, 1.0
     u[0, blue] = u[0, purple] + 1.0  # the blue cube's peak on the purple cube, 1 px away
@@ -142,10 +142,10 @@ def test_one_object_per_place_among_identities_of_one_kind():
     out = one_per_place(conf, u, v)
     assert out[0, blue] < 0 and out[0, purple] == 2.0 and out[0, red_pad] == 1.0
     u[0, blue] = u[0, purple] + 3.0  # apart: both seen
-    assert torch.equal(one_per_place(conf, u, v), conf)
+    assert np.array_equal(one_per_place(conf, u, v), conf)
     conf[0, purple] = -1.0  # a more confident identity that is not seen takes nothing
     u[0, blue] = u[0, purple]
-    assert torch.equal(one_per_place(conf, u, v), conf)
+    assert np.array_equal(one_per_place(conf, u, v), conf)
 
 
 def test_a_table_of_identities_gives_the_same_features_as_the_object_state(scene):
