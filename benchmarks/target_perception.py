@@ -30,12 +30,7 @@ from sandbox_common.atomic import write_json_atomic
 
 def fuse_seen_only(origins, directions, confs, heights) -> np.ndarray:
     """The fusion before floating objects: only cameras with a positive logit triangulate."""
-    best = confs.argmax(0)[None]
-    o = np.take_along_axis(origins, best[..., None], 0)[0]
-    d = np.take_along_axis(directions, best[..., None], 0)[0]
-    z = np.take_along_axis(heights, best, 0)[0]
-    t = (z - o[..., 2]) / np.where(np.abs(d[..., 2]) < 1e-6, -1e-6, d[..., 2])
-    position = o + t[..., None] * d
+    position = P.on_predicted_height(origins, directions, confs, heights)
     point, ok = P.triangulate(origins, directions, confs > 0)
     position[ok] = point[ok]
     return np.concatenate([confs.max(0)[..., None], position], -1).astype(np.float32)
@@ -88,12 +83,9 @@ def main() -> None:
                 "peak_px": round(float(np.hypot(u[0, i] - tu[0, 0], v[0, i] - tv[0, 0])), 1),
                 "height_error_cm": round(100 * float(z[0, i] - truth[i, 3]), 1),
             }
+        rays = perception.camera_rays(images, proprio)
         for name, fuse in fusions.items():
-            P.fuse = fuse
-            try:
-                table = perception(images, proprio)[0]
-            finally:
-                P.fuse = fusions["agreeing rays (now)"]
+            table = fuse(*rays)[0]
             error = 100 * float(np.linalg.norm(table[i, 1:4] - truth[i, 1:4]))
             errors[name].append(error)
             row[f"error_cm, {name}"] = round(error, 1)
