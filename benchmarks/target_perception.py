@@ -63,7 +63,11 @@ def main() -> None:
     for seed in range(args.seed, args.seed + args.episodes):
         obs, info = env.reset(seed=seed)
         truth = env.unwrapped.objects_by_colour(obs["object_state"]).reshape(-1, 4)
-        named = parse_mentions(info["instruction"])[0]
+        mentions = parse_mentions(info["instruction"])
+        if not mentions:
+            raise SystemExit(f"{args.task}'s instructions name no object (seed {seed}: "
+                             f"{info['instruction']!r}); use a task that names one, e.g. reach")  # fmt: skip
+        named = mentions[0]
         i = P.identity(named.color, named.kind)
         proprio = np.asarray(obs[PROPRIO], dtype=np.float32)[None]
         images = {
