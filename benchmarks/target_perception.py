@@ -76,9 +76,9 @@ def main() -> None:
         }
         row = {"seed": seed, "object": f"{named.color} {named.kind}",
                "height_cm": round(100 * float(truth[i, 3]), 1), "cameras": {}}  # fmt: skip
+        heat, height = perception.heatmaps(images)
         for c, cam in enumerate(perception.cameras):
-            with torch.no_grad():
-                conf, u, v, z = (t.numpy() for t in P.decode(*perception.nets[cam](images[cam])))
+            conf, u, v, z = P.decode(heat[c], height[c])
             pos, rot = P.camera_poses(rig[c], proprio.astype(np.float64))
             tu, tv, _ = P.project(truth[None, i : i + 1, 1:4].astype(np.float64), pos, rot,
                                   rig[c, 13], perception.image_size)  # fmt: skip

@@ -22,8 +22,10 @@ from policies.bc_config import bc_preset
 from policies.perception import (
     FLOATING,
     NUM_IDENTITIES,
+    ObjectPerception,
     camera_poses,
     camera_rig,
+    decode,
     fuse,
     identity,
     identity_table,
@@ -110,32 +112,85 @@ def test_fuse_triangulates_two_seeing_cameras_and_uses_the_height_for_one():
     table = fuse(o, d, confs, heights)[0]
     assert FLOATING.any() and not FLOATING.all() and np.allclose(table[:, 0], 2.0)
     # a floating target is triangulated; what rests on the table takes the seeing ray's height
-    np.testing.assert_allclose(table[FLOATING, 1:4], np.broadcast_to(target, (FLOATING.sum(), 3)), atol=1e-5)
-    np.testing.assert_allclose(table[~FLOATING, 1:4], np.broadcast_to(on_height, ((~FLOATING).sum(), 3)), atol=1e-5)
+    np.testing.assert_allclose(
+        table[FLOATING, 1:4], np.broadcast_to(target, (FLOATING.sum(), 3)), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        table[~FLOATING, 1:4], np.broadcast_to(on_height, ((~FLOATING).sum(), 3)), atol=1e-5
+    )
     normal = np.cross(directions[0], directions[1])
     near = target + 0.03 * normal / np.linalg.norm(normal) - origins[1]  # 3 cm from the first
     d[1] = near / np.linalg.norm(near)  # ray: near enough for a seeing camera, not a doubtful one
     table = fuse(o, d, confs, heights)[0]
-    np.testing.assert_allclose(table[:, 1:4], np.broadcast_to(on_height, (NUM_IDENTITIES, 3)), atol=1e-5)
+    np.testing.assert_allclose(
+        table[:, 1:4], np.broadcast_to(on_height, (NUM_IDENTITIES, 3)), atol=1e-5
+    )
     confs[1] = 1.0
     assert np.linalg.norm(fuse(o, d, confs, heights)[0][:, 1:4] - target, axis=-1).max() < 0.02
     confs[1] = -1.0
     elsewhere = np.array([0.3, 0.2, 0.0]) - origins[1]  # a doubtful ray that misses: the height
     d[1] = elsewhere / np.linalg.norm(elsewhere)
     table = fuse(o, d, confs, heights)[0]
-    np.testing.assert_allclose(table[:, 1:4], np.broadcast_to(on_height, (NUM_IDENTITIES, 3)), atol=1e-5)
+    np.testing.assert_allclose(
+        table[:, 1:4], np.broadcast_to(on_height, (NUM_IDENTITIES, 3)), atol=1e-5
+    )
     confs[:] = -1.0  # no camera sees it: the most confident camera's guess, negative logit kept
     confs[0] = -0.5
     table = fuse(o, d, confs, heights)[0]
     assert np.allclose(table[:, 0], -0.5)
-    np.testing.assert_allclose(table[:, 1:4], np.broadcast_to(on_height, (NUM_IDENTITIES, 3)), atol=1e-5)
+    np.testing.assert_allclose(
+        table[:, 1:4], np.broadcast_to(on_height, (NUM_IDENTITIES, 3)), atol=1e-5
+    )
+
+
+def test_grouped_cameras_give_each_cameras_own_maps_and_follow_training():
+    torch.manual_seed(0)
+    perception = ObjectPerception(CAMERAS, 32, 8).eval()
+    images = {c: torch.randint(0, 256, (3, 32, 32, 3), dtype=torch.uint8) for c in CAMERAS}
+
+    def check():
+        heat, height = perception.heatmaps(images)
+        assert heat.shape == (2, 3, NUM_IDENTITIES, 16, 16) and height.shape == (2, 3, 1, 16, 16)
+        for c, cam in enumerate(CAMERAS):
+            with torch.no_grad():
+                own_heat, own_height = perception.nets[cam](images[cam])
+            np.testing.assert_allclose(heat[c], own_heat.numpy(), atol=1e-5)
+            np.testing.assert_allclose(height[c], own_height.numpy(), atol=1e-5)
+
+    check()
+    optimizer = torch.optim.SGD(perception.parameters(), lr=0.5)
+    loss = sum(sum(o.square().mean() for o in perception.nets[c](images[c])) for c in CAMERAS)
+    loss.backward()
+    optimizer.step()  # the grouped weights are rebuilt from the stepped ones
+    check()
+    perception.load_state_dict(ObjectPerception(CAMERAS, 32, 8).state_dict())  # and after a load
+    check()
+
+
+def test_decode_finds_a_peak_to_a_fraction_of_a_cell():
+    grid = 16
+    ys, xs = np.mgrid[0:grid, 0:grid]
+    heat = np.full((1, NUM_IDENTITIES, grid, grid), -20.0, dtype=np.float32)
+    heat[0, 0] = -((xs - 5.3) ** 2 + (ys - 9.0) ** 2)  # a peak between cells 5 and 6
+    heat[0, 1] = -((xs - 0.0) ** 2 + (ys - 15.0) ** 2)  # on the border: the window is padded
+    height = np.zeros((1, 1, grid, grid), dtype=np.float32)
+    height[0, 0, 9, 5] = 2.0
+    conf, u, v, z = decode(heat, height)
+    assert conf[0, 0] == heat[0, 0].max() and conf[0, 1] == 0.0
+    assert 5.0 < (u[0, 0] / 2 - 0.5) < 6.0 and abs(v[0, 0] / 2 - 0.5 - 9.0) < 1e-6
+    assert u[0, 1] / 2 - 0.5 > -0.5 and v[0, 1] / 2 - 0.5 < 15.5
+    assert z[0, 0] == pytest.approx(0.1)
 
 
 def test_one_object_per_place_among_identities_of_one_kind():
     conf = np.full((1, NUM_IDENTITIES), -3.0)
     u = np.arange(NUM_IDENTITIES, dtype=np.float64)[None] * 10.0
     v = np.zeros((1, NUM_IDENTITIES))
-    blue, purple, red_pad = identity("blue", "cube"), identity("purple", "cube"), identity("red", "pad")
+    blue, purple, red_pad = (
+        identity("blue", "cube"),
+        identity("purple", "cube"),
+        identity("red", "pad"),
+    )
     conf[0, blue], conf[0, purple], conf[0, red_pad] = 0.5, 2.0, 1.0
     u[0, blue] = u[0, purple] + 1.0  # the blue cube's peak on the purple cube, 1 px away
     u[0, red_pad] = u[0, purple]  # a pad under the purple cube: another kind, left alone

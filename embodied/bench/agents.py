@@ -27,6 +27,7 @@ from embodied.evaluation.compare import training_cost
 from embodied.evaluation.harness import evaluate
 from embodied.training.baselines import train_bc
 from embodied.training.layered import AGENT_FILE, train_agent
+from envs.base import IMAGE_PREFIX
 from envs.language import HELDOUT_SPLITS, has_split
 from policies.agents import HIERARCHICAL_KINDS, HierarchicalAgent, obs_batch
 from sandbox_common.atomic import write_json_atomic
@@ -91,7 +92,7 @@ def measure_latency(run: str | Path, repeats: int = 200, task: str = "chain") ->
             times.append((time.perf_counter() - start) * 1e3)
         return float(np.median(times)), float(np.percentile(times, 95))
 
-    system1 = agent.system1
+    system1 = getattr(agent, "system1", agent)  # an end-to-end agent is all System 1
     out: dict[str, float] = {}
     if hasattr(system1.policy, "predict_chunk"):
         batch1 = obs_batch(obs, system1.keys)
@@ -103,6 +104,22 @@ def measure_latency(run: str | Path, repeats: int = 200, task: str = "chain") ->
         out["system1_chunk_ms_median"], out["system1_chunk_ms_p95"] = timed(
             lambda: system1.act(dict(obs))
         )
+        scene = system1.scene
+        images = {
+            c: torch.from_numpy(np.ascontiguousarray(obs[f"{IMAGE_PREFIX}{c}"]))[None]
+            for c in scene.perception.cameras
+        }
+        proprio = np.asarray(obs["proprio"], dtype=np.float32)[None]
+        # the parts: perceiving the frame (its heatmap networks alone), then System 1's network
+        out["perception_ms_median"], _ = timed(lambda: scene.perception(images, proprio))
+        out["perception_networks_ms_median"], _ = timed(lambda: scene.perception.heatmaps(images))
+        network = system1.policy if hasattr(system1, "inputs") else system1.policy.state
+        x = torch.from_numpy(
+            system1.inputs(obs) if hasattr(system1, "inputs") else system1.features(obs)
+        )
+        x = x if x.ndim == 2 else x[None]
+        with torch.no_grad():
+            out["system1_network_ms_median"], _ = timed(lambda: network(x))
     if isinstance(agent, HierarchicalAgent):
         batch = obs_batch(obs, agent.keys)
         agent.index = 0
