@@ -8,11 +8,12 @@ from typing import Any
 import envs
 from embodied.evaluation.harness import AgentFactory
 from embodied.training.layered import AGENT_FILE
-from policies.agents import AgentBundle, check_planner
+from policies.agents import IMAGINING_KINDS, AgentBundle, check_planner
 from policies.bc import BCBundle
 from policies.bundles import load_agent
 from world_models.checkpoint import CheckpointError
 from world_models.trainer import resolve_device
+from world_models.training import load_world_model
 
 
 def agent_file(path: str | Path) -> Path:
@@ -38,11 +39,13 @@ def agent_factory_from_run(
     world_model_check: bool = True,
     device: str = "cpu",
     planner: str = "learned",
+    world_model: str | Path | None = None,
 ) -> tuple[AgentFactory, dict[str, Any]]:
     """The factory the harness calls per episode, and the env settings the agent needs.
 
     ``planner="oracle"`` evaluates a hierarchical agent's System 1 under the env's own subtask
-    sequence. Raises :class:`CheckpointError` when the agent was trained on other tasks or
+    sequence; ``world_model``, a world-model run of the perceived objects, is what a
+    ``hierarchical-keypoints`` System 2 thinks with (``planner="imagined"``: with it alone). Raises :class:`CheckpointError` when the agent was trained on other tasks or
     observations, ``ValueError`` for a planner the agent cannot use.
     """
     bundle = load_bundle(path)
@@ -57,9 +60,26 @@ def agent_factory_from_run(
     finally:
         env.close()
 
+    model = None
+    if world_model is not None:
+        if not isinstance(bundle, BCBundle) or bundle.kind not in IMAGINING_KINDS:
+            raise ValueError(
+                f"--world-model is for {', '.join(IMAGINING_KINDS)} agents; {path} is a "
+                f"{bundle.kind!r} agent (a hierarchical agent carries its own world model)"
+            )
+        model, _ = load_world_model(world_model)
+    elif planner == "imagined":
+        raise ValueError(
+            "planner 'imagined' needs a world model of the perceived objects (--world-model)"
+        )
+
     def make(env, seed: int):
         return bundle.make(
-            seed=seed, world_model_check=world_model_check, task=task, planner=planner
+            seed=seed,
+            world_model_check=world_model_check,
+            task=task,
+            planner=planner,
+            **({"world_model": model} if model is not None else {}),
         )
 
     return make, overrides

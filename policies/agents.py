@@ -252,13 +252,17 @@ class HierarchicalAgent:
         scores = log_probs[candidates].astype(np.float64)
         if self.check is not None and len(candidates) > 1:
             self.calls["imagined"] += 1
-            tokens = self.tokenizer.encode_batch(
-                [self.subtasks[i] for i in candidates],
-                self.system1.policy.config.fusion.max_text_len,
-            )
-            progress = self.check.progress(batch, tokens, self.system1.generator)
-            scores = scores + self.config.wm_weight * progress
+            scores = scores + self.config.wm_weight * self._imagined_progress(batch, candidates)
         return candidates[int(np.argmax(scores))]
+
+    def _imagined_progress(
+        self, batch: dict[str, torch.Tensor], candidates: list[int]
+    ) -> np.ndarray:
+        """``(C,)`` progress the world model imagines for each candidate subtask."""
+        tokens = self.tokenizer.encode_batch(
+            [self.subtasks[i] for i in candidates], self.system1.policy.config.fusion.max_text_len
+        )
+        return self.check.progress(batch, tokens, self.system1.generator)
 
     def _commit(self, subtask: int) -> None:
         self.current = subtask
@@ -305,7 +309,11 @@ class OracleHierarchicalAgent:
 
 HIERARCHICAL_KINDS: tuple[str, ...] = ("hierarchical", "hierarchical-keypoints")
 """Agent kinds with a System 2 (and a System 1 trained on subtask labels)."""
-PLANNERS: tuple[str, ...] = ("learned", "oracle")
+PLANNERS: tuple[str, ...] = ("learned", "oracle", "imagined")
+"""System 2: the agent's own planner, the env's subtask sequence, or imagination alone (a
+world model scores every allowed subtask: ``policies.imagined_progress.ImaginedPlanAgent``)."""
+IMAGINING_KINDS: tuple[str, ...] = ("hierarchical-keypoints",)
+"""Agents whose System 2 can think with a world model given at evaluation (``--world-model``)."""
 """System 2 of a hierarchical agent at evaluation: its own planner, or the env's subtask sequence."""
 
 
@@ -320,6 +328,11 @@ def check_planner(planner: str, kind: str) -> None:
         raise ValueError(
             f"planner 'oracle' replaces the System 2 of a hierarchical agent, whose System 1 "
             f"was trained on subtask labels; this agent is {kind!r}"
+        )
+    if planner == "imagined" and kind not in IMAGINING_KINDS:
+        raise ValueError(
+            f"planner 'imagined' drives the System 1 of {', '.join(IMAGINING_KINDS)} with a world "
+            f"model of the perceived objects; this agent is {kind!r}"
         )
 
 

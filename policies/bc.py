@@ -32,7 +32,7 @@ from envs.task_features import (
     TaskFeatures,
     instruction_vector,
 )
-from policies.agents import AGENTS, HIERARCHICAL_KINDS, check_planner
+from policies.agents import AGENTS, HIERARCHICAL_KINDS, IMAGINING_KINDS, check_planner
 from policies.bc_config import BCPixelsConfig, BCStateConfig
 from policies.chunking import ActionChunkQueue
 from policies.config import POLICIES, POLICY_BUILDERS
@@ -323,10 +323,18 @@ class BCBundle:
         world_model_check: bool = True,
         task: str | None = None,
         planner: str = "learned",
+        world_model: Any = None,
     ):
         """A fresh agent for ``task`` (``bc-state`` reads the task's object layout); a baseline
-        has no System 2, so ``planner`` must stay ``learned``."""
+        has no System 2, so ``planner`` must stay ``learned``. ``world_model``: a world model of
+        the perceived objects that a ``hierarchical-keypoints`` System 2 thinks with (unless
+        ``world_model_check`` is off)."""
         check_planner(planner, self.kind)
+        if world_model is not None and self.kind not in IMAGINING_KINDS:
+            raise ValueError(
+                f"a world model is given to the System 2 of {', '.join(IMAGINING_KINDS)}; "
+                f"this agent is {self.kind!r}"
+            )
         agent = AGENTS.get(self.kind)
         if self.kind == "bc-pixels":
             return agent(self.policy)
@@ -337,6 +345,10 @@ class BCBundle:
         if task not in self.task_kinds:
             raise CheckpointError(f"this agent was trained on {list(self.tasks)}, not {task!r}")
         features = TaskFeatures(self.task_kinds[task])
+        if self.kind in IMAGINING_KINDS:
+            return agent.create(
+                self.policy, features, planner, world_model if world_model_check else None
+            )
         if self.kind in HIERARCHICAL_KINDS:
             return agent.create(self.policy, features, planner)
         return agent(self.policy, features)

@@ -22,6 +22,9 @@ from policies.bc_config import BCKeypointsConfig, BCStateConfig
 from policies.config import POLICY_BUILDERS
 from policies.perception import ObjectPerception, object_state_from_table, slot_identities
 
+PRESENCE_CLIP = 5.0
+"""Presence logits are clipped to +-5 before they are summed over an episode's frames."""
+
 
 def hand_yaw(proprio: np.ndarray) -> float:
     return float(np.arctan2(proprio[3], proprio[4]))
@@ -49,6 +52,7 @@ class PerceivedScene:
 
     def reset(self) -> None:
         self.memory: np.ndarray | None = None
+        self.votes: np.ndarray | None = None
         self.initial: np.ndarray | None = None
         self.initial_yaw = 0.0
         self._last: dict[str, Any] | None = None
@@ -76,10 +80,22 @@ class PerceivedScene:
         with torch.no_grad():
             table = self.perception(images, proprio)[0]
         self.memory = remember(table, self.memory)
+        vote = np.clip(table[:, 0], -PRESENCE_CLIP, PRESENCE_CLIP)
+        self.votes = vote if self.votes is None else self.votes + vote
         if self.initial is None:
             self.initial, self.initial_yaw = self.memory.copy(), hand_yaw(proprio[0])
         self._last = obs
         return self.memory
+
+    def objects_by_colour(self) -> np.ndarray:
+        """``(K * 4,)``: the scene so far in ``objects_by_colour``'s layout, as a world model's
+        slots start from it: present when the mean of the clipped presence logits over the
+        frames so far is positive, and then where last seen (zeros otherwise); see
+        :func:`embodied.training.world_model.perceived_objects`, its offline twin."""
+        if self.memory is None:
+            raise RuntimeError("PerceivedScene.objects_by_colour before the first observe")
+        present = (self.votes > 0).astype(np.float32)[:, None]
+        return np.concatenate([present, self.memory[:, 1:] * present], -1).reshape(-1)
 
 
 def perceived_tables(

@@ -262,7 +262,9 @@ class ScenePlanner:
 class HierarchicalKeypointsAgent(HierarchicalAgent):
     """:class:`~policies.agents.HierarchicalAgent`'s System 2 logic (advance, step back, give up
     after ``patience``) over :class:`ScenePlanner` and :class:`KeypointSystem1`, which share one
-    perceived scene. No world-model check: the latent world model imagines pixels, not tables."""
+    perceived scene. Given a world model of the perceived objects (:meth:`create`), System 2
+    adds each candidate's imagined progress toward the instruction's goal to its planner's
+    scores when it deliberates (:mod:`policies.imagined_progress`)."""
 
     def __init__(
         self,
@@ -286,14 +288,33 @@ class HierarchicalKeypointsAgent(HierarchicalAgent):
         super().__init__(planner, system1, None, SUBTASK_VOCAB, config, None, ())
 
     @classmethod
-    def create(cls, policy: HierarchicalKeypointsPolicy, features: TaskFeatures, planner: str):
-        """The agent with its learned System 2, or its System 1 under the oracle one."""
+    def create(
+        cls,
+        policy: HierarchicalKeypointsPolicy,
+        features: TaskFeatures,
+        planner: str,
+        world_model: Any = None,
+    ):
+        """The agent with its learned System 2 (thinking with ``world_model`` when one is
+        given), its System 1 under the oracle System 2, or under imagination alone
+        (``planner="imagined"``, which needs ``world_model``)."""
         if planner == "oracle":
             scene = PerceivedScene(policy.perception)
             return OracleHierarchicalAgent(
                 KeypointSystem1(policy.heads.system1, scene, features.kinds)
             )
-        return cls(policy, features)
+        agent = cls(policy, features)
+        if world_model is None:
+            if planner == "imagined":
+                raise ValueError("planner 'imagined' needs a world model of the perceived objects")
+            return agent
+        from policies.imagined_progress import ImaginedPlanAgent, ImaginedProgress
+
+        check = ImaginedProgress(world_model, agent.system1, agent.planner)
+        if planner == "imagined":
+            return ImaginedPlanAgent(agent.system1, agent.planner, check)
+        agent.check = check
+        return agent
 
     def _prepare(self, instruction: str) -> None:
         self.planner.reset(instruction)
@@ -302,4 +323,8 @@ class HierarchicalKeypointsAgent(HierarchicalAgent):
     def _assess(self, obs: dict[str, Any], batch: dict) -> PlanView:
         view = self.planner.assess(obs, self.index)
         self._allowed = self.planner.allowed()
+        self._obs = obs  # what a deliberation that follows imagines from
         return view
+
+    def _imagined_progress(self, batch: dict, candidates: list[int]) -> np.ndarray:
+        return self.check.progress(self._obs, [SUBTASK_VOCAB[i] for i in candidates])

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import envs
 from embodied.cli import main
 from embodied.data.collect import collect
 from embodied.training.world_model import (
@@ -88,3 +89,84 @@ def test_cli_world_model_on_a_shipped_agents_perception_trains_and_imagines(tmp_
     errors = printed["object_error_cm_by_step"]
     # after 6 updates the dynamics drift, but one step from where perception put them is close
     assert len(errors) == printed["steps"] and errors[0] < 10.0
+
+
+LAYERED = SHIPPED.parent / "hierarchical-keypoints-pick-place"
+
+
+def test_distance_to_goal_reads_the_instructions_links():
+    from envs.task_features import TaskFeatures
+    from policies.imagined_progress import UNDONE_COST, distance_to_goal
+
+    env = envs.make("pick-place", obs_mode="state")
+    obs, info = env.reset(seed=1)
+    kinds = tuple(o.kind for o in env.objects)
+    features = TaskFeatures(kinds)
+    object_state = obs["object_state"].copy()
+    bound = features.bind(info["instruction"], object_state)
+    link = features.links(bound)[0]
+    cube, pad = features.slices[link.obj][1], features.slices[link.dest][1]
+    hand = object_state[cube : cube + 3] + np.array([0.0, 0.0, 0.1], np.float32)
+    proprio = obs["proprio"].copy()
+    proprio[:3] = hand
+
+    def distance(cube_at, hand_at):
+        s, p = object_state.copy(), proprio.copy()
+        s[cube : cube + 3], p[:3] = cube_at, hand_at
+        x = features.state_features(p[None], s[None], object_state, bound, "instruction")
+        return float(distance_to_goal(x)[0])
+
+    start = object_state[cube : cube + 3]
+    on_pad = object_state[pad : pad + 3].copy()
+    on_pad[2] = start[2]
+    halfway = (start + on_pad) / 2
+    far = distance(start, hand)
+    assert far == pytest.approx(np.linalg.norm(on_pad - start) + UNDONE_COST + 0.1, abs=0.01)
+    assert distance(halfway, halfway + [0, 0, 0.02]) < far - 0.05  # carried toward the pad
+    assert distance(on_pad, on_pad + [0, 0, 0.1]) < 0.01  # placed: nothing left
+    assert distance(start, start + [0, 0, 0.3]) > far  # the hand moved away from the cube
+    env.close()
+
+
+def test_system2_thinks_with_a_world_model_of_the_perceived_objects(tmp_path):
+    """A world model started from the shipped hierarchical agent's perception: its System 2
+    imagines candidates when it deliberates, or chooses by imagination alone; refused for
+    agents and world models that cannot."""
+    from embodied.agents import agent_factory_from_run
+    from embodied.cli.common import PLANNER_CHOICES
+    from embodied.evaluation.harness import evaluate
+    from policies.agents import PLANNERS
+
+    assert PLANNER_CHOICES == PLANNERS  # the CLI's choices, spelled out to keep torch out of it
+
+    data = tmp_path / "data"
+    collect("pick-place", 2, data, seed=5, noise=0.2, progress=False, max_steps=20,
+            terminate_on_success=False)  # fmt: skip
+    run = tmp_path / "wm"
+    argv = ["train", "world-model", "--data", str(data), "--out", str(run), "--preset", "debug"]
+    assert main([*argv, "--perception", str(LAYERED), "--quiet"]) == 0
+    for planner in ("learned", "imagined"):
+        make, overrides = agent_factory_from_run(
+            LAYERED, "pick-place", planner=planner, world_model=run
+        )
+        result = evaluate(make, "pick-place", 1, seed=0, max_steps=24, **overrides)
+        assert result.episodes == 1 and result.latency_ms["system2_mean"] > 0
+    agent = make(None, 0)
+    assert type(agent).__name__ == "ImaginedPlanAgent"
+    rollouts = tmp_path / "rollouts"  # its own episodes, for a world model to learn from
+    argv = ["collect", "--task", "pick-place", "--episodes", "1", "--seed", "3", "--out",
+            str(rollouts), "--agent", str(LAYERED), "--planner", "imagined", "--world-model",
+            str(run), "--set", "max_steps=12", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    assert json.loads((rollouts / "meta.json").read_text())["source"]["planner"] == "imagined"
+    assert len(np.load(rollouts / "episode_000000.npz")["action"]) == 12
+    with pytest.raises(ValueError, match="needs a world model"):
+        agent_factory_from_run(LAYERED, "pick-place", planner="imagined")
+    with pytest.raises(ValueError, match="--world-model is for hierarchical-keypoints"):
+        agent_factory_from_run(SHIPPED, "pick-place", world_model=run)
+    own = tmp_path / "wm-own-slots"
+    assert main(["train", "world-model", "--data", str(data), "--out", str(own), "--preset", "debug",
+                 "--steps", "2", "--quiet"]) == 0  # fmt: skip
+    make, _ = agent_factory_from_run(LAYERED, "pick-place", world_model=own)
+    with pytest.raises(ValueError, match="cannot imagine a keypoint agent's scene"):
+        make(None, 0)

@@ -66,19 +66,23 @@ def _read(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def measure_latency(run: str | Path, repeats: int = 200, task: str = "chain") -> dict[str, float]:
+def measure_latency(
+    run: str | Path, repeats: int = 200, task: str = "chain", world_model: Any = None
+) -> dict[str, float]:
     """Milliseconds, one thread, batch 1, at the run's sizes: System 1 per chunk inference; for a
     hierarchical agent System 2 per monitoring call (planner only) and per deliberation (planner +
     imagining every candidate in the world model). An agent on perceived objects acts every step:
     its System 1 time includes perceiving the frame, its System 2 reads the scene already
-    perceived."""
+    perceived. ``world_model``: a world model of the perceived objects for a
+    ``hierarchical-keypoints`` System 2 to deliberate with."""
     bundle = load_bundle(run)
     overrides = {**bundle.env, "cameras": tuple(bundle.env["cameras"])}
     task = task if task in bundle.tasks else bundle.tasks[0]
     env = envs.make(task, **overrides)
     obs, info = env.reset(seed=0)
     env.close()
-    agent = bundle.make(seed=0, task=task)
+    extra = {"world_model": world_model} if world_model is not None else {}
+    agent = bundle.make(seed=0, task=task, **extra)
     agent.reset(info["instruction"])
     agent.act(obs)  # a hierarchical agent picks its first subtask (System 1's text) here
 

@@ -6,6 +6,10 @@ import argparse
 import json
 from typing import Any
 
+PLANNER_CHOICES: tuple[str, ...] = ("learned", "oracle", "imagined")
+"""``policies.agents.PLANNERS`` spelled out: importing ``policies`` here would load torch for every
+command (a test keeps the two equal)."""
+
 
 class UsageError(Exception):
     """A bad command-line value; the message says what is accepted."""

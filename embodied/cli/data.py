@@ -8,6 +8,7 @@ from functools import partial
 from pathlib import Path
 
 from embodied.cli.common import (
+    PLANNER_CHOICES,
     UsageError,
     add_env_options,
     add_ray_option,
@@ -48,6 +49,12 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 def cmd_collect(args: argparse.Namespace) -> int:
     from embodied.data.collect import collect
 
+    if args.agent is not None:
+        return _collect_agent(args)
+    if args.world_model is not None or args.planner != "learned":
+        raise UsageError(
+            "--world-model and --planner apply to --agent (a trained agent's rollouts)"
+        )
     if args.ray is None:
         run = partial(collect, workers=args.workers)
     else:
@@ -62,6 +69,41 @@ def cmd_collect(args: argparse.Namespace) -> int:
         noise=args.noise,
         progress=not args.quiet,
         **env_overrides(args),
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _collect_agent(args: argparse.Namespace) -> int:
+    """A trained agent's own episodes (the expert's clean action kept as each step's label), for
+    a world model to learn what the agent's actions do, its failures included."""
+    import torch
+
+    from embodied.agents import agent_factory_from_run
+    from embodied.data.collect import collect_rollouts, expert_teacher
+
+    if args.ray is not None or args.workers != 1 or args.noise:
+        raise UsageError("--agent collects in this process: drop --ray, --workers and --noise")
+    if not Path(args.agent).exists():
+        raise UsageError(f"--agent {args.agent!r}: no such run directory")
+    torch.set_num_threads(1)
+    task = check_task(args.task)
+    make, agent_overrides = agent_factory_from_run(
+        args.agent, task, planner=args.planner, world_model=args.world_model
+    )
+    source = {"agent": str(args.agent), "planner": args.planner}
+    if args.world_model is not None:
+        source["world_model"] = str(args.world_model)
+    seeds = list(range(args.seed, args.seed + args.episodes))
+    summary = collect_rollouts(
+        args.out,
+        task,
+        seeds,
+        make,
+        expert_teacher,
+        meta=source,
+        progress=not args.quiet,
+        **{**agent_overrides, **env_overrides(args)},
     )
     print(json.dumps(summary, indent=2))
     return 0
@@ -139,7 +181,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_tasks)
     p = sub.add_parser(
-        "collect", help="collect scripted-expert demos into a dataset directory (resumable)"
+        "collect",
+        help="collect scripted-expert demos (or a trained agent's episodes, --agent) into a "
+        "dataset directory (resumable)",
     )
     p.add_argument("--task", required=True, help="task name (see `tasks`)")
     p.add_argument(
@@ -155,6 +199,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--workers", type=positive, default=1, help="parallel collection processes")
     add_ray_option(p, "collect on a Ray cluster (same files as a local run)")
+    p.add_argument(
+        "--agent",
+        help="a trained agent's run directory: record its own episodes instead of the expert's "
+        "(the expert's clean action is kept as each step's label)",
+    )
+    p.add_argument(
+        "--planner",
+        default="learned",
+        choices=list(PLANNER_CHOICES),
+        help="with --agent: its System 2 (see `eval --planner`)",
+    )
+    p.add_argument("--world-model", help="with --agent: the world model its System 2 thinks with")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_env_options(p)
     p.set_defaults(func=cmd_collect)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from embodied.cli.common import (
+    PLANNER_CHOICES,
     UsageError,
     add_env_options,
     add_ray_option,
@@ -28,6 +29,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UsageError("--video records in this process: drop --video or --ray")
     if args.planner != "learned" and not Path(args.agent).exists():
         raise UsageError("--planner applies to a trained hierarchical agent (a run directory)")
+    if args.world_model is not None and (args.ray is not None or not Path(args.agent).exists()):
+        raise UsageError("--world-model applies to a trained agent evaluated here (no --ray)")
     if args.agent == "expert":
         if args.ray is None and args.num_envs not in (None, 1):
             raise UsageError(
@@ -48,6 +51,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             world_model_check=not args.no_world_model,
             device=args.device,
             planner=args.planner,
+            world_model=args.world_model,
         )
         overrides = {**agent_overrides, **overrides}
         num_envs = args.num_envs or 2
@@ -243,9 +247,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--planner",
         default="learned",
-        choices=["learned", "oracle"],
+        choices=list(PLANNER_CHOICES),
         help="hierarchical agents: System 2 is the agent's own planner (learned) or the env's "
-        "subtask sequence (oracle: how much of the gap is System 1, how much planning)",
+        "subtask sequence (oracle: how much of the gap is System 1, how much planning); "
+        "hierarchical-keypoints also: imagined (System 2 is the --world-model alone, choosing "
+        "every few steps the subtask whose imagined progress is largest)",
+    )
+    p.add_argument(
+        "--world-model",
+        help="hierarchical-keypoints agents: a world-model run of the perceived objects "
+        "(`train world-model --perception RUN`) that System 2 thinks with",
     )
     p.add_argument(
         "--suite",

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from embodied.data.dataset import DatasetError, EpisodeDataset, SequenceLoader
+from policies.bc_keypoints import PRESENCE_CLIP, remember
 from sandbox_common.atomic import write_json_atomic
 from world_models import (
     ObsSpec,
@@ -91,10 +92,6 @@ def load_object_perception(agent: str | Path):
     return perception.eval()
 
 
-PRESENCE_CLIP = 5.0
-"""Presence logits are clipped to +-5 before they are averaged over an episode's frames."""
-
-
 def perceived_objects(perception, obs: dict[str, np.ndarray]) -> np.ndarray:
     """``(T, K * 4)``: an episode's frames as ``objects_by_colour`` as the perception reports them,
     causally, frame by frame. Where: where it was last seen (an agent's memory). Whether it is
@@ -106,8 +103,6 @@ def perceived_objects(perception, obs: dict[str, np.ndarray]) -> np.ndarray:
     held-out pick-place frames (the shipped agent's perception, 1,000 demos) presence was right
     for 84% of identities with that memory and for 99.3% with the vote; the normalised error of
     the table went 0.43 -> 0.017 (docs/DECISIONS.md)."""
-    from policies.bc_keypoints import remember
-
     images = {
         c: torch.from_numpy(np.ascontiguousarray(obs[f"{IMAGE_PREFIX}{c}"]))
         for c in perception.cameras
