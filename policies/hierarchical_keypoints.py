@@ -69,6 +69,15 @@ def bind_text(features: TaskFeatures, text: str, object_state: np.ndarray):
     return [] if text == "none" else features.bind(text, object_state)
 
 
+def text_binding(features: TaskFeatures, text: str, initial: tuple[np.ndarray, float]):
+    """What :func:`text_features` binds ``text`` to, once per episode and text: the object slots'
+    identities, the first ``object_state`` and the bound mentions, from ``initial`` (the
+    episode's first table and hand yaw)."""
+    slots = slot_identities(initial[0], features.kinds, text)
+    first = object_state_from_table(initial[0], features.kinds, slots, initial[1])
+    return slots, first, bind_text(features, text, first)
+
+
 def text_features(
     features: TaskFeatures,
     tables: np.ndarray,
@@ -76,16 +85,17 @@ def text_features(
     text: str,
     verb: np.ndarray,
     initial: tuple[np.ndarray, float],
+    binding: tuple | None = None,
 ) -> np.ndarray:
     """``(T, SYSTEM1_DIM)``: System 1's input at ``T`` steps under one ``text``; ``initial`` is
-    the episode's first table and hand yaw (where the text is bound)."""
+    the episode's first table and hand yaw (where the text is bound; ``binding``: its
+    :func:`text_binding`, when already made)."""
     kinds = features.kinds
-    slots = slot_identities(initial[0], kinds, text)
-    first = object_state_from_table(initial[0], kinds, slots, initial[1])
+    slots, first, bound = binding or text_binding(features, text, initial)
     states = np.stack(
         [object_state_from_table(t, kinds, slots, hand_yaw(p)) for t, p in zip(tables, proprio)]
     )
-    x = features.state_features(proprio, states, first, bind_text(features, text, first))
+    x = features.state_features(proprio, states, first, bound)
     return np.concatenate([x, np.broadcast_to(verb, (len(x), len(verb)))], axis=1)
 
 
@@ -183,6 +193,7 @@ class KeypointSystem1:
         self.scene.reset()
         self.holding: str | None = None
         self.label: str | None = None
+        self._binding: tuple = (None,)  # ((text, first table's id), text_binding)
         self.set_text(text)
 
     def set_text(self, text: str) -> None:
@@ -197,7 +208,28 @@ class KeypointSystem1:
         table = self.scene.observe(obs)
         proprio = np.asarray(obs[PROPRIO], dtype=np.float32)[None]
         initial = (self.scene.initial, self.scene.initial_yaw)
-        return text_features(self.features, table[None], proprio, self._text, self._verb, initial)
+        key = (self._text, id(self.scene.initial))  # bound once per text and episode
+        if self._binding[0] != key:
+            self._binding = (key, text_binding(self.features, self._text, initial))
+        return text_features(
+            self.features, table[None], proprio, self._text, self._verb, initial, self._binding[1]
+        )
+
+    def conditioning(self, label: str) -> tuple[str, np.ndarray, tuple]:
+        """The text, verb code and :func:`text_binding` System 1 would act under were it to
+        pursue ``label`` from now on (what imagination conditions it on)."""
+        text = system1_text(label, next_holding(label, self.holding))
+        initial = (self.scene.initial, self.scene.initial_yaw)
+        return text, verb_code(label), text_binding(self.features, text, initial)
+
+    def inputs_under(
+        self, tables: np.ndarray, proprio: np.ndarray, conditioning: tuple
+    ) -> np.ndarray:
+        """``(T, SYSTEM1_DIM)`` inputs of given tables and proprioception (imagined ones) under
+        a :meth:`conditioning`."""
+        text, verb, binding = conditioning
+        initial = (self.scene.initial, self.scene.initial_yaw)
+        return text_features(self.features, tables, proprio, text, verb, initial, binding)
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         start = time.perf_counter()

@@ -29,7 +29,6 @@ from envs.task_features import LINK_DIM, MAX_LINKS, PROPRIO_USED
 from policies.agents import AGENTS, _elapsed_ms
 from policies.bc import executable
 from policies.bc_keypoints import hand_yaw
-from policies.object_planner import verb_code
 from policies.perception import NUM_IDENTITIES, object_state_from_table
 from world_models.latent import LatentWorldModel
 
@@ -127,8 +126,6 @@ class ImaginedProgress:
 
     @torch.no_grad()
     def progress(self, obs: dict[str, Any], labels: list[str]) -> np.ndarray:
-        from policies.hierarchical_keypoints import next_holding, system1_text, text_features
-
         wm, system1, scene = self.world_model, self.system1, self.system1.scene
         if self.planner.state.initial is None:
             raise RuntimeError("ImaginedProgress.progress before System 2's first assess")
@@ -139,18 +136,15 @@ class ImaginedProgress:
             np.repeat(scene.objects_by_colour()[None], count, 0)
         )
         z = wm.encode(batch)
-        texts = [system1_text(lb, next_holding(lb, system1.holding)) for lb in labels]
-        verbs = [verb_code(lb) for lb in labels]
-        initial = (scene.initial, scene.initial_yaw)
+        conditionings = [system1.conditioning(label) for label in labels]
         tables, proprio = self._imagined(z)
         start = self._goal_distance(tables, proprio)
         best = start.copy()
         for _ in range(self.horizon):
-            x = np.concatenate([
-                text_features(system1.features, tables[c][None], proprio[c][None], texts[c],
-                              verbs[c], initial)
-                for c in range(count)
-            ]).astype(np.float32)  # fmt: skip
+            x = np.concatenate(
+                [system1.inputs_under(tables[c][None], proprio[c][None], conditionings[c])
+                 for c in range(count)]
+            ).astype(np.float32)  # fmt: skip
             actions = np.stack([executable(a) for a in system1.policy(torch.from_numpy(x)).numpy()])
             z = wm.next(z, torch.from_numpy(actions))
             tables, proprio = self._imagined(z)
