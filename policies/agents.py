@@ -136,7 +136,24 @@ class Planner(Protocol):
 
 
 @AGENTS.register("hierarchical")
-class HierarchicalAgent:
+class TwoSystems:
+    """What every agent of a System 2 over a ``system1`` shares: System 1's readout, and both
+    systems' timings for the harness (System 2's in ``self.timings``)."""
+
+    system1: Any
+    timings: list[float]
+
+    def embed(self, obs: dict[str, Any]) -> np.ndarray:
+        """System 1's readout under the current subtask (after ``act`` chose it)."""
+        return self.system1.embed(obs)
+
+    def pop_timings(self) -> dict[str, list[float]]:
+        out = {"system1": self.system1.timings, "system2": self.timings}
+        self.system1.timings, self.timings = [], []
+        return out
+
+
+class HierarchicalAgent(TwoSystems):
     """System 2 decides the subtask every ``decide_every`` steps; System 1 executes it.
 
     Each System 2 call reads the planner's beliefs at plan positions ``i - 1, i, i + 1``. It moves
@@ -201,15 +218,6 @@ class HierarchicalAgent:
         self._on_subtask += 1
         return self.system1.act(obs)
 
-    def embed(self, obs: dict[str, Any]) -> np.ndarray:
-        """System 1's readout under the current subtask (after ``act`` chose it)."""
-        return self.system1.embed(obs)
-
-    def pop_timings(self) -> dict[str, list[float]]:
-        out = {"system1": self.system1.timings, "system2": self.timings}
-        self.system1.timings, self.timings = [], []
-        return out
-
     # ------------------------------------------------------------------ System 2
 
     def _decide(self, obs: dict[str, Any]) -> None:
@@ -241,13 +249,9 @@ class HierarchicalAgent:
     def _deliberate(self, batch: dict[str, torch.Tensor], log_probs: np.ndarray) -> int:
         """The subtask to pursue: the planner's best candidates among those about what the
         instruction names, re-scored in imagination when there is a world model."""
-        order = [
-            int(i)
-            for i in np.argsort(-log_probs)
-            if int(i) not in self._failed and self._allowed[int(i)]
-        ]
-        if not order:  # everything allowed has failed here: retry the planner's best allowed
-            order = [int(i) for i in np.argsort(-log_probs) if self._allowed[int(i)]]
+        allowed = [int(i) for i in np.argsort(-log_probs) if self._allowed[int(i)]]
+        # when everything allowed has failed here, retry the planner's best allowed
+        order = [i for i in allowed if i not in self._failed] or allowed
         candidates = order[: self.config.candidates]
         scores = log_probs[candidates].astype(np.float64)
         if self.check is not None and len(candidates) > 1:
@@ -314,7 +318,6 @@ PLANNERS: tuple[str, ...] = ("learned", "oracle", "imagined")
 world model scores every allowed subtask: ``policies.imagined_progress.ImaginedPlanAgent``)."""
 IMAGINING_KINDS: tuple[str, ...] = ("hierarchical-keypoints",)
 """Agents whose System 2 can think with a world model given at evaluation (``--world-model``)."""
-"""System 2 of a hierarchical agent at evaluation: its own planner, or the env's subtask sequence."""
 
 
 # ---------------------------------------------------------------------- the one checkpoint

@@ -26,7 +26,7 @@ import torch
 from envs.base import PROPRIO
 from envs.language import SUBTASK_VOCAB
 from envs.task_features import LINK_DIM, MAX_LINKS, PROPRIO_USED
-from policies.agents import AGENTS, _elapsed_ms
+from policies.agents import TwoSystems, _elapsed_ms
 from policies.bc import executable
 from policies.bc_keypoints import hand_yaw
 from policies.perception import NUM_IDENTITIES, object_state_from_table
@@ -152,8 +152,7 @@ class ImaginedProgress:
         return (start - best) / PROGRESS_UNIT
 
 
-@AGENTS.register("imagined-plan")
-class ImaginedPlanAgent:
+class ImaginedPlanAgent(TwoSystems):
     """System 2 without a learned planner: every ``replan_every`` steps it imagines System 1
     pursuing every subtask the instruction allows and commits to the one with the most imagined
     progress (:class:`ImaginedProgress`), model-predictive control over System 1's skills.
@@ -193,11 +192,3 @@ class ImaginedPlanAgent:
             self._since = 0
         self._since += 1
         return self.system1.act(obs)
-
-    def embed(self, obs: dict[str, Any]) -> np.ndarray:
-        return self.system1.embed(obs)
-
-    def pop_timings(self) -> dict[str, list[float]]:
-        out = {"system1": self.system1.timings, "system2": self.timings}
-        self.system1.timings, self.timings = [], []
-        return out
