@@ -25,7 +25,7 @@ import torch
 import envs
 from embodied.agents import load_bundle
 from embodied.bench.agents import measure_latency
-from envs.base import IMAGE_PREFIX
+from policies.bc_keypoints import frame_inputs
 from sandbox_common.atomic import write_json_atomic
 
 
@@ -93,9 +93,7 @@ def main() -> None:
     torch.set_num_threads(1)
     result = {"task": args.task, "threads": 1, "runs": {}}
     for run in args.runs:
-        row = {
-            k: v for k, v in measure_latency(run, repeats=args.rounds // 4, task=args.task).items()
-        }
+        row = measure_latency(run, repeats=args.rounds // 4, task=args.task)
         bundle = load_bundle(run)
         overrides = {**bundle.env, "cameras": tuple(bundle.env["cameras"])}
         env = envs.make(args.task, **overrides)
@@ -103,10 +101,7 @@ def main() -> None:
         env.close()
         agent = bundle.make(seed=0, task=args.task)
         perception = getattr(agent, "system1", agent).scene.perception
-        images = {
-            c: torch.from_numpy(np.ascontiguousarray(obs[f"{IMAGE_PREFIX}{c}"]))[None]
-            for c in perception.cameras
-        }
+        images, _ = frame_inputs(perception, obs)
         ab = networks_both_ways(perception, images, args.rounds)
         row["networks_ms_median"] = ab
         row["networks_grouped_speedup"] = ab["one_after_another"] / ab["grouped"]

@@ -21,10 +21,9 @@ import torch
 
 import envs
 from embodied.agents import load_bundle
-from envs.base import IMAGE_PREFIX
 from envs.task_features import parse_mentions
-from policies.bc import PROPRIO
 from policies import perception as P
+from policies.bc_keypoints import frame_inputs
 from sandbox_common.atomic import write_json_atomic
 
 
@@ -69,11 +68,7 @@ def main() -> None:
                              f"{info['instruction']!r}); use a task that names one, e.g. reach")  # fmt: skip
         named = mentions[0]
         i = P.identity(named.color, named.kind)
-        proprio = np.asarray(obs[PROPRIO], dtype=np.float32)[None]
-        images = {
-            c: torch.from_numpy(np.ascontiguousarray(obs[f"{IMAGE_PREFIX}{c}"]))[None]
-            for c in perception.cameras
-        }
+        images, proprio = frame_inputs(perception, obs)
         row = {"seed": seed, "object": f"{named.color} {named.kind}",
                "height_cm": round(100 * float(truth[i, 3]), 1), "cameras": {}}  # fmt: skip
         heat, height = perception.heatmaps(images)

@@ -45,7 +45,8 @@ def agent_factory_from_run(
 
     ``planner="oracle"`` evaluates a hierarchical agent's System 1 under the env's own subtask
     sequence; ``world_model``, a world-model run of the perceived objects, is what a
-    ``hierarchical-keypoints`` System 2 thinks with (``planner="imagined"``: with it alone). Raises :class:`CheckpointError` when the agent was trained on other tasks or
+    ``hierarchical-keypoints`` System 2 thinks with (``planner="imagined"``: with it alone).
+    Raises :class:`CheckpointError` when the agent was trained on other tasks or
     observations, ``ValueError`` for a planner the agent cannot use.
     """
     bundle = load_bundle(path)

@@ -24,6 +24,29 @@ from policies.perception import ObjectPerception, object_state_from_table, slot_
 
 PRESENCE_CLIP = 5.0
 """Presence logits are clipped to +-5 before they are summed over an episode's frames."""
+OBJECTS_BY_COLOUR = "objects_by_colour"
+"""The observation key of every identity's ``[present, x, y, z]`` (``ManipulationEnv``'s)."""
+PERCEIVED_OBJECTS = "perceived_objects"
+"""Where a trained object perception puts each object, in ``objects_by_colour``'s layout."""
+
+
+def frame_inputs(perception: ObjectPerception, obs: dict[str, Any]):
+    """One observation as perception reads it: the cameras' images ``{camera: (1, H, W, 3)}``
+    and the proprioception ``(1, P)``."""
+    images = {
+        c: torch.from_numpy(np.ascontiguousarray(obs[f"{IMAGE_PREFIX}{c}"]))[None]
+        for c in perception.cameras
+    }
+    return images, np.asarray(obs[PROPRIO], dtype=np.float32)[None]
+
+
+def voted_objects(votes: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """``(..., K * 4)`` in ``objects_by_colour``'s layout from summed clipped presence logits
+    ``votes (..., K)`` and tables ``where (..., K, 4)``: an identity is present when its vote is
+    positive, and then where the table puts it (zeros otherwise)."""
+    present = (votes > 0).astype(np.float32)[..., None]
+    out = np.concatenate([present, where[..., 1:] * present], -1)
+    return out.reshape(*out.shape[:-2], -1).astype(np.float32)
 
 
 def hand_yaw(proprio: np.ndarray) -> float:
@@ -72,11 +95,7 @@ class PerceivedScene:
         """The table ``(K, 4)`` of ``obs`` (cached: the same observation is perceived once)."""
         if obs is self._last:
             return self.memory
-        images = {
-            c: torch.from_numpy(np.ascontiguousarray(obs[f"{IMAGE_PREFIX}{c}"]))[None]
-            for c in self.perception.cameras
-        }
-        proprio = np.asarray(obs[PROPRIO], dtype=np.float32)[None]
+        images, proprio = frame_inputs(self.perception, obs)
         with torch.no_grad():
             table = self.perception(images, proprio)[0]
         self.memory = remember(table, self.memory)
@@ -94,8 +113,7 @@ class PerceivedScene:
         :func:`embodied.training.world_model.perceived_objects`, its offline twin."""
         if self.memory is None:
             raise RuntimeError("PerceivedScene.objects_by_colour before the first observe")
-        present = (self.votes > 0).astype(np.float32)[:, None]
-        return np.concatenate([present, self.memory[:, 1:] * present], -1).reshape(-1)
+        return voted_objects(self.votes, self.memory)
 
 
 def perceived_tables(

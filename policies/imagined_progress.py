@@ -23,17 +23,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from envs.base import PROPRIO
+from envs.base import IMAGE_PREFIX, PROPRIO
 from envs.language import SUBTASK_VOCAB
 from envs.task_features import LINK_DIM, MAX_LINKS, PROPRIO_USED
 from policies.agents import TwoSystems, _elapsed_ms
 from policies.bc import executable
-from policies.bc_keypoints import hand_yaw
+from policies.bc_keypoints import OBJECTS_BY_COLOUR, PERCEIVED_OBJECTS, hand_yaw
 from policies.perception import NUM_IDENTITIES, object_state_from_table
 from world_models.latent import LatentWorldModel
 
-PERCEIVED_OBJECTS = "perceived_objects"
-OBJECTS_BY_COLOUR = "objects_by_colour"
 PROGRESS_UNIT = 0.05
 """Metres of imagined progress per unit of score: with the planner's ``wm_weight`` of 2, 5 cm of
 imagined progress weighs as much as a factor e^2 in the planner's probabilities."""
@@ -77,7 +75,7 @@ def check_world_model(world_model: LatentWorldModel, cameras: tuple[str, ...]) -
         problems.append(
             f"its slots are not the {NUM_IDENTITIES} identities of {OBJECTS_BY_COLOUR!r}"
         )
-    extra = [k for k in world_model.image_keys if k.removeprefix("image_") not in cameras]
+    extra = [k for k in world_model.image_keys if k.removeprefix(IMAGE_PREFIX) not in cameras]
     if extra:
         problems.append(f"it reads cameras the agent does not have: {extra}")
     if PROPRIO not in world_model.input_vector_keys:

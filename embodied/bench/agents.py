@@ -27,9 +27,9 @@ from embodied.evaluation.compare import training_cost
 from embodied.evaluation.harness import evaluate
 from embodied.training.baselines import train_bc
 from embodied.training.layered import AGENT_FILE, train_agent
-from envs.base import IMAGE_PREFIX
 from envs.language import HELDOUT_SPLITS, has_split
 from policies.agents import HIERARCHICAL_KINDS, HierarchicalAgent, obs_batch
+from policies.bc_keypoints import frame_inputs
 from sandbox_common.atomic import write_json_atomic
 from sandbox_common.paths import portable_path
 from world_models.checkpoint import load_checkpoint
@@ -108,20 +108,15 @@ def measure_latency(
         out["system1_chunk_ms_median"], out["system1_chunk_ms_p95"] = timed(
             lambda: system1.act(dict(obs))
         )
-        scene = system1.scene
-        images = {
-            c: torch.from_numpy(np.ascontiguousarray(obs[f"{IMAGE_PREFIX}{c}"]))[None]
-            for c in scene.perception.cameras
-        }
-        proprio = np.asarray(obs["proprio"], dtype=np.float32)[None]
+        perception = system1.scene.perception
+        images, proprio = frame_inputs(perception, obs)
         # the parts: perceiving the frame (its heatmap networks alone), then System 1's network
-        out["perception_ms_median"], _ = timed(lambda: scene.perception(images, proprio))
-        out["perception_networks_ms_median"], _ = timed(lambda: scene.perception.heatmaps(images))
-        network = system1.policy if hasattr(system1, "inputs") else system1.policy.state
-        x = torch.from_numpy(
-            system1.inputs(obs) if hasattr(system1, "inputs") else system1.features(obs)
-        )
-        x = x if x.ndim == 2 else x[None]
+        out["perception_ms_median"], _ = timed(lambda: perception(images, proprio))
+        out["perception_networks_ms_median"], _ = timed(lambda: perception.heatmaps(images))
+        if hasattr(system1, "inputs"):  # hierarchical: the subtask's features, a batch of one
+            network, x = system1.policy, torch.from_numpy(system1.inputs(obs))
+        else:  # end-to-end: the instruction's features
+            network, x = system1.policy.state, torch.from_numpy(system1.features(obs))[None]
         with torch.no_grad():
             out["system1_network_ms_median"], _ = timed(lambda: network(x))
     if isinstance(agent, HierarchicalAgent):

@@ -12,7 +12,13 @@ import numpy as np
 import torch
 
 from embodied.data.dataset import DatasetError, EpisodeDataset, SequenceLoader
-from policies.bc_keypoints import PRESENCE_CLIP, remember
+from policies.bc_keypoints import (
+    OBJECTS_BY_COLOUR,
+    PERCEIVED_OBJECTS,
+    PRESENCE_CLIP,
+    remember,
+    voted_objects,
+)
 from sandbox_common.atomic import write_json_atomic
 from world_models import (
     ObsSpec,
@@ -26,9 +32,6 @@ from world_models.trainer import resolve_device
 
 IMAGE_PREFIX = "image_"
 OBJECT_STATE = "object_state"
-OBJECTS_BY_COLOUR = "objects_by_colour"
-PERCEIVED_OBJECTS = "perceived_objects"
-"""Where a trained object perception puts each object, in ``objects_by_colour``'s layout."""
 VALIDATION_EVERY = 10
 """Every 10th episode (0, 10, 20, ...) is held out for validation."""
 EVAL_TRAIN_EPISODES = 60
@@ -115,9 +118,7 @@ def perceived_objects(perception, obs: dict[str, np.ndarray]) -> np.ndarray:
         where.append(memory)
     where = np.stack(where)
     votes = np.cumsum(np.clip(seen[..., 0], -PRESENCE_CLIP, PRESENCE_CLIP), 0)
-    present = (votes > 0).astype(np.float32)[..., None]
-    out = np.concatenate([present, where[..., 1:] * present], -1)
-    return out.reshape(len(out), -1).astype(np.float32)
+    return voted_objects(votes, where)
 
 
 def add_perceived_objects(ds: EpisodeDataset, agent: str | Path) -> None:
