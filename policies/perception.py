@@ -261,25 +261,33 @@ def one_per_place(conf: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 def decode(heat: np.ndarray, height: np.ndarray):
     """Peaks -> presence logit ``(B, K)``, sub-pixel ``u, v (B, K)`` and height ``(B, K)``, from
     ``heat (B, K, G, G)`` and ``height (B, 1, G, G)`` (numpy: a few small arrays, where torch's
-    per-call cost was most of the time at batch 1)."""
+    per-call cost was most of the time at batch 1). The peak's 3x3 window is read from a copy of
+    the maps bordered by a very low logit, so a peak on the border weighs no cell beyond it."""
     b, k, grid, _ = heat.shape
-    logits = heat.reshape(b, k, grid * grid)
-    idx = logits.argmax(-1)
-    conf = np.take_along_axis(logits, idx[..., None], -1)[..., 0]
+    n = b * k
+    maps = heat.reshape(n, grid * grid)
+    idx = maps.argmax(-1)
+    cell = np.arange(n)
+    conf = maps[cell, idx]
     iy, ix = np.divmod(idx, grid)
-    off = np.arange(-1, 2)
-    rows, cols = iy[..., None, None] + off[:, None], ix[..., None, None] + off  # (B, K, 3, 1/3)
-    bi = np.arange(b)[:, None, None, None]
-    ki = np.arange(k)[None, :, None, None]
-    window = heat[bi, ki, rows.clip(0, grid - 1), cols.clip(0, grid - 1)]
-    outside = (rows < 0) | (rows >= grid) | (cols < 0) | (cols >= grid)
-    window = np.where(outside, -1e4, window)  # no cell beyond the border
-    p = np.exp(window - window.max((-2, -1), keepdims=True))
+    bordered = np.full((n, grid + 2, grid + 2), -1e4, dtype=heat.dtype)
+    bordered[:, 1:-1, 1:-1] = heat.reshape(n, grid, grid)
+    window = bordered[
+        cell[:, None, None], iy[:, None, None] + _WINDOW[:, None], ix[:, None, None] + _WINDOW
+    ]
+    p = np.exp(window - conf[:, None, None])  # the peak is the window's maximum
     p /= p.sum((-2, -1), keepdims=True)
-    gx = ix + (p.sum(-2) * off).sum(-1)
-    gy = iy + (p.sum(-1) * off).sum(-1)
-    z = np.take_along_axis(height.reshape(b, grid * grid), idx, 1) * HEIGHT_SCALE
-    return conf, 2 * (gx + 0.5), 2 * (gy + 0.5), z
+    gx = ix + (p.sum(-2) * _OFFSETS).sum(-1)
+    gy = iy + (p.sum(-1) * _OFFSETS).sum(-1)
+    z = height.reshape(b, grid * grid)[np.arange(b)[:, None], idx.reshape(b, k)] * HEIGHT_SCALE
+    shape = (b, k)
+    return conf.reshape(shape), 2 * (gx + 0.5).reshape(shape), 2 * (gy + 0.5).reshape(shape), z
+
+
+_WINDOW = np.arange(3)
+"""Rows (or columns) of a peak's 3x3 window in the bordered maps."""
+_OFFSETS = np.arange(-1, 2)
+"""Their offsets from the peak, in cells."""
 
 
 class ObjectPerception(nn.Module):
@@ -315,11 +323,11 @@ class ObjectPerception(nn.Module):
         camera (the same numbers as one network after another, in about 0.7x the time at batch 1
         on one thread: half the calls; docs/DECISIONS.md)."""
         x = torch.cat([images[c].permute(0, 3, 1, 2) for c in self.cameras], 1)
-        x = x.float() * (1.0 / 255.0)
+        x = x.float().mul_(1.0 / 255.0)
         groups = len(self.cameras)
         *body, (head_weight, head_bias, _) = self._grouped_layers()
         for weight, bias, conv in body:
-            x = F.relu(F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, groups))
+            x = F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, groups).relu_()
         x = F.conv2d(x, head_weight, head_bias, groups=groups)
         maps = x.view(x.shape[0], groups, -1, *x.shape[2:]).transpose(0, 1).cpu().numpy()
         return maps[:, :, :NUM_IDENTITIES], maps[:, :, NUM_IDENTITIES:]
@@ -335,8 +343,10 @@ class ObjectPerception(nn.Module):
                 + [self.nets[c].heat, self.nets[c].height]
                 for c in self.cameras
             ]
-        params = [p for layers in self._camera_layers for m in layers for p in (m.weight, m.bias)]
-        key = tuple((p.data_ptr(), p._version) for p in params)
+            self._layer_params = [
+                p for layers in self._camera_layers for m in layers for p in (m.weight, m.bias)
+            ]
+        key = tuple((p.data_ptr(), p._version) for p in self._layer_params)
         if getattr(self, "_grouped_key", None) != key:
             *convs, heats, heights = zip(*self._camera_layers)  # per layer, every camera's
             grouped = [(torch.cat([m.weight for m in ms]), torch.cat([m.bias for m in ms]), ms[0])
@@ -384,11 +394,14 @@ def fuse(origins, directions, confs, heights) -> np.ndarray:
     (docs/DECISIONS.md)."""
     position = on_predicted_height(origins, directions, confs, heights)
     seen = confs > 0
-    if len(confs) >= 2:
+    ok = np.zeros(seen.shape[1:], dtype=bool)
+    if (seen.sum(0) >= 2).any():  # (each pass is skipped where it could change nothing)
         point, ok = triangulate(origins, directions, seen)
         position[ok] = point[ok]
-        floating = np.broadcast_to(seen.any(0) & FLOATING, seen.shape)
-        point, agree = triangulate(origins, directions, floating, AGREEMENT_GAP)
+    floating = seen.any(0) & FLOATING
+    if len(confs) >= 2 and (floating & ~ok).any():
+        cams = np.broadcast_to(floating, seen.shape)
+        point, agree = triangulate(origins, directions, cams, AGREEMENT_GAP)
         agree &= ~ok
         position[agree] = point[agree]
     out = np.concatenate([confs.max(0)[..., None], position], -1)

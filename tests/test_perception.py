@@ -17,8 +17,8 @@ from embodied.evaluation.harness import evaluate
 from embodied.training import keypoints
 from embodied.training.baselines import load_demos, open_datasets, train_bc
 from envs.task_features import TaskFeatures
-from policies.bc_keypoints import table_features
 from policies.bc_config import bc_preset
+from policies.bc_keypoints import table_features
 from policies.perception import (
     FLOATING,
     NUM_IDENTITIES,
@@ -59,7 +59,7 @@ def scene():
 
 
 def test_each_object_projects_onto_its_own_colour(scene):
-    env, obs, _, rig, table = scene
+    env, obs, _, rig, _table = scene
     colours = {}
     for o in env.objects:
         geom = env.model.body_geomadr[env._body[o.name]]
@@ -85,7 +85,7 @@ def test_rays_pass_through_the_points_they_come_from(scene):
     points = table[None, table[:, 0] > 0, 1:4].astype(np.float64)
     for c in range(len(CAMERAS)):
         pos, rot = camera_poses(rig[c], obs["proprio"][None])
-        u, v, depth = project(points, pos, rot, rig[c, 13], 64)
+        u, v, _depth = project(points, pos, rot, rig[c, 13], 64)
         d = rays(u, v, pos, rot, rig[c, 13], 64)[0]
         to_points = points[0] - pos
         to_points /= np.linalg.norm(to_points, axis=-1, keepdims=True)
@@ -180,6 +180,17 @@ def test_decode_finds_a_peak_to_a_fraction_of_a_cell():
     assert 5.0 < (u[0, 0] / 2 - 0.5) < 6.0 and abs(v[0, 0] / 2 - 0.5 - 9.0) < 1e-6
     assert u[0, 1] / 2 - 0.5 > -0.5 and v[0, 1] / 2 - 0.5 < 15.5
     assert z[0, 0] == pytest.approx(0.1)
+    # a batch decodes each frame as alone: its own maps, its own height map
+    rng = np.random.default_rng(0)
+    other = (
+        rng.normal(size=heat.shape).astype(np.float32),
+        rng.normal(size=height.shape).astype(np.float32),
+    )
+    both = decode(np.concatenate([other[0], heat]), np.concatenate([other[1], height]))
+    for alone, pair in zip(
+        (*decode(*other), conf, u, v, z), (*(a[:1] for a in both), *(a[1:] for a in both))
+    ):
+        np.testing.assert_array_equal(alone, pair)
 
 
 def test_one_object_per_place_among_identities_of_one_kind():
