@@ -22,6 +22,7 @@ import torch
 import envs
 from embodied.agents import load_bundle
 from envs.task_features import GroundedState
+from policies.bundles import env_overrides
 from policies.imagined_progress import PROGRESS_UNIT, distance_to_goal
 from sandbox_common.atomic import write_json_atomic
 from world_models.training import load_world_model
@@ -78,7 +79,7 @@ def main() -> None:
     torch.set_num_threads(1)
     bundle = load_bundle(args.agent)
     wm, _ = load_world_model(args.world_model)
-    overrides = {**bundle.env, "cameras": tuple(bundle.env["cameras"])}
+    overrides = env_overrides(bundle)
     env, twin = envs.make(args.task, **overrides), envs.make(args.task, **overrides)
     rows = []
     for seed in seed_range(args.seeds):

@@ -26,6 +26,7 @@ import envs
 from embodied.agents import load_bundle
 from embodied.bench.agents import measure_latency
 from policies.bc_keypoints import frame_inputs
+from policies.bundles import env_overrides
 from sandbox_common.atomic import write_json_atomic
 
 
@@ -61,7 +62,7 @@ def in_episodes(run: str, task: str, seeds: range) -> dict[str, float]:
     """Median and p95 milliseconds of a whole ``agent.act`` (perception, System 2 where there is
     one, System 1) over every step of ``seeds``' episodes."""
     bundle = load_bundle(run)
-    overrides = {**bundle.env, "cameras": tuple(bundle.env["cameras"])}
+    overrides = env_overrides(bundle)
     env = envs.make(task, **overrides)
     agent = bundle.make(seed=0, task=task)
     times = []
@@ -95,7 +96,7 @@ def main() -> None:
     for run in args.runs:
         row = measure_latency(run, repeats=args.rounds // 4, task=args.task)
         bundle = load_bundle(run)
-        overrides = {**bundle.env, "cameras": tuple(bundle.env["cameras"])}
+        overrides = env_overrides(bundle)
         env = envs.make(args.task, **overrides)
         obs, _ = env.reset(seed=0)
         env.close()

@@ -24,6 +24,7 @@ from embodied.agents import load_bundle
 from envs.task_features import parse_mentions
 from policies import perception as P
 from policies.bc_keypoints import frame_inputs
+from policies.bundles import env_overrides
 from sandbox_common.atomic import write_json_atomic
 
 
@@ -51,9 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     bundle = load_bundle(args.run)
-    overrides = dict(bundle.env)
-    overrides["cameras"] = tuple(overrides["cameras"])
-    env = envs.make(args.task, **overrides)
+    env = envs.make(args.task, **env_overrides(bundle))
     perception = bundle.make(seed=0, task=args.task).scene.perception
     rig = perception.rig.cpu().numpy()
     fusions = {"agreeing rays (now)": P.fuse, "seeing cameras only (before)": fuse_seen_only}

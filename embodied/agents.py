@@ -10,7 +10,7 @@ from embodied.evaluation.harness import AgentFactory
 from embodied.training.layered import AGENT_FILE
 from policies.agents import IMAGINING_KINDS, AgentBundle, check_planner
 from policies.bc import BCBundle
-from policies.bundles import load_agent
+from policies.bundles import env_overrides, load_agent
 from world_models.checkpoint import CheckpointError
 from world_models.trainer import resolve_device
 from world_models.training import load_world_model
@@ -52,9 +52,7 @@ def agent_factory_from_run(
     bundle = load_bundle(path)
     check_planner(planner, bundle.kind)
     bundle = bundle.to(resolve_device(device))
-    overrides = dict(bundle.env)
-    if "cameras" in overrides:
-        overrides["cameras"] = tuple(overrides["cameras"])
+    overrides = env_overrides(bundle)
     env = envs.make(task, **overrides)
     try:
         bundle.check_env(task, env.observation_space)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from policies.agents import AGENTS, KIND, AgentBundle
 from policies.bc import BC_KINDS, BCBundle
@@ -14,7 +15,16 @@ from policies.rl import RL_KINDS, RLBundle
 from world_models.checkpoint import CheckpointError, load_checkpoint
 from world_models.training import load_world_model
 
-__all__ = ["AGENTS", "BC_KINDS", "load_agent"]
+__all__ = ["AGENTS", "BC_KINDS", "env_overrides", "load_agent"]
+
+
+def env_overrides(bundle: AgentBundle | BCBundle | RLBundle) -> dict[str, Any]:
+    """The env settings an agent was trained with (its observation layout), as ``envs.make``
+    takes them: camera names as a tuple (the checkpoint's JSON gave a list)."""
+    overrides = dict(bundle.env)
+    if "cameras" in overrides:
+        overrides["cameras"] = tuple(overrides["cameras"])
+    return overrides
 
 
 def _load_bytes(blob: bytes, loader=None):

@@ -30,6 +30,7 @@ from embodied.training.layered import AGENT_FILE, train_agent
 from envs.language import HELDOUT_SPLITS, has_split
 from policies.agents import HIERARCHICAL_KINDS, HierarchicalAgent, obs_batch
 from policies.bc_keypoints import frame_inputs
+from policies.bundles import env_overrides
 from sandbox_common.atomic import write_json_atomic
 from sandbox_common.paths import portable_path
 from world_models.checkpoint import load_checkpoint
@@ -76,7 +77,7 @@ def measure_latency(
     perceived. ``world_model``: a world model of the perceived objects for a
     ``hierarchical-keypoints`` System 2 to deliberate with."""
     bundle = load_bundle(run)
-    overrides = {**bundle.env, "cameras": tuple(bundle.env["cameras"])}
+    overrides = env_overrides(bundle)
     task = task if task in bundle.tasks else bundle.tasks[0]
     env = envs.make(task, **overrides)
     obs, info = env.reset(seed=0)

@@ -30,6 +30,7 @@ from gymnasium import spaces
 
 from envs.base import ACTION_DIM, ManipulationEnv
 from envs.task_features import STATE_DIM, GroundedState
+from policies.bundles import env_overrides
 from policies.rl import ResidualAgent
 
 RL_REWARDS = ("shaped", "dense", "sparse")
@@ -152,9 +153,7 @@ def env_settings(task: str, bundle, world_model, obs_mode: str | None) -> dict[s
     """The task settings an RL run acts in: the base agent's observation layout (residual), the
     world model's (dream), or state (from scratch); a clear error for a mismatched ``obs_mode``."""
     if bundle is not None:
-        overrides = dict(bundle.env)
-        if "cameras" in overrides:
-            overrides["cameras"] = tuple(overrides["cameras"])
+        overrides = env_overrides(bundle)
         wanted, why = overrides.get("obs_mode", "pixels"), "the base agent reads"
     elif world_model is not None:
         spec = world_model.spec
