@@ -16,6 +16,7 @@ machine; and whole agent steps inside episodes, an env step and its rendering be
 from __future__ import annotations
 
 import argparse
+import platform
 import time
 from pathlib import Path
 
@@ -83,6 +84,14 @@ def in_episodes(run: str, task: str, seeds: range) -> dict[str, float]:
             "agent_step_ms_p95": float(np.percentile(times, 95)), "steps": len(times)}  # fmt: skip
 
 
+def machine() -> dict[str, str]:
+    """The CPU the figures were measured on (they differ 2x between this project's machines)."""
+    names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+             if line.startswith("model name")] if Path("/proc/cpuinfo").exists() else []  # fmt: skip
+    return {"cpu": names[0] if names else platform.processor() or "unknown",
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", nargs="+", required=True, help="keypoint agent runs")
@@ -92,7 +101,7 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    result = {"task": args.task, "threads": 1, "runs": {}}
+    result = {"task": args.task, "threads": 1, "machine": machine(), "runs": {}}
     for run in args.runs:
         row = measure_latency(run, repeats=args.rounds // 4, task=args.task)
         bundle = load_bundle(run)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from envs.language import COLOR_NAMES
 from envs.robot import yaw_rotation
@@ -179,6 +180,19 @@ def object_state_from_table(
 
 
 # ---------------------------------------------------------------------- network
+
+_optimizer_steps = 0
+"""Optimizer steps taken in this process, by any optimizer: a fused one (the trainer's AdamW)
+updates parameters in place without bumping their version counters, so the grouped weights of
+:meth:`ObjectPerception.heatmaps` are rebuilt after any step as well."""
+
+
+def _count_optimizer_step(optimizer, args, kwargs) -> None:
+    global _optimizer_steps
+    _optimizer_steps += 1
+
+
+register_optimizer_step_post_hook(_count_optimizer_step)
 
 
 class HeatmapNet(nn.Module):
@@ -334,9 +348,10 @@ class ObjectPerception(nn.Module):
 
     def _grouped_layers(self) -> list[tuple[torch.Tensor, torch.Tensor, nn.Conv2d | None]]:
         """The cameras' networks as grouped convolutions ``(weight, bias, conv)``, the heads (heat
-        and height) last as one; rebuilt whenever a parameter changes in place or moves (a
-        training step, ``load_state_dict``, ``.to``). A parameter replaced by a new object is not
-        seen: replace the networks instead."""
+        and height) last as one; rebuilt whenever a parameter changes in place or moves
+        (``load_state_dict``, ``.to``, an in-place edit: its version or storage) and after any
+        optimizer step (:data:`_optimizer_steps`: a fused optimizer leaves the versions alone). A
+        parameter replaced by a new object is not seen: replace the networks instead."""
         if getattr(self, "_camera_layers", None) is None:  # per camera: its convs, then its heads
             self._camera_layers = [
                 [m for m in self.nets[c].body if isinstance(m, nn.Conv2d)]
@@ -346,7 +361,7 @@ class ObjectPerception(nn.Module):
             self._layer_params = [
                 p for layers in self._camera_layers for m in layers for p in (m.weight, m.bias)
             ]
-        key = tuple((p.data_ptr(), p._version) for p in self._layer_params)
+        key = (_optimizer_steps, *((p.data_ptr(), p._version) for p in self._layer_params))
         if getattr(self, "_grouped_key", None) != key:
             *convs, heats, heights = zip(*self._camera_layers)  # per layer, every camera's
             grouped = [(torch.cat([m.weight for m in ms]), torch.cat([m.bias for m in ms]), ms[0])
