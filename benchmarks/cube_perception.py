@@ -39,7 +39,7 @@ def cube_perception(run: str, task: str, seeds: range) -> dict[str, float]:
             done = False
             while not done:
                 table = perception(*frame_inputs(perception, obs))[0]
-                truth = env.objects_by_colour(env._object_state()).reshape(-1, 4)
+                truth = env.objects_by_colour(obs["object_state"]).reshape(-1, 4)
                 cubes = [i for i in range(len(truth))
                          if truth[i, 0] > 0 and KINDS[i % len(KINDS)] == "cube"]  # fmt: skip
                 for i in cubes:
