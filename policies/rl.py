@@ -1,7 +1,8 @@
 """Agents trained by reinforcement learning with stable-baselines3, in the one checkpoint format.
 
 * ``rl``: an SB3 policy acting on task-relative privileged state (:class:`GroundedState`
-  features), trained from scratch.
+  features), trained from scratch; or, trained with hindsight experience replay, on the
+  goal-conditioned view of the task (:class:`~envs.goal_view.GoalView`, ``view="goal"``).
 * ``dream``: an SB3 policy trained inside a world model's dream env (latent observations),
   acting in the real env through the world model's encoder.
 * ``residual``: a frozen trained agent of any kind (the *base*) plus a small SB3 policy that
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from envs.goal_view import GoalView
 from envs.task_features import PROPRIO_USED, STATE_DIM, GroundedState
 from policies.agents import AGENTS, check_planner
 from world_models.checkpoint import CheckpointError, save_checkpoint
@@ -31,20 +33,27 @@ from world_models.checkpoint import CheckpointError, save_checkpoint
 KIND = "agent"
 RL_KINDS = ("rl", "residual", "dream")
 ALGOS = ("sac", "td3", "ppo")
+VIEWS = ("state", "goal")
+"""What an ``rl`` agent reads: task-relative state features, or the goal-conditioned view."""
 
 
-def policy_class(algo: str):
-    """The stable-baselines3 policy class an algorithm trains (``MlpPolicy``)."""
+def policy_class(algo: str, view: str = "state"):
+    """The stable-baselines3 policy class an algorithm trains: ``MlpPolicy``, or
+    ``MultiInputPolicy`` on the goal-conditioned view's ``Dict`` observations."""
     if algo not in ALGOS:
         raise ValueError(f"unknown RL algorithm {algo!r}; accepted: {', '.join(ALGOS)}")
+    if view not in VIEWS:
+        raise ValueError(f"unknown RL observation view {view!r}; accepted: {', '.join(VIEWS)}")
     if algo == "sac":
-        from stable_baselines3.sac.policies import SACPolicy
+        from stable_baselines3.sac.policies import MultiInputPolicy, SACPolicy
 
-        return SACPolicy
+        return MultiInputPolicy if view == "goal" else SACPolicy
     if algo == "td3":
-        from stable_baselines3.td3.policies import TD3Policy
+        from stable_baselines3.td3.policies import MultiInputPolicy, TD3Policy
 
-        return TD3Policy
+        return MultiInputPolicy if view == "goal" else TD3Policy
+    if view == "goal":
+        raise ValueError("the goal-conditioned view (HER) is for sac / td3, not ppo")
     from stable_baselines3.common.policies import ActorCriticPolicy
 
     return ActorCriticPolicy
@@ -76,6 +85,17 @@ class StateRLAgent:
     @property
     def subtask(self) -> str:
         return "none"
+
+
+class GoalRLAgent(StateRLAgent):
+    """An SB3 policy (trained with HER) on the goal-conditioned view of the task."""
+
+    def __init__(self, policy, kinds: tuple[str, ...]) -> None:
+        self.policy = policy
+        self.state = GoalView(kinds)
+
+    def observation(self, obs: dict[str, Any]) -> dict[str, np.ndarray]:
+        return self.state(obs)
 
 
 @AGENTS.register("dream")
@@ -178,10 +198,16 @@ class RLBundle:
     world_model_blob: bytes = b""
     scale: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
+    view: str = "state"
+    """An ``rl`` agent's observation: ``state`` features or the ``goal``-conditioned view."""
 
     def __post_init__(self) -> None:
         if self.kind not in RL_KINDS:
             raise ValueError(f"unknown RL agent kind {self.kind!r}; known: {RL_KINDS}")
+        if self.view not in VIEWS:
+            raise ValueError(f"unknown RL observation view {self.view!r}; accepted: {VIEWS}")
+        if self.view == "goal" and self.kind != "rl":
+            raise ValueError(f"only an 'rl' agent reads the goal view, not a {self.kind!r} one")
         if self.kind == "residual" and self.base is None:
             raise ValueError("a residual agent needs its base agent")
         if self.kind == "dream" and self.world_model is None:
@@ -197,7 +223,8 @@ class RLBundle:
         task = task or self.tasks[0]
         if self.kind == "rl":
             check_planner(planner, self.kind)
-            return StateRLAgent(self.policy, self.task_kinds[task])
+            agent = GoalRLAgent if self.view == "goal" else StateRLAgent
+            return agent(self.policy, self.task_kinds[task])
         if self.kind == "dream":
             check_planner(planner, self.kind)
             return DreamAgent(self.world_model, self.policy)
@@ -228,6 +255,7 @@ class RLBundle:
             "world_model": self.world_model_blob,
             "scale": self.scale,
             "info": self.info,
+            "view": self.view,
         }
         return save_checkpoint(path, KIND, payload)
 
@@ -237,7 +265,8 @@ class RLBundle:
     ) -> RLBundle:
         """``base``: the residual's base bundle, ``world_model``: the dream agent's world model,
         both loaded by ``policies.bundles.load_agent`` from the bytes in the record."""
-        policy = policy_class(record["algo"]).load(io.BytesIO(record["policy"]), device="cpu")
+        view = record.get("view", "state")  # written before HER: state
+        policy = policy_class(record["algo"], view).load(io.BytesIO(record["policy"]), device="cpu")
         policy.set_training_mode(False)
         return cls(
             kind=record["agent"],
@@ -252,6 +281,7 @@ class RLBundle:
             world_model_blob=record.get("world_model", b""),
             scale=float(record["scale"]),
             info=record.get("info", {}),
+            view=view,
         )
 
     def check_env(self, task: str, observation_space) -> None:
@@ -275,7 +305,9 @@ __all__ = [
     "ALGOS",
     "RL_KINDS",
     "STATE_DIM",
+    "VIEWS",
     "DreamAgent",
+    "GoalRLAgent",
     "RLBundle",
     "ResidualAgent",
     "StateRLAgent",

@@ -2,6 +2,10 @@
 at equal environment steps, learning curves (success vs env steps and vs wall-clock) and RL
 throughput beside stable-baselines3's SAC on Gymnasium's ``Pusher-v5`` measured in the same run.
 
+The runs per seed are named :data:`VARIANTS`: ``residual`` (over ``base``), ``scratch`` (state,
+the shaped reward), ``scratch-dense`` / ``scratch-sparse`` (the task's own rewards) and ``her``
+(sparse goal reward with hindsight experience replay on the goal-conditioned view).
+
 Each run is an ordinary ``train rl`` run directory under ``OUT/runs``; a killed benchmark
 resumes them. Results: ``OUT/results.json`` and ``OUT/curves.png``.
 """
@@ -10,10 +14,20 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from embodied.training.rl import RLConfig, train_rl
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "residual": {},
+    "scratch": {"reward": "shaped"},
+    "scratch-dense": {"reward": "dense"},
+    "scratch-sparse": {"reward": "sparse"},
+    "her": {"her": True},
+}
+"""The runs ``bench rl`` can make per seed, with what each changes (see the module docstring)."""
 from sandbox_common.atomic import write_json_atomic
 from sandbox_common.paths import portable_path
 
@@ -36,7 +50,7 @@ def pusher_throughput(steps: int = 2_000, seed: int = 0) -> dict[str, float]:
 
 
 def bench_rl(
-    base: str | Path,
+    base: str | Path | None,
     out: str | Path,
     task: str = "pick-place",
     steps: int = 50_000,
@@ -46,12 +60,19 @@ def bench_rl(
     eval_episodes: int = 50,
     pusher_steps: int = 2_000,
     progress: bool = True,
+    variants: tuple[str, ...] = ("residual", "scratch"),
 ) -> dict[str, Any]:
-    """Residual (over ``base``) and from-scratch (state) runs per seed; returns the results."""
+    """The ``variants`` runs (:data:`VARIANTS`) per seed; returns the results."""
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or not variants:
+        raise ValueError(f"unknown RL variants {unknown}; accepted: {', '.join(VARIANTS)}")
+    if "residual" in variants and base is None:
+        raise ValueError("the residual variant needs the imitation agent it corrects: base")
     out = Path(out)
     results: dict[str, Any] = {
         "settings": {
-            "base": portable_path(base),
+            "base": portable_path(base) if base is not None else None,
+            "variants": list(variants),
             "task": task,
             "steps": steps,
             "seeds": list(seeds),
@@ -64,9 +85,14 @@ def bench_rl(
     config = RLConfig(algo=algo, steps=steps, eval_every=eval_every,
                       eval_episodes=eval_episodes, checkpoint_every=eval_every)  # fmt: skip
     for seed in seeds:
-        for name, init in (("residual", base), ("scratch", None)):
+        for name in variants:
             run = out / "runs" / f"{name}-s{seed}"
-            report = train_rl(task, run, config, init=init, seed=seed, progress=progress)
+            her = VARIANTS[name].get("her", False)
+            report = train_rl(
+                task, run, RLConfig(**{**asdict(config), "her": her}), seed=seed,
+                init=base if name == "residual" else None, reward=VARIANTS[name].get("reward"),
+                progress=progress,
+            )  # fmt: skip
             if "stopped_at" in report:
                 report = json.loads((run / "train.json").read_text())
             results["runs"][f"{name}-s{seed}"] = {
@@ -93,7 +119,7 @@ def plot_curves(results: dict[str, Any], path: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
     for name, run in results["runs"].items():
         evals = run["evals"]
-        style = "-" if run["kind"] == "residual" else "--"
+        style = {"residual": "-", "her": "-."}.get(run["kind"], "--")
         ys = [100 * e["success_rate"] for e in evals]
         axes[0].plot([e["env_steps"] for e in evals], ys, style, marker="o", label=name)
         axes[1].plot([e["seconds"] / 60 for e in evals], ys, style, marker="o", label=name)
@@ -103,7 +129,8 @@ def plot_curves(results: dict[str, Any], path: Path) -> Path:
         ax.set_ylim(-2, 102)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"{results['settings']['task']}: residual RL over imitation vs from scratch")
+    names = ", ".join(results["settings"].get("variants", ("residual", "scratch")))
+    fig.suptitle(f"{results['settings']['task']}: RL runs ({names})")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

@@ -194,7 +194,10 @@ def cmd_bench_agents(args: argparse.Namespace) -> int:
 def cmd_bench_rl(args: argparse.Namespace) -> int:
     from embodied.bench.rl import bench_rl, format_summary
 
-    if not Path(args.base).exists():
+    variants = tuple(comma_list(args.variants))
+    if "residual" in variants and args.base is None:
+        raise UsageError("the residual variant needs --base RUN (the imitation agent it corrects)")
+    if args.base is not None and not Path(args.base).exists():
         raise UsageError(
             f"--base {args.base!r} does not exist; give a run written by `train agent`"
         )
@@ -208,6 +211,7 @@ def cmd_bench_rl(args: argparse.Namespace) -> int:
         eval_episodes=args.eval_episodes,
         pusher_steps=args.pusher_steps,
         progress=not args.quiet,
+        variants=variants,
     )
     print(format_summary(results))
     return 0
@@ -386,8 +390,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     b = bench.add_parser(
         "rl", help="residual RL over an imitation agent vs RL from scratch: curves, throughput"
     )
-    b.add_argument("--base", required=True, help="the frozen imitation agent's run directory")
+    b.add_argument("--base", help="the frozen imitation agent's run directory (residual)")
     b.add_argument("--out", required=True, help="directory for runs/, results.json, curves.png")
+    b.add_argument(
+        "--variants",
+        default="residual,scratch",
+        help="runs per seed, comma-separated: residual, scratch (shaped reward), scratch-dense, "
+        "scratch-sparse, her (sparse goal reward, hindsight replay)",
+    )
     b.add_argument("--task", default="pick-place", help="task name (see `tasks`)")
     b.add_argument("--steps", type=positive, default=50_000, help="env steps per run")
     b.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")

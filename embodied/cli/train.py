@@ -117,6 +117,13 @@ def cmd_train_world_model(args: argparse.Namespace) -> int:
 def cmd_train_rl(args: argparse.Namespace) -> int:
     from embodied.training.rl import RLConfig, train_rl
 
+    if args.her and (args.init is not None or args.dream is not None):
+        raise UsageError("--her trains from scratch: drop --init / --dream")
+    if args.her and args.reward is not None:
+        raise UsageError(
+            f"--her pays the goal test (1 when the goal is reached, what HER relabels with); "
+            f"drop --reward {args.reward}"
+        )
     if args.init is not None and not args.residual:
         raise UsageError("--init RUN trains a residual over that agent: add --residual")
     if args.residual and args.init is None:
@@ -144,6 +151,7 @@ def cmd_train_rl(args: argparse.Namespace) -> int:
             eval_episodes=args.eval_episodes,
             checkpoint_every=args.checkpoint_every,
             learning_starts=min(1_000, max(1, args.steps // 10)),
+            her=args.her,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -311,10 +319,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     t.add_argument(
         "--reward",
-        default="shaped",
         choices=["shaped", "dense", "sparse"],
-        help="shaped: success + potential-based shaping by the task's dense progress (the "
-        "task's dense reward pays for hovering; see embodied/training/rl_envs.py)",
+        help="shaped (the default): success + potential-based shaping by the task's dense "
+        "progress (the task's dense reward pays for hovering; see embodied/training/rl_envs.py)",
+    )
+    t.add_argument(
+        "--her",
+        action="store_true",
+        help="sac/td3 from scratch with hindsight experience replay, on the goal-conditioned "
+        "view of a one-goal task (reach, push, pick-place); the reward is the goal test",
     )
     t.add_argument("--steps", type=positive, default=50_000, help="environment steps")
     t.add_argument("--learning-rate", type=float, default=3e-4, help="optimiser step size")

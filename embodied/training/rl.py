@@ -34,6 +34,7 @@ from embodied.agents import agent_file, load_bundle
 from embodied.evaluation.harness import evaluate
 from embodied.training.layered import AGENT_FILE
 from embodied.training.rl_envs import (
+    GoalTaskEnv,
     ResidualEnv,
     TaskStateEnv,
     env_settings,
@@ -50,7 +51,13 @@ EVAL_SEED = 20_000
 """First seed of the periodic evaluations (demos start at 100000, benchmarks at 0 or 10000)."""
 
 
-ADDED_SETTINGS = {"ent_coef": "auto", "use_sde": False, "actor_delay": 0}
+ADDED_SETTINGS = {
+    "ent_coef": "auto",
+    "use_sde": False,
+    "actor_delay": 0,
+    "her": False,
+    "her_goals": 4,
+}
 """``RLConfig`` fields added after runs were written, with what those runs did: a run's
 ``train.json`` without them resumes under a config that sets them so."""
 
@@ -81,6 +88,11 @@ class RLConfig:
     """SAC / TD3: env steps during which only the critic learns (the actor is frozen; a
     residual acts as its base meanwhile), so the actor's first updates follow a critic that
     has seen the base policy's outcomes rather than a random one."""
+    her: bool = False
+    """SAC / TD3 from scratch with hindsight experience replay on the goal-conditioned view of
+    a one-goal task (:class:`~embodied.training.rl_envs.GoalTaskEnv`)."""
+    her_goals: int = 4
+    """HER: relabelled goals per real transition (the ``future`` strategy)."""
     dream_horizon: int = 50
     """RL in a world model: steps per imagined episode (and per real evaluation episode)."""
     dream_starts: int = 64
@@ -101,6 +113,11 @@ class RLConfig:
             problems.append(
                 f"actor_delay must be >= 0 and is for sac / td3, got {self.actor_delay} "
                 f"with {self.algo}"
+            )
+        if self.her and (self.algo == "ppo" or self.her_goals < 1):
+            problems.append(
+                f"her is for sac / td3 with her_goals >= 1, got {self.algo} with "
+                f"{self.her_goals} goals"
             )
         if self.learning_rate <= 0 or not 0 < self.gamma < 1:
             problems.append(
@@ -157,7 +174,20 @@ def _new_model(config: RLConfig, env, seed: int, tensorboard: Path | None, resid
             kwargs["use_sde"] = config.use_sde
     else:
         kwargs |= {"batch_size": min(config.batch_size, 64), "n_steps": 1024}
-    model = _algorithm(config.algo)("MlpPolicy", env, **kwargs)
+    policy = "MlpPolicy"
+    if config.her:
+        from stable_baselines3 import HerReplayBuffer
+
+        policy = "MultiInputPolicy"
+        # HER samples goals from finished episodes: learn after the first one at the latest
+        episode = env.unwrapped.config.max_steps
+        kwargs["learning_starts"] = max(config.learning_starts, episode + 1)
+        kwargs["replay_buffer_class"] = HerReplayBuffer
+        kwargs["replay_buffer_kwargs"] = {
+            "n_sampled_goal": config.her_goals,
+            "goal_selection_strategy": "future",
+        }
+    model = _algorithm(config.algo)(policy, env, **kwargs)
     if residual:  # start as a correction near zero
         with torch.no_grad():
             head = {"sac": lambda p: p.actor.mu, "td3": lambda p: p.actor.mu[-2],
@@ -258,7 +288,7 @@ def train_rl(
     config: RLConfig = RLConfig(),
     init: str | Path | None = None,
     obs_mode: str | None = None,
-    reward: str = "shaped",
+    reward: str | None = None,
     seed: int = 0,
     progress: bool = True,
     tensorboard: bool = True,
@@ -270,8 +300,10 @@ def train_rl(
 ) -> dict[str, Any]:
     """Train (or resume) an RL agent on ``task``; returns ``RUN/train.json``'s content.
 
-    ``reward``: ``shaped`` (success + potential-based shaping by the task's dense progress; see
-    :mod:`embodied.training.rl_envs`), ``dense`` or ``sparse`` (the task's own).
+    ``reward``: ``shaped`` (the default: success + potential-based shaping by the task's dense
+    progress; see :mod:`embodied.training.rl_envs`), ``dense`` or ``sparse`` (the task's own).
+    With ``config.her``: from scratch on the goal-conditioned view, paid by the goal test
+    (``reward`` must be None).
     Without ``init``: from scratch on task-relative state (``obs_mode`` must be ``state``). With
     ``init`` (a trained run): a residual over that frozen agent, on its own observation layout
     (``obs_mode`` defaults to the base's and must match it). With ``dream`` (a world-model run):
@@ -283,6 +315,9 @@ def train_rl(
     out = Path(out)
     if init is not None and dream is not None:
         raise ValueError("choose one: a residual over --init RUN, or RL in the dream of --dream WM")
+    if config.her and (init is not None or dream is not None or reward is not None):
+        raise ValueError("HER trains from scratch and pays the goal test: no init, dream or reward")
+    reward = "goal" if config.her else reward or "shaped"
     bundle = load_bundle(init) if init is not None else None
     base_blob = agent_file(init).read_bytes() if init is not None else b""
     world_model, wm_blob = None, b""
@@ -314,6 +349,10 @@ def train_rl(
         env.close()
         train_env = DreamEnv(world_model, starts, max_steps=config.dream_horizon)
         imagined = DreamEnv(world_model, starts, max_steps=config.dream_horizon)  # evaluation
+    elif config.her:  # Fetch's convention: a reached goal does not end the episode
+        env.close()
+        env = envs.make(task, **overrides, **dr, terminate_on_success=False)
+        train_env = GoalTaskEnv(env)
     else:
         train_env = TaskStateEnv(env, reward=reward, gamma=config.gamma)
     train_env.reset(seed=200_000 + seed)
@@ -371,6 +410,7 @@ def train_rl(
             world_model_blob=wm_blob,
             scale=config.residual_scale,
             info={"algo": config.algo, "seed": seed, "env_steps": int(model.num_timesteps)},
+            view="goal" if config.her else "state",
         )
 
     def evaluation(model) -> None:

@@ -2,6 +2,9 @@
 
 * :class:`TaskStateEnv`: the task with task-relative privileged state as a flat ``Box``
   (the features of :class:`~envs.task_features.GroundedState`), for RL from scratch.
+* :class:`GoalTaskEnv`: the goal-conditioned view of a one-goal task (reach, push,
+  pick-place) as a ``Dict`` of ``observation``, ``achieved_goal`` and ``desired_goal`` with
+  ``compute_reward``, for SAC / TD3 with hindsight experience replay (:mod:`envs.goal_view`).
 * :class:`ResidualEnv`: the task with a frozen base agent inside. The learner's action is the
   residual ``r`` in [-1, 1]^5; the env executes ``clip(a_base + scale * r)``; the observation is
   the residual agent's input (the base's embedding, proprioception, the base's action).
@@ -29,6 +32,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.base import ACTION_DIM, ManipulationEnv
+from envs.goal_view import GOAL_DIM, GoalView
 from envs.task_features import STATE_DIM, GroundedState
 from policies.bundles import env_overrides
 from policies.rl import ResidualAgent
@@ -89,6 +93,55 @@ class TaskStateEnv(gym.Wrapper):
         obs, _, terminated, truncated, info = self.env.step(np.asarray(action, np.float64))
         reward = self.rewards(info)
         return _checked(self.state(obs), "state"), reward, terminated, truncated, info
+
+
+class GoalTaskEnv(gym.Wrapper):
+    """The goal-conditioned view of a one-goal task, for HER (see :mod:`envs.goal_view`).
+
+    The reward is :meth:`compute_reward` of the step's goals (1 when reached), the same function
+    HER relabels with, so a stored and a relabelled transition agree. Make the env with
+    ``terminate_on_success=False`` (as :func:`env_settings` does for HER): a relabelled goal
+    that was reached mid-episode is not an end, and Fetch's episodes do not end either.
+    """
+
+    def __init__(self, env: ManipulationEnv) -> None:
+        super().__init__(env)
+        self.view = GoalView(tuple(o.kind for o in env.unwrapped.objects))
+        self.test: str | None = None  # one per task: HER relabels across episodes
+        obs, info = env.reset(seed=0)
+        self.view.reset(info["instruction"])
+        self.view(obs)
+        dim = GoalView.observation_dim(self.view.test)
+        self.observation_space = spaces.Dict(
+            {"observation": _box(dim), "achieved_goal": _box(GOAL_DIM),
+             "desired_goal": _box(GOAL_DIM)}
+        )  # fmt: skip
+        self.action_space = spaces.Box(-1.0, 1.0, (ACTION_DIM,), dtype=np.float32)
+
+    def _view(self, obs) -> dict[str, np.ndarray]:
+        out = {k: _checked(v, k) for k, v in self.view(obs).items()}
+        if self.test is None:
+            self.test = self.view.test
+        elif self.view.test != self.test:
+            raise ValueError(
+                f"HER relabels goals across episodes, which needs one goal test per task; "
+                f"this task's episodes need both {self.test!r} and {self.view.test!r}"
+            )
+        return out
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        self.view.reset(info["instruction"])
+        return self._view(obs), info
+
+    def step(self, action):
+        obs, _, terminated, truncated, info = self.env.step(np.asarray(action, np.float64))
+        view = self._view(obs)
+        reward = float(self.compute_reward(view["achieved_goal"], view["desired_goal"], info))
+        return view, reward, terminated, truncated, info
+
+    def compute_reward(self, achieved_goal, desired_goal, info) -> np.ndarray:
+        return self.view.compute_reward(achieved_goal, desired_goal, info)
 
 
 class ResidualEnv(gym.Wrapper):
