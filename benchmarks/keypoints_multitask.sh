@@ -2,7 +2,7 @@
 # The pixel agents on perceived objects, multi-task (issue 10): one network per agent across all
 # six tasks. Per task, 1,000 pixel demos (expert noise 0.1, reach 0.3, seeds from 100000,
 # language=train; the same demos as benchmarks/keypoints.sh when WORK is shared), then per kind
-# one `bench agents` over all six datasets: default presets except STEPS (8000) updates of stage
+# one `bench agents` over all six datasets: default presets except STEPS (16000) updates of stage
 # one (six tasks' frames), evaluated on 50 held-out seeds per task, in distribution, under the
 # oracle System 2 (hierarchical) and on held-out language. The two kinds run side by side, one
 # process per core (PARALLEL=0: one after the other; KINDS=<one kind> for one), each writing
@@ -29,7 +29,7 @@ for TASK in $TASKS; do
 done
 bench_kind() {
   $PY -m embodied bench agents --data "${DATA[@]}" --out "$WORK/multitask-$1" \
-    --kinds "$1" --seeds 0 --steps "${STEPS:-8000}" --episodes "${EPISODES:-50}" --quiet
+    --kinds "$1" --seeds 0 --steps "${STEPS:-16000}" --episodes "${EPISODES:-50}" --quiet
 }
 read -r -a KIND_LIST <<< "${KINDS:-bc-keypoints hierarchical-keypoints}"
 if [ "${PARALLEL:-1}" = 1 ] && [ "${#KIND_LIST[@]}" -gt 1 ]; then
