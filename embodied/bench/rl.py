@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from embodied.training.rl import RLConfig, train_rl
+from sandbox_common.atomic import write_json_atomic
+from sandbox_common.paths import portable_path
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "residual": {},
@@ -28,8 +30,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "her": {"her": True},
 }
 """The runs ``bench rl`` can make per seed, with what each changes (see the module docstring)."""
-from sandbox_common.atomic import write_json_atomic
-from sandbox_common.paths import portable_path
 
 
 def pusher_throughput(steps: int = 2_000, seed: int = 0) -> dict[str, float]:

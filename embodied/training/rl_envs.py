@@ -100,8 +100,8 @@ class GoalTaskEnv(gym.Wrapper):
 
     The reward is :meth:`compute_reward` of the step's goals (1 when reached), the same function
     HER relabels with, so a stored and a relabelled transition agree. Make the env with
-    ``terminate_on_success=False`` (as :func:`env_settings` does for HER): a relabelled goal
-    that was reached mid-episode is not an end, and Fetch's episodes do not end either.
+    ``terminate_on_success=False`` (as ``train rl --her`` does): a relabelled goal that was
+    reached mid-episode is not an end, and Fetch's episodes do not end either.
     """
 
     def __init__(self, env: ManipulationEnv) -> None:
