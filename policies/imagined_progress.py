@@ -128,12 +128,9 @@ class ImaginedProgress:
         if self.planner.state.initial is None:
             raise RuntimeError("ImaginedProgress.progress before System 2's first assess")
         count = len(labels)
-        batch = {k: torch.from_numpy(np.repeat(np.asarray(obs[k])[None], count, 0))
-                 for k in (*wm.image_keys, PROPRIO)}  # fmt: skip
-        batch[PERCEIVED_OBJECTS] = torch.from_numpy(
-            np.repeat(scene.objects_by_colour()[None], count, 0)
-        )
-        z = wm.encode(batch)
+        batch = {k: torch.from_numpy(np.asarray(obs[k])[None]) for k in (*wm.image_keys, PROPRIO)}
+        batch[PERCEIVED_OBJECTS] = torch.from_numpy(scene.objects_by_colour()[None])
+        z = wm.encode(batch).expand(count, -1).contiguous()  # every candidate starts here
         conditionings = [system1.conditioning(label) for label in labels]
         tables, proprio = self._imagined(z)
         start = self._goal_distance(tables, proprio)
