@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -370,7 +371,9 @@ def train_rl(
     if (sb3 / "model.zip").exists():
         model = _algorithm(config.algo).load(sb3 / "model.zip", env=train_env, device="cpu")
         if off_policy and (sb3 / "replay_buffer.pkl").exists():
-            model.load_replay_buffer(sb3 / "replay_buffer.pkl")
+            with warnings.catch_warnings():  # HER: the episode in flight ends there, rightly:
+                warnings.filterwarnings("ignore", "The last trajectory")  # the env is rebuilt
+                model.load_replay_buffer(sb3 / "replay_buffer.pkl")
         resumed = True
     else:
         model = _new_model(config, train_env, seed, out / "tensorboard" if tensorboard else None,
