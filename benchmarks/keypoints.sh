@@ -7,7 +7,8 @@
 # language, through `bench agents`. Rows:
 # bc-keypoints (end-to-end: System 1 on the whole instruction) and hierarchical-keypoints
 # (System 2 + System 1 on subtasks). Resumable: rerun after a kill. Settings: TASKS, KINDS, SEEDS
-# (0; "0 1 2" for the three-seed pick-place row), DEMOS (1000), EPISODES (50), WORK
+# (0; "0 1 2" for the three-seed pick-place row), DEMOS (1000), EPISODES (50), STEPS (stage
+# one's updates; default the preset's 4,000), WORK
 # (runs/bench-keypoints); SHIP=1 copies the pick-place seed-0 agents into assets/agents/ (what the
 # demo evaluates). Run nothing else meanwhile (2 cores).
 set -euo pipefail
@@ -26,7 +27,7 @@ for TASK in ${TASKS:-pick-place push stack}; do
   # shellcheck disable=SC2086
   $PY -m embodied bench agents --data "$WORK/data/$NAME" --out "$WORK/$NAME" \
     --kinds ${KINDS:-bc-keypoints hierarchical-keypoints} --seeds ${SEEDS:-0} \
-    --episodes "${EPISODES:-50}" --quiet
+    --episodes "${EPISODES:-50}" ${STEPS:+--steps "$STEPS"} --quiet
   cp "$WORK/$NAME/results.json" "benchmarks/results/keypoints-$TASK.json"
 done
 if [ "${SHIP:-0}" = 1 ]; then
