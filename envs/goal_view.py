@@ -23,14 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from envs.base import PUSH_TOLERANCE, REACH_TOLERANCE
-from envs.scene import CUBE_HALF, PAD_HALF
-from envs.task_features import PROPRIO_USED, GroundedState
+from envs.task_features import GOAL_TESTS, PROPRIO_USED, GroundedState, goal_reached
 
-GOAL_TESTS = ("reach", "on_pad", "pushed_to")
-"""How a goal is judged reached: the hand within ``REACH_TOLERANCE`` of the target; the cube's
-centre inside the pad (5 mm from its edge) and resting; the cube within ``PUSH_TOLERANCE`` of
-the pushed-to point in the plane."""
 GOAL_DIM = 3
 _P = len(PROPRIO_USED)
 # link 0's fields in the state features (envs.task_features.TaskFeatures.state_features)
@@ -39,20 +33,6 @@ _OBJECT = slice(_LINK + 0, _LINK + 12)  # present, kind, position, position - ha
 _POSITION = slice(_LINK + 4, _LINK + 7)
 _DEST = slice(_LINK + 22, _LINK + 25)
 _PUSHED = _LINK + 29
-
-
-def goal_reached(achieved: np.ndarray, desired: np.ndarray, test: str) -> np.ndarray:
-    """``(N,) bool`` (or a scalar bool for single goals): which achieved goals meet their
-    desired ones under ``test`` (one of :data:`GOAL_TESTS`)."""
-    achieved, desired = np.asarray(achieved, np.float64), np.asarray(desired, np.float64)
-    if test == "reach":
-        return np.linalg.norm(achieved - desired, axis=-1) < REACH_TOLERANCE
-    if test == "on_pad":
-        inside = np.all(np.abs(achieved[..., :2] - desired[..., :2]) < PAD_HALF - 0.005, axis=-1)
-        return inside & (achieved[..., 2] < CUBE_HALF + 0.01)
-    if test == "pushed_to":
-        return np.linalg.norm(achieved[..., :2] - desired[..., :2], axis=-1) < PUSH_TOLERANCE
-    raise ValueError(f"unknown goal test {test!r}; accepted: {', '.join(GOAL_TESTS)}")
 
 
 class GoalView:
@@ -73,7 +53,7 @@ class GoalView:
         self.state.reset(instruction)
         self.test = None
 
-    def _bind(self, x: np.ndarray) -> str:
+    def _bind(self) -> str:
         links = self.state.features.links(self.state.bound)
         if len(links) != 1:
             raise ValueError(
@@ -95,7 +75,7 @@ class GoalView:
     def __call__(self, obs: dict[str, Any]) -> dict[str, np.ndarray]:
         x = self.state(obs)
         if self.test is None:
-            self.test = self._bind(x)
+            self.test = self._bind()
         proprio = x[:_P]
         if self.test == "reach":
             observation, achieved, desired = proprio, proprio[:3], x[_POSITION]
@@ -112,6 +92,7 @@ class GoalView:
         """1 where the goal is reached, else 0 (the task's sparse reward), per row."""
         if self.test is None:
             raise RuntimeError("GoalView.compute_reward before the first observation")
+        achieved, desired = np.asarray(achieved), np.asarray(desired)
         return goal_reached(achieved, desired, self.test).astype(np.float32)
 
 

@@ -42,6 +42,26 @@ _WORD = re.compile(r"[a-z]+")
 _CLAUSE = re.compile(r"[,.;:]|\b(?:then|next|after)\b")
 
 
+GOAL_TESTS = ("reach", "on_pad", "pushed_to")
+"""How a one-object goal is judged reached, as the env's subtask tests judge it: the hand within
+``REACH_TOLERANCE`` of the target; the cube's centre inside the pad (5 mm from its edge) and
+resting; the cube within ``PUSH_TOLERANCE`` of the pushed-to point in the plane."""
+
+
+def goal_reached(achieved: np.ndarray, desired: np.ndarray, test: str) -> np.ndarray:
+    """``(N,) bool`` (or a scalar bool for single positions): which achieved positions meet
+    their desired ones under ``test`` (one of :data:`GOAL_TESTS`). Both the links' done bits
+    below and the goal-conditioned view of HER (:mod:`envs.goal_view`) judge with it."""
+    if test == "reach":
+        return np.linalg.norm(achieved - desired, axis=-1) < REACH_TOLERANCE
+    if test == "on_pad":
+        inside = np.all(np.abs(achieved[..., :2] - desired[..., :2]) < PAD_HALF - 0.005, axis=-1)
+        return inside & (achieved[..., 2] < CUBE_HALF + 0.01)
+    if test == "pushed_to":
+        return np.linalg.norm(achieved[..., :2] - desired[..., :2], axis=-1) < PUSH_TOLERANCE
+    raise ValueError(f"unknown goal test {test!r}; accepted: {', '.join(GOAL_TESTS)}")
+
+
 @dataclass(frozen=True)
 class Link:
     """One instruction link: act on scene object ``obj`` towards object ``dest`` or in
@@ -258,8 +278,7 @@ class TaskFeatures:
                         np.abs(pos[:, 2] - dest[:, 2] - 2 * CUBE_HALF) < 0.008
                     )
                 else:
-                    inside = np.all(np.abs(dest[:, :2] - pos[:, :2]) < PAD_HALF - 0.005, axis=1)
-                    done[:, k] = inside & (pos[:, 2] < CUBE_HALF + 0.01)
+                    done[:, k] = goal_reached(pos, dest, "on_pad")
             elif link.direction is not None:
                 start = initial[self.slices[link.obj][1] : self.slices[link.obj][1] + 3]
                 goal = np.array(
@@ -267,10 +286,10 @@ class TaskFeatures:
                 )
                 dest = np.broadcast_to(goal, pos.shape)
                 f[:, 18 + DIRECTION_NAMES.index(link.direction)] = 1.0
-                done[:, k] = np.linalg.norm(dest[:, :2] - pos[:, :2], axis=1) < PUSH_TOLERANCE
+                done[:, k] = goal_reached(pos, dest, "pushed_to")
             else:  # reach
                 dest = pos
-                done[:, k] = np.linalg.norm(hand - pos, axis=1) < REACH_TOLERANCE
+                done[:, k] = goal_reached(hand, pos, "reach")
             f[:, 22:25] = dest
             f[:, 25:28] = dest - pos
             f[:, 28] = done[:, k]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,7 @@ def bench_rl(
             run = out / "runs" / f"{name}-s{seed}"
             her = VARIANTS[name].get("her", False)
             report = train_rl(
-                task, run, RLConfig(**{**asdict(config), "her": her}), seed=seed,
+                task, run, replace(config, her=her), seed=seed,
                 init=base if name == "residual" else None, reward=VARIANTS[name].get("reward"),
                 progress=progress,
             )  # fmt: skip

@@ -339,7 +339,9 @@ def train_rl(
         if randomize
         else {}
     )
-    env = envs.make(task, **overrides, **dr)
+    # HER (Fetch's convention): a reached goal does not end a training episode
+    episode_end = {"terminate_on_success": False} if config.her else {}
+    env = envs.make(task, **overrides, **dr, **episode_end)
     kinds = {task: tuple(o.kind for o in env.unwrapped.objects)}
     if bundle is not None:
         bundle.check_env(task, env.observation_space)
@@ -350,9 +352,7 @@ def train_rl(
         env.close()
         train_env = DreamEnv(world_model, starts, max_steps=config.dream_horizon)
         imagined = DreamEnv(world_model, starts, max_steps=config.dream_horizon)  # evaluation
-    elif config.her:  # Fetch's convention: a reached goal does not end the episode
-        env.close()
-        env = envs.make(task, **overrides, **dr, terminate_on_success=False)
+    elif config.her:
         train_env = GoalTaskEnv(env)
     else:
         train_env = TaskStateEnv(env, reward=reward, gamma=config.gamma)
