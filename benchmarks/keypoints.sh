@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The pixel agents on perceived objects, single task (issue 10): per task (pick-place, push,
 # stack; TASKS=reach for reach), 1,000 pixel demos (expert noise 0.1, reach 0.3, seeds from
-# 100000, language=train), the default presets (4,000 updates of perception + decision
+# 100000, language=train), the default presets (8,000 updates of perception + decision
 # networks, then 2,000 decision updates on perceived tables, one torch thread), evaluated on
 # 50 held-out seeds in distribution, under the oracle System 2 (hierarchical) and on held-out
 # language, through `bench agents`. Rows:
 # bc-keypoints (end-to-end: System 1 on the whole instruction) and hierarchical-keypoints
 # (System 2 + System 1 on subtasks). Resumable: rerun after a kill. Settings: TASKS, KINDS, SEEDS
 # (0; "0 1 2" for the three-seed pick-place row), DEMOS (1000), EPISODES (50), STEPS (stage
-# one's updates; default the preset's 4,000), WORK
+# one's updates; default the preset's 8,000), WORK
 # (runs/bench-keypoints); SHIP=1 copies the pick-place seed-0 agents into assets/agents/ (what the
 # demo evaluates). Run nothing else meanwhile (2 cores).
 set -euo pipefail

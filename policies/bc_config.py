@@ -90,7 +90,7 @@ class BCKeypointsConfig(_Serializable):
     """Updates of the state policy, after perception is trained, on the features perception
     gives on the training frames (the noise it will see when acting); 0: none."""
     train: TrainConfig = TrainConfig(
-        learning_rate=2e-3, batch_size=32, steps=4000, warmup=200, eval_every=500,
+        learning_rate=2e-3, batch_size=32, steps=8000, warmup=200, eval_every=500,
         checkpoint_every=250, shift=0,
     )  # fmt: skip
 
