@@ -10,6 +10,8 @@
   reads what the base computed, not raw pixels: the base's embedding (its last hidden layer, or
   System 1's readout), proprioception and the base's action, so an update costs milliseconds.
   A hierarchical base keeps its System 2 (or the oracle's, which ``observe`` forwards).
+  Its critic may read privileged state as well (``critic_dim`` entries of task-relative state
+  after the actor's input; :mod:`policies.asymmetric`), which acting fills with zeros.
 
 The SB3 policy is stored as the bytes of ``policy.save`` (its constructor arguments and
 weights); the base as the bytes of its own checkpoint, so a residual agent is one file.
@@ -37,9 +39,16 @@ VIEWS = ("state", "goal")
 """What an ``rl`` agent reads: task-relative state features, or the goal-conditioned view."""
 
 
-def policy_class(algo: str, view: str = "state"):
+def policy_class(algo: str, view: str = "state", asymmetric: bool = False):
     """The stable-baselines3 policy class an algorithm trains: ``MlpPolicy``, or
-    ``MultiInputPolicy`` on the goal-conditioned view's ``Dict`` observations."""
+    ``MultiInputPolicy`` on the goal-conditioned view's ``Dict`` observations, or SAC's policy
+    with a critic on privileged state (``asymmetric``)."""
+    if asymmetric:
+        if algo != "sac" or view != "state":
+            raise ValueError(f"an asymmetric critic is for sac on flat views, not {algo} / {view}")
+        from policies.asymmetric import AsymmetricSACPolicy
+
+        return AsymmetricSACPolicy
     if algo not in ALGOS:
         raise ValueError(f"unknown RL algorithm {algo!r}; accepted: {', '.join(ALGOS)}")
     if view not in VIEWS:
@@ -136,10 +145,12 @@ class ResidualAgent:
     action; ``act`` calls them around the trained policy's.
     """
 
-    def __init__(self, base, policy, scale: float) -> None:
+    def __init__(self, base, policy, scale: float, critic_dim: int = 0) -> None:
         self.base = base
         self.policy = policy
         self.scale = float(scale)
+        self.critic_dim = critic_dim
+        """Privileged entries the critic read after the actor's input (zeros when acting)."""
         self._base_action: np.ndarray | None = None
 
     def reset(self, instruction: str) -> None:
@@ -161,6 +172,13 @@ class ResidualAgent:
         embedding = np.asarray(self.base.embed(obs), dtype=np.float32)
         return np.concatenate([embedding, proprio, self._base_action]).astype(np.float32)
 
+    @property
+    def base_action(self) -> np.ndarray:
+        """The base agent's action for the last prepared observation."""
+        if self._base_action is None:
+            raise RuntimeError("call prepare(obs) before reading base_action")
+        return self._base_action
+
     def combine(self, residual: np.ndarray) -> np.ndarray:
         if self._base_action is None:
             raise RuntimeError("call prepare(obs) before combine()")
@@ -169,6 +187,8 @@ class ResidualAgent:
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         x = self.prepare(obs)
+        if self.critic_dim:
+            x = np.concatenate([x, np.zeros(self.critic_dim, np.float32)])
         return self.combine(predict(self.policy, x))
 
     @property
@@ -200,6 +220,8 @@ class RLBundle:
     info: dict[str, Any] = field(default_factory=dict)
     view: str = "state"
     """An ``rl`` agent's observation: ``state`` features or the ``goal``-conditioned view."""
+    critic_dim: int = 0
+    """A residual's privileged entries that only its critic read (0: a symmetric critic)."""
 
     def __post_init__(self) -> None:
         if self.kind not in RL_KINDS:
@@ -208,6 +230,8 @@ class RLBundle:
             raise ValueError(f"unknown RL observation view {self.view!r}; accepted: {VIEWS}")
         if self.view == "goal" and self.kind != "rl":
             raise ValueError(f"only an 'rl' agent reads the goal view, not a {self.kind!r} one")
+        if self.critic_dim and self.kind != "residual":
+            raise ValueError(f"only a residual agent has an asymmetric critic, not {self.kind!r}")
         if self.kind == "residual" and self.base is None:
             raise ValueError("a residual agent needs its base agent")
         if self.kind == "dream" and self.world_model is None:
@@ -231,7 +255,7 @@ class RLBundle:
         base = self.base.make(
             seed=seed, world_model_check=world_model_check, task=task, planner=planner
         )
-        return ResidualAgent(base, self.policy, self.scale)
+        return ResidualAgent(base, self.policy, self.scale, self.critic_dim)
 
     def to(self, device: str | torch.device) -> RLBundle:
         """The SB3 policy stays on the CPU (batch-1 MLPs); the base moves to ``device``."""
@@ -256,6 +280,7 @@ class RLBundle:
             "scale": self.scale,
             "info": self.info,
             "view": self.view,
+            "critic_dim": self.critic_dim,
         }
         return save_checkpoint(path, KIND, payload)
 
@@ -266,7 +291,10 @@ class RLBundle:
         """``base``: the residual's base bundle, ``world_model``: the dream agent's world model,
         both loaded by ``policies.bundles.load_agent`` from the bytes in the record."""
         view = record.get("view", "state")  # written before HER: state
-        policy = policy_class(record["algo"], view).load(io.BytesIO(record["policy"]), device="cpu")
+        critic_dim = int(record.get("critic_dim", 0))  # written before asymmetric critics: 0
+        policy = policy_class(record["algo"], view, asymmetric=critic_dim > 0).load(
+            io.BytesIO(record["policy"]), device="cpu"
+        )
         policy.set_training_mode(False)
         return cls(
             kind=record["agent"],
@@ -282,6 +310,7 @@ class RLBundle:
             scale=float(record["scale"]),
             info=record.get("info", {}),
             view=view,
+            critic_dim=critic_dim,
         )
 
     def check_env(self, task: str, observation_space) -> None:

@@ -259,3 +259,59 @@ def test_rl_in_the_dream_env_evaluates_in_the_simulator_with_the_return_gap(tmp_
     _same_actions(run, "reach")
     with pytest.raises(ValueError, match="choose one"):
         train_rl("reach", tmp_path / "x", config, dream=wm, init=run, progress=False)
+
+
+def test_an_asymmetric_critic_reads_privileged_state_the_actor_never_sees(base_run, tmp_path):
+    from envs.task_features import STATE_DIM
+
+    run = tmp_path / "asym"
+    config = RLConfig(**{**TINY, "privileged_critic": True})
+    train_rl("pick-place", run, config, init=base_run, progress=False, tensorboard=False,
+             stop_after=60)  # fmt: skip
+    report = train_rl("pick-place", run, config, init=base_run, progress=False, tensorboard=False)
+    assert report["resumed"] and report["env_steps"] == 120
+    bundle = load_bundle(run)
+    policy = bundle.policy
+    assert bundle.critic_dim == STATE_DIM == policy.observation_space.shape[0] - policy.actor_dim
+    x = torch.randn(4, policy.observation_space.shape[0])
+    y = x.clone()
+    y[:, policy.actor_dim :] += 1.0  # another privileged state
+    assert torch.equal(policy.actor(x, deterministic=True), policy.actor(y, deterministic=True))
+    action = torch.zeros(4, 5)
+    assert not torch.equal(policy.critic(x, action)[0], policy.critic(y, action)[0])
+    _same_actions(run, "pick-place")  # acting needs no privileged state
+    with pytest.raises(ValueError, match="privileged_critic is for sac"):
+        RLConfig(algo="td3", privileged_critic=True)
+    with pytest.raises(ValueError, match="a privileged critic is for a residual"):
+        train_rl("reach", tmp_path / "x", config, progress=False)
+
+
+def test_expert_guided_episodes_seed_the_residual_buffer_with_real_transitions(base_run, tmp_path):
+    from embodied.training.rl_demos import expert_residual
+    from envs.experts import ScriptedExpert
+
+    env = ResidualEnv(envs.make("pick-place", image_size=32), load_bundle(base_run), "pick-place",
+                      scale=0.3, seed=5)  # fmt: skip
+    env.reset(seed=3)
+    clean, _ = ScriptedExpert(env.unwrapped).label()
+    residual = expert_residual(env)
+    executed = env.agent.combine(residual)
+    close = np.abs(clean - env.agent.base_action) <= 0.3  # within the bound: the expert's action
+    assert np.allclose(executed[close], clean[close], atol=1e-6)
+    assert np.all(np.abs(residual) <= 1) and np.all(np.abs(residual[~close]) == 1)
+    env.close()
+
+    run = tmp_path / "demos"
+    config = RLConfig(
+        **{**TINY, "demo_episodes": 2, "learning_starts": 200}
+    )  # store, learn nothing
+    report = train_rl("pick-place", run, config, init=base_run, progress=False, tensorboard=False)
+    demos = report["demos"]
+    assert demos["episodes"] == 2 and demos["transitions"] > 2
+    from stable_baselines3 import SAC
+
+    model = SAC.load(run / "sb3" / "model.zip", device="cpu")
+    model.load_replay_buffer(run / "sb3" / "replay_buffer.pkl")
+    assert model.replay_buffer.size() == demos["transitions"] + 120
+    with pytest.raises(ValueError, match="demo_episodes must be >= 0 and is for sac / td3"):
+        RLConfig(algo="ppo", demo_episodes=3)

@@ -124,6 +124,10 @@ def cmd_train_rl(args: argparse.Namespace) -> int:
             f"--her pays the goal test (1 when the goal is reached, what HER relabels with); "
             f"drop --reward {args.reward}"
         )
+    if (args.privileged_critic or args.demo_episodes) and not args.residual:
+        raise UsageError(
+            "--privileged-critic and --demo-episodes are for a residual: --init RUN --residual"
+        )
     if args.init is not None and not args.residual:
         raise UsageError("--init RUN trains a residual over that agent: add --residual")
     if args.residual and args.init is None:
@@ -152,6 +156,8 @@ def cmd_train_rl(args: argparse.Namespace) -> int:
             checkpoint_every=args.checkpoint_every,
             learning_starts=min(1_000, max(1, args.steps // 10)),
             her=args.her,
+            privileged_critic=args.privileged_critic,
+            demo_episodes=args.demo_episodes,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -328,6 +334,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="sac/td3 from scratch with hindsight experience replay, on the goal-conditioned "
         "view of a one-goal task (reach, push, pick-place); the reward is the goal test",
+    )
+    t.add_argument(
+        "--privileged-critic",
+        action="store_true",
+        help="sac residuals: an asymmetric critic that also reads the simulator's task-relative "
+        "state; the actor (what the agent deploys) never does",
+    )
+    t.add_argument(
+        "--demo-episodes",
+        type=int,
+        default=0,
+        help="sac/td3 residuals: episodes steered toward the scripted expert, stored in the "
+        "replay buffer before learning (default 0)",
     )
     t.add_argument("--steps", type=positive, default=50_000, help="environment steps")
     t.add_argument("--learning-rate", type=float, default=3e-4, help="optimiser step size")

@@ -28,12 +28,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 import envs
 from embodied.agents import agent_file, load_bundle
 from embodied.evaluation.harness import evaluate
 from embodied.training.layered import AGENT_FILE
+from embodied.training.rl_callbacks import callbacks
+from embodied.training.rl_demos import seed_replay_buffer
 from embodied.training.rl_envs import (
     GoalTaskEnv,
     ResidualEnv,
@@ -58,6 +59,8 @@ ADDED_SETTINGS = {
     "actor_delay": 0,
     "her": False,
     "her_goals": 4,
+    "privileged_critic": False,
+    "demo_episodes": 0,
 }
 """``RLConfig`` fields added after runs were written, with what those runs did: a run's
 ``train.json`` without them resumes under a config that sets them so."""
@@ -94,6 +97,12 @@ class RLConfig:
     a one-goal task (:class:`~embodied.training.rl_envs.GoalTaskEnv`)."""
     her_goals: int = 4
     """HER: relabelled goals per real transition (the ``future`` strategy)."""
+    privileged_critic: bool = False
+    """SAC residuals: an asymmetric critic that also reads task-relative privileged state (the
+    simulator's), which the actor never sees (:mod:`policies.asymmetric`)."""
+    demo_episodes: int = 0
+    """SAC / TD3 residuals: episodes steered toward the scripted expert, stored in the replay
+    buffer before learning (:mod:`embodied.training.rl_demos`)."""
     dream_horizon: int = 50
     """RL in a world model: steps per imagined episode (and per real evaluation episode)."""
     dream_starts: int = 64
@@ -115,6 +124,13 @@ class RLConfig:
                 f"actor_delay must be >= 0 and is for sac / td3, got {self.actor_delay} "
                 f"with {self.algo}"
             )
+        if self.demo_episodes < 0 or (self.demo_episodes and self.algo == "ppo"):
+            problems.append(
+                f"demo_episodes must be >= 0 and is for sac / td3, got {self.demo_episodes} "
+                f"with {self.algo}"
+            )
+        if self.privileged_critic and self.algo != "sac":
+            problems.append(f"privileged_critic is for sac, got {self.algo}")
         if self.her and (self.algo == "ppo" or self.her_goals < 1):
             problems.append(
                 f"her is for sac / td3 with her_goals >= 1, got {self.algo} with "
@@ -188,6 +204,11 @@ def _new_model(config: RLConfig, env, seed: int, tensorboard: Path | None, resid
             "n_sampled_goal": config.her_goals,
             "goal_selection_strategy": "future",
         }
+    if config.privileged_critic:
+        from policies.asymmetric import AsymmetricSACPolicy
+
+        policy = AsymmetricSACPolicy
+        kwargs["policy_kwargs"]["actor_dim"] = env.actor_dim
     model = _algorithm(config.algo)(policy, env, **kwargs)
     if residual:  # start as a correction near zero
         with torch.no_grad():
@@ -200,63 +221,6 @@ def _new_model(config: RLConfig, env, seed: int, tensorboard: Path | None, resid
             if config.algo == "td3":
                 model.policy.actor_target.load_state_dict(model.policy.actor.state_dict())
     return model
-
-
-def _callbacks():
-    """SB3 callbacks, built here so the module imports without SB3 at import time."""
-    from stable_baselines3.common.callbacks import BaseCallback
-
-    class Progress(BaseCallback):
-        def __init__(self, total: int, enabled: bool) -> None:
-            super().__init__()
-            self.bar = tqdm(total=total, desc="train rl", disable=not enabled, mininterval=1.0)
-
-        def _on_step(self) -> bool:
-            self.bar.update(self.num_timesteps - self.bar.n)  # tqdm rate-limits the redraws
-            return True
-
-        def _on_training_end(self) -> None:
-            self.bar.close()
-
-    class Periodic(BaseCallback):
-        """Every ``every`` env steps, call ``fn(model)`` (evaluation, checkpoint, NaN guard)."""
-
-        def __init__(self, every: int, fn) -> None:
-            super().__init__()
-            self.every, self.fn = every, fn
-            self.last = None
-
-        def _on_step(self) -> bool:
-            if self.last is None:
-                self.last = self.num_timesteps // self.every
-            if self.num_timesteps // self.every > self.last:
-                self.last = self.num_timesteps // self.every
-                self.fn(self.model)
-            return True
-
-    class ActorDelay(BaseCallback):
-        """Freeze the actor until env step ``until``: its loss still backpropagates (into the
-        critic's gradients, which the critic's optimiser zeroes first), its step changes
-        nothing."""
-
-        def __init__(self, until: int) -> None:
-            super().__init__()
-            self.until = until
-
-        def _freeze(self, frozen: bool) -> None:
-            self.frozen = frozen
-            for p in self.model.actor.parameters():
-                p.requires_grad_(not frozen)
-
-        def _on_training_start(self) -> None:
-            self._freeze(self.num_timesteps < self.until)
-
-        def _on_step(self) -> bool:
-            if self.frozen and self.num_timesteps >= self.until:
-                self._freeze(False)
-            return True
-
-    return Progress, Periodic, ActorDelay
 
 
 def check_finite(model) -> None:
@@ -316,6 +280,11 @@ def train_rl(
     out = Path(out)
     if init is not None and dream is not None:
         raise ValueError("choose one: a residual over --init RUN, or RL in the dream of --dream WM")
+    if config.privileged_critic and init is None:
+        raise ValueError("a privileged critic is for a residual over --init RUN (from scratch, "
+                         "the actor reads privileged state already)")  # fmt: skip
+    if config.demo_episodes and init is None:
+        raise ValueError("expert-guided episodes in the buffer are for a residual over --init RUN")
     if config.her and (init is not None or dream is not None or reward is not None):
         raise ValueError("HER trains from scratch and pays the goal test: no init, dream or reward")
     reward = "goal" if config.her else reward or "shaped"
@@ -346,7 +315,8 @@ def train_rl(
     if bundle is not None:
         bundle.check_env(task, env.observation_space)
         train_env = ResidualEnv(env, bundle, task, config.residual_scale, seed=200_000 + seed,
-                                reward=reward, gamma=config.gamma)  # fmt: skip
+                                reward=reward, gamma=config.gamma,
+                                privileged=config.privileged_critic)  # fmt: skip
     elif world_model is not None:
         starts = start_observations(env, world_model, config.dream_starts, 300_000 + seed)
         env.close()
@@ -379,6 +349,8 @@ def train_rl(
         model = _new_model(config, train_env, seed, out / "tensorboard" if tensorboard else None,
                            residual=bundle is not None)  # fmt: skip
         resumed = False
+        if config.demo_episodes:  # kept in the buffer's pickle: a resumed run has them
+            report["demos"] = seed_replay_buffer(model, train_env, config.demo_episodes, seed)
     if not tensorboard:  # else SB3 makes a /tmp/SB3-<time> folder per learn() for its logs
         from stable_baselines3.common.logger import Logger
 
@@ -397,6 +369,7 @@ def train_rl(
             "train_seconds_at_checkpoint", report.get("train_seconds", 0.0)
         ),
         "resumed": resumed,
+        **({"demos": report["demos"]} if "demos" in report else {}),
     }
 
     def agent_bundle(model) -> RLBundle:
@@ -414,6 +387,7 @@ def train_rl(
             scale=config.residual_scale,
             info={"algo": config.algo, "seed": seed, "env_steps": int(model.num_timesteps)},
             view="goal" if config.her else "state",
+            critic_dim=getattr(train_env, "critic_dim", 0),
         )
 
     def evaluation(model) -> None:
@@ -447,7 +421,7 @@ def train_rl(
         )
         write_json_atomic(state_path, report)
 
-    Progress, Periodic, ActorDelay = _callbacks()
+    Progress, Periodic, ActorDelay = callbacks()
     remaining = config.steps - model.num_timesteps
     if stop_after is not None:
         remaining = min(remaining, stop_after - model.num_timesteps)

@@ -7,7 +7,9 @@
   ``compute_reward``, for SAC / TD3 with hindsight experience replay (:mod:`envs.goal_view`).
 * :class:`ResidualEnv`: the task with a frozen base agent inside. The learner's action is the
   residual ``r`` in [-1, 1]^5; the env executes ``clip(a_base + scale * r)``; the observation is
-  the residual agent's input (the base's embedding, proprioception, the base's action).
+  the residual agent's input (the base's embedding, proprioception, the base's action), then,
+  for an asymmetric critic (``privileged=True``), the task-relative state features that only
+  the critic reads (:mod:`policies.asymmetric`).
 
 Both are ``gymnasium.Wrapper``s of the task env: termination on success and truncation pass
 through, and ``info`` keeps the task's fields (``success``, ``subtask``...). The reward is one
@@ -161,9 +163,11 @@ class ResidualEnv(gym.Wrapper):
         planner: str = "learned",
         reward: str = "shaped",
         gamma: float = 0.97,
+        privileged: bool = False,
     ) -> None:
         super().__init__(env)
         self.rewards = RewardView(reward, gamma)
+        self.state = GroundedState(tuple(o.kind for o in env.unwrapped.objects))
         if not 0 < scale <= 1:
             raise ValueError(f"residual scale must be in (0, 1], got {scale}")
         self.bundle, self.task, self.scale, self.planner = bundle, task, scale, planner
@@ -172,8 +176,11 @@ class ResidualEnv(gym.Wrapper):
         self.agent: ResidualAgent | None = None
         probe_obs, probe_info = env.reset(seed=seed)
         probe = self._new_agent(probe_info)
-        dim = len(probe.prepare(probe_obs))
-        self.observation_space = _box(dim)
+        self.actor_dim = len(probe.prepare(probe_obs))
+        """The residual agent's input: the leading entries of the observation."""
+        self.critic_dim = STATE_DIM if privileged else 0
+        """Privileged state after it, which only an asymmetric critic reads."""
+        self.observation_space = _box(self.actor_dim + self.critic_dim)
         self.action_space = spaces.Box(-1.0, 1.0, (ACTION_DIM,), dtype=np.float32)
 
     def _new_agent(self, info: dict[str, Any]) -> ResidualAgent:
@@ -183,14 +190,21 @@ class ResidualEnv(gym.Wrapper):
         agent = ResidualAgent(base, None, self.scale)
         agent.reset(info["instruction"])
         agent.observe(info)
+        self.state.reset(info["instruction"])
         return agent
+
+    def _observation(self, obs: dict[str, Any]) -> np.ndarray:
+        x = self.agent.prepare(obs)
+        if self.critic_dim:
+            x = np.concatenate([x, self.state(obs)])
+        return _checked(x, "residual")
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
         self.episodes += 1
         self.agent = self._new_agent(info)
         self.rewards.reset(info)
-        return _checked(self.agent.prepare(obs), "residual"), info
+        return self._observation(obs), info
 
     def step(self, action):
         if self.agent is None:
@@ -198,8 +212,7 @@ class ResidualEnv(gym.Wrapper):
         executed = self.agent.combine(np.asarray(action, dtype=np.float32))
         obs, _, terminated, truncated, info = self.env.step(executed.astype(np.float64))
         self.agent.observe(info)
-        x = _checked(self.agent.prepare(obs), "residual")
-        return x, self.rewards(info), terminated, truncated, info
+        return self._observation(obs), self.rewards(info), terminated, truncated, info
 
 
 def env_settings(task: str, bundle, world_model, obs_mode: str | None) -> dict[str, Any]:
