@@ -122,5 +122,5 @@ def test_bench_rl_runs_her_beside_sac_on_the_sparse_reward_without_a_base(tmp_pa
     assert load_bundle(tmp_path / "bench" / "runs" / "scratch-sparse-s0").view == "state"
     with pytest.raises(ValueError, match="residual variant needs"):
         bench_rl(None, tmp_path / "x", variants=("residual",))
-    with pytest.raises(ValueError, match="accepted: residual, scratch"):
+    with pytest.raises(ValueError, match="accepted: residual, residual-privileged, "):
         bench_rl(None, tmp_path / "x", variants=("curious",))

@@ -2,7 +2,9 @@
 at equal environment steps, learning curves (success vs env steps and vs wall-clock) and RL
 throughput beside stable-baselines3's SAC on Gymnasium's ``Pusher-v5`` measured in the same run.
 
-The runs per seed are named :data:`VARIANTS`: ``residual`` (over ``base``), ``scratch`` (state,
+The runs per seed are named :data:`VARIANTS`: ``residual`` (over ``base``), with an asymmetric
+critic on privileged state (``residual-privileged``), with expert-guided episodes in its
+replay buffer (``residual-demos``) or both (``residual-privileged-demos``); ``scratch`` (state,
 the shaped reward), ``scratch-dense`` / ``scratch-sparse`` (the task's own rewards) and ``her``
 (sparse goal reward with hindsight experience replay on the goal-conditioned view).
 
@@ -22,14 +24,23 @@ from embodied.training.rl import RLConfig, train_rl
 from sandbox_common.atomic import write_json_atomic
 from sandbox_common.paths import portable_path
 
+DEMO_EPISODES = 100
+"""Expert-guided episodes in the buffer of the ``-demos`` residual variants."""
 VARIANTS: dict[str, dict[str, Any]] = {
-    "residual": {},
+    "residual": {"residual": True},
+    "residual-privileged": {"residual": True, "config": {"privileged_critic": True}},
+    "residual-demos": {"residual": True, "config": {"demo_episodes": DEMO_EPISODES}},
+    "residual-privileged-demos": {
+        "residual": True,
+        "config": {"privileged_critic": True, "demo_episodes": DEMO_EPISODES},
+    },
     "scratch": {"reward": "shaped"},
     "scratch-dense": {"reward": "dense"},
     "scratch-sparse": {"reward": "sparse"},
-    "her": {"her": True},
+    "her": {"config": {"her": True}},
 }
-"""The runs ``bench rl`` can make per seed, with what each changes (see the module docstring)."""
+"""The runs ``bench rl`` can make per seed: over the base or not, the reward, the ``RLConfig``
+fields each changes (see the module docstring)."""
 
 
 def pusher_throughput(steps: int = 2_000, seed: int = 0) -> dict[str, float]:
@@ -66,7 +77,7 @@ def bench_rl(
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
         raise ValueError(f"unknown RL variants {unknown}; accepted: {', '.join(VARIANTS)}")
-    if "residual" in variants and base is None:
+    if any(VARIANTS[v].get("residual") for v in variants) and base is None:
         raise ValueError("the residual variant needs the imitation agent it corrects: base")
     out = Path(out)
     results: dict[str, Any] = {
@@ -87,10 +98,10 @@ def bench_rl(
     for seed in seeds:
         for name in variants:
             run = out / "runs" / f"{name}-s{seed}"
-            her = VARIANTS[name].get("her", False)
+            variant = VARIANTS[name]
             report = train_rl(
-                task, run, replace(config, her=her), seed=seed,
-                init=base if name == "residual" else None, reward=VARIANTS[name].get("reward"),
+                task, run, replace(config, **variant.get("config", {})), seed=seed,
+                init=base if variant.get("residual") else None, reward=variant.get("reward"),
                 progress=progress,
             )  # fmt: skip
             if "stopped_at" in report:
@@ -119,7 +130,9 @@ def plot_curves(results: dict[str, Any], path: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
     for name, run in results["runs"].items():
         evals = run["evals"]
-        style = {"residual": "-", "her": "-."}.get(run["kind"], "--")
+        style = (
+            "-" if run["kind"].startswith("residual") else "-." if run["kind"] == "her" else "--"
+        )
         ys = [100 * e["success_rate"] for e in evals]
         axes[0].plot([e["env_steps"] for e in evals], ys, style, marker="o", label=name)
         axes[1].plot([e["seconds"] / 60 for e in evals], ys, style, marker="o", label=name)

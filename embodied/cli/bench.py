@@ -192,11 +192,15 @@ def cmd_bench_agents(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_rl(args: argparse.Namespace) -> int:
-    from embodied.bench.rl import bench_rl, format_summary
+    from embodied.bench.rl import VARIANTS, bench_rl, format_summary
 
     variants = tuple(comma_list(args.variants))
-    if "residual" in variants and args.base is None:
-        raise UsageError("the residual variant needs --base RUN (the imitation agent it corrects)")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or not variants:
+        raise UsageError(f"--variants: unknown {unknown or args.variants!r}; known: "
+                         f"{', '.join(VARIANTS)}")  # fmt: skip
+    if any(VARIANTS[v].get("residual") for v in variants) and args.base is None:
+        raise UsageError("the residual variants need --base RUN (the imitation agent they correct)")
     if args.base is not None and not Path(args.base).exists():
         raise UsageError(
             f"--base {args.base!r} does not exist; give a run written by `train agent`"
@@ -395,8 +399,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     b.add_argument(
         "--variants",
         default="residual,scratch",
-        help="runs per seed, comma-separated: residual, scratch (shaped reward), scratch-dense, "
-        "scratch-sparse, her (sparse goal reward, hindsight replay)",
+        help="runs per seed, comma-separated: residual, residual-privileged (asymmetric critic), "
+        "residual-demos (expert-guided episodes in the buffer), residual-privileged-demos, "
+        "scratch (shaped reward), scratch-dense, scratch-sparse, her (sparse goal reward, "
+        "hindsight replay)",
     )
     b.add_argument("--task", default="pick-place", help="task name (see `tasks`)")
     b.add_argument("--steps", type=positive, default=50_000, help="env steps per run")
