@@ -6,7 +6,8 @@
 * ``dream``: an SB3 policy trained inside a world model's dream env (latent observations),
   acting in the real env through the world model's encoder.
 * ``residual``: a frozen trained agent of any kind (the *base*) plus a small SB3 policy that
-  learns a correction: ``a = clip(a_base + scale * r)`` with ``r`` in [-1, 1]. The residual
+  learns a correction: ``a = clip(a_base + scale * r)`` with ``r`` in [-1, 1] (``scale`` per
+  action dimension: the gripper's may span its whole command, to open or close). The residual
   reads what the base computed, not raw pixels: the base's embedding (its last hidden layer, or
   System 1's readout), proprioception and the base's action, so an update costs milliseconds.
   A hierarchical base keeps its System 2 (or the oracle's, which ``observe`` forwards).
@@ -20,6 +21,7 @@ weights); the base as the bytes of its own checkpoint, so a residual agent is on
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +68,24 @@ def policy_class(algo: str, view: str = "state", asymmetric: bool = False):
     from stable_baselines3.common.policies import ActorCriticPolicy
 
     return ActorCriticPolicy
+
+
+GRIPPER_SCALE_MAX = 2.0
+"""A residual's gripper bound may span the whole command: from closed (+1) to open (-1)."""
+
+
+def residual_bounds(scale: float | Sequence[float]) -> np.ndarray:
+    """The per-dimension bounds (5,) of a residual correction from one bound for every
+    dimension or five; a clear error outside (0, 1] (motion) or (0, 2] (the gripper)."""
+    bounds = np.broadcast_to(np.asarray(scale, dtype=np.float32), (5,)).copy()
+    if not (np.all(bounds[:4] > 0) and np.all(bounds[:4] <= 1)) or not (
+        0 < bounds[4] <= GRIPPER_SCALE_MAX
+    ):
+        raise ValueError(
+            f"residual scale must be in (0, 1] (and the gripper's in (0, {GRIPPER_SCALE_MAX:g}]), "
+            f"got {np.asarray(scale).tolist()}"
+        )
+    return bounds
 
 
 def predict(policy, x: np.ndarray) -> np.ndarray:
@@ -145,10 +165,11 @@ class ResidualAgent:
     action; ``act`` calls them around the trained policy's.
     """
 
-    def __init__(self, base, policy, scale: float, critic_dim: int = 0) -> None:
+    def __init__(self, base, policy, scale: float | Sequence[float], critic_dim: int = 0) -> None:
         self.base = base
         self.policy = policy
-        self.scale = float(scale)
+        self.scale = residual_bounds(scale)
+        """The correction's bound per action dimension (5,)."""
         self.critic_dim = critic_dim
         """Privileged entries the critic read after the actor's input (zeros when acting)."""
         self._base_action: np.ndarray | None = None
@@ -216,7 +237,8 @@ class RLBundle:
     world_model: Any = None
     """A ``dream`` agent's world model (its encoder reads the real observations)."""
     world_model_blob: bytes = b""
-    scale: float = 0.0
+    scale: float | tuple[float, ...] = 0.0
+    """A residual's bound: one for every action dimension, or five (the gripper's may differ)."""
     info: dict[str, Any] = field(default_factory=dict)
     view: str = "state"
     """An ``rl`` agent's observation: ``state`` features or the ``goal``-conditioned view."""
@@ -277,7 +299,7 @@ class RLBundle:
             "task_kinds": {t: list(k) for t, k in self.task_kinds.items()},
             "base": self.base_blob,
             "world_model": self.world_model_blob,
-            "scale": self.scale,
+            "scale": self.scale if isinstance(self.scale, float) else list(self.scale),
             "info": self.info,
             "view": self.view,
             "critic_dim": self.critic_dim,
@@ -307,7 +329,11 @@ class RLBundle:
             base_blob=record["base"],
             world_model=world_model,
             world_model_blob=record.get("world_model", b""),
-            scale=float(record["scale"]),
+            scale=(
+                float(record["scale"])
+                if isinstance(record["scale"], int | float)
+                else tuple(float(x) for x in record["scale"])
+            ),
             info=record.get("info", {}),
             view=view,
             critic_dim=critic_dim,

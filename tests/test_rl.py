@@ -315,3 +315,27 @@ def test_expert_guided_episodes_seed_the_residual_buffer_with_real_transitions(b
     assert model.replay_buffer.size() == demos["transitions"] + 120
     with pytest.raises(ValueError, match="demo_episodes must be >= 0 and is for sac / td3"):
         RLConfig(algo="ppo", demo_episodes=3)
+
+
+def test_a_gripper_bound_of_two_lets_the_residual_open_and_close_the_gripper(base_run, tmp_path):
+    from policies.rl import ResidualAgent
+
+    class Base:
+        def act(self, obs):
+            return np.array([0.9, 0.0, 0.0, 0.0, 1.0], np.float32)  # closed
+
+        def embed(self, obs):
+            return np.zeros(3, np.float32)
+
+    agent = ResidualAgent(Base(), None, (0.3, 0.3, 0.3, 0.3, 2.0))
+    agent.prepare({"proprio": np.zeros(19, np.float32)})
+    assert np.allclose(agent.combine(-np.ones(5, np.float32)), [0.6, -0.3, -0.3, -0.3, -1.0])
+    with pytest.raises(ValueError, match=r"gripper's in \(0, 2\]"):
+        ResidualAgent(Base(), None, (0.3, 0.3, 0.3, 0.3, 2.5))
+    with pytest.raises(ValueError, match="residual_gripper_scale must be in"):
+        RLConfig(residual_gripper_scale=3.0)
+    run = tmp_path / "grip"
+    config = RLConfig(**{**TINY, "residual_gripper_scale": 2.0})
+    train_rl("pick-place", run, config, init=base_run, progress=False, tensorboard=False)
+    assert load_bundle(run).scale == (0.3, 0.3, 0.3, 0.3, 2.0)
+    _same_actions(run, "pick-place")

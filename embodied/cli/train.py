@@ -145,6 +145,7 @@ def cmd_train_rl(args: argparse.Namespace) -> int:
             "residual_scale": args.residual_scale,
             "ent_coef": args.ent_coef,
             "actor_delay": args.actor_delay,
+            "residual_gripper_scale": args.residual_gripper_scale,
         }
         config = RLConfig(
             algo=args.algo,
@@ -311,6 +312,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--residual-scale",
         type=float,
         help="bound of the residual correction (actions are in [-1, 1]; default 0.3)",
+    )
+    t.add_argument(
+        "--residual-gripper-scale",
+        type=float,
+        help="bound of the residual's gripper command, up to 2 (it can then open a closed "
+        "gripper and close an open one; default: --residual-scale)",
     )
     t.add_argument(
         "--ent-coef",

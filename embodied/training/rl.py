@@ -43,7 +43,7 @@ from embodied.training.rl_envs import (
     imagined_returns,
     start_observations,
 )
-from policies.rl import ALGOS, RLBundle
+from policies.rl import ALGOS, GRIPPER_SCALE_MAX, RLBundle
 from sandbox_common.atomic import write_json_atomic
 from world_models.dream_env import DreamEnv
 from world_models.training import CHECKPOINT as WM_CHECKPOINT
@@ -61,6 +61,7 @@ ADDED_SETTINGS = {
     "her_goals": 4,
     "privileged_critic": False,
     "demo_episodes": 0,
+    "residual_gripper_scale": None,
 }
 """``RLConfig`` fields added after runs were written, with what those runs did: a run's
 ``train.json`` without them resumes under a config that sets them so."""
@@ -81,6 +82,9 @@ class RLConfig:
     net_arch: tuple[int, ...] = (256, 256)
     residual_scale: float = 0.3
     """Residual agents: the bound of the correction (actions are in [-1, 1])."""
+    residual_gripper_scale: float | None = None
+    """Residual agents: the gripper command's bound, up to 2 (then the correction can open a
+    closed gripper and close an open one); None: ``residual_scale``."""
     residual_init: float = 0.01
     """Residual agents: the actor's output layer starts scaled by this (a correction near 0)."""
     ent_coef: str = "auto_0.01"
@@ -142,6 +146,11 @@ class RLConfig:
             )
         if not 0 < self.residual_scale <= 1:
             problems.append(f"residual_scale must be in (0, 1], got {self.residual_scale}")
+        gripper = self.residual_gripper_scale
+        if gripper is not None and not 0 < gripper <= GRIPPER_SCALE_MAX:
+            problems.append(
+                f"residual_gripper_scale must be in (0, {GRIPPER_SCALE_MAX:g}] or None, got {gripper}"
+            )
         if not _valid_ent_coef(self.ent_coef):
             problems.append(
                 f"ent_coef must be 'auto', 'auto_X' or a number X, with X > 0 (learned) or "
@@ -312,9 +321,12 @@ def train_rl(
     episode_end = {"terminate_on_success": False} if config.her else {}
     env = envs.make(task, **overrides, **dr, **episode_end)
     kinds = {task: tuple(o.kind for o in env.unwrapped.objects)}
+    residual_scale: float | tuple[float, ...] = config.residual_scale
+    if config.residual_gripper_scale is not None:  # motion, yaw: one bound; the gripper: its own
+        residual_scale = (config.residual_scale,) * 4 + (config.residual_gripper_scale,)
     if bundle is not None:
         bundle.check_env(task, env.observation_space)
-        train_env = ResidualEnv(env, bundle, task, config.residual_scale, seed=200_000 + seed,
+        train_env = ResidualEnv(env, bundle, task, residual_scale, seed=200_000 + seed,
                                 reward=reward, gamma=config.gamma,
                                 privileged=config.privileged_critic)  # fmt: skip
     elif world_model is not None:
@@ -384,7 +396,7 @@ def train_rl(
             base_blob=base_blob,
             world_model=world_model,
             world_model_blob=wm_blob,
-            scale=config.residual_scale,
+            scale=residual_scale,
             info={"algo": config.algo, "seed": seed, "env_steps": int(model.num_timesteps)},
             view="goal" if config.her else "state",
             critic_dim=getattr(train_env, "critic_dim", 0),

@@ -37,7 +37,7 @@ from envs.base import ACTION_DIM, ManipulationEnv
 from envs.goal_view import GOAL_DIM, GoalView
 from envs.task_features import STATE_DIM, GroundedState
 from policies.bundles import env_overrides
-from policies.rl import ResidualAgent
+from policies.rl import ResidualAgent, residual_bounds
 
 RL_REWARDS = ("shaped", "dense", "sparse")
 FEATURE_BOUND = 100.0
@@ -158,7 +158,7 @@ class ResidualEnv(gym.Wrapper):
         env: ManipulationEnv,
         bundle,
         task: str,
-        scale: float,
+        scale: float | tuple[float, ...],
         seed: int = 0,
         planner: str = "learned",
         reward: str = "shaped",
@@ -168,9 +168,8 @@ class ResidualEnv(gym.Wrapper):
         super().__init__(env)
         self.rewards = RewardView(reward, gamma)
         self.state = GroundedState(tuple(o.kind for o in env.unwrapped.objects))
-        if not 0 < scale <= 1:
-            raise ValueError(f"residual scale must be in (0, 1], got {scale}")
-        self.bundle, self.task, self.scale, self.planner = bundle, task, scale, planner
+        self.scale = residual_bounds(scale)
+        self.bundle, self.task, self.planner = bundle, task, planner
         self.episodes = 0
         self.seed_base = seed
         self.agent: ResidualAgent | None = None
