@@ -4,7 +4,9 @@ throughput beside stable-baselines3's SAC on Gymnasium's ``Pusher-v5`` measured 
 
 The runs per seed are named :data:`VARIANTS`: ``residual`` (over ``base``), with an asymmetric
 critic on privileged state (``residual-privileged``), with expert-guided episodes in its
-replay buffer (``residual-demos``) or both (``residual-privileged-demos``); ``scratch`` (state,
+replay buffer (``residual-demos``), both (``residual-privileged-demos``), and both with the
+gripper's bound at 2 (``residual-privileged-demos-gripper2``: the correction can open and close
+the gripper); ``scratch`` (state,
 the shaped reward), ``scratch-dense`` / ``scratch-sparse`` (the task's own rewards) and ``her``
 (sparse goal reward with hindsight experience replay on the goal-conditioned view).
 
@@ -33,6 +35,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "residual-privileged-demos": {
         "residual": True,
         "config": {"privileged_critic": True, "demo_episodes": DEMO_EPISODES},
+    },
+    "residual-privileged-demos-gripper2": {
+        "residual": True,
+        "config": {
+            "privileged_critic": True,
+            "demo_episodes": DEMO_EPISODES,
+            "residual_gripper_scale": 2.0,
+        },
     },
     "scratch": {"reward": "shaped"},
     "scratch-dense": {"reward": "dense"},
