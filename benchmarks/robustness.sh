@@ -3,7 +3,10 @@
 # (physical, sensing, actuation, language; magnitudes drawn up to MAGNITUDE, default 0.5, from
 # the training bands), 3 training seeds, through the `all` suite (every factor x low/middle/high,
 # all combined) and the world events; the scripted expert as reference. Another MAGNITUDE needs
-# another WORK (the DR demos differ). `--language all` is how those rows were measured (the
+# another WORK (the DR demos differ); so do DEMOS (200), JOINT (0: the share of DR episodes drawing
+# one magnitude for every factor), SUITE (all) and EPISODES (20), e.g. the rows that meet the
+# combined target: WORK=runs/robustness-d2000-j0.5 DEMOS=2000 JOINT=0.5 SUITE=middle EPISODES=40.
+# `--language all` is how those rows were measured (the
 # demos then include the held-out paraphrase templates; bc-state reads words through a parser).
 # Part 2 (PIXELS=1): the pixel agents on perceived objects, end-to-end (bc-keypoints) and
 # hierarchical (hierarchical-keypoints), 1,000 pick-place demos each (language=train), nominal
@@ -23,12 +26,15 @@ WORK="${WORK:-runs/robustness}"
 M="${MAGNITUDE:-0.5}"
 mkdir -p benchmarks/results
 if [ "${PIXELS:-0}" != 1 ]; then
-  $PY -m embodied bench robustness --out "$WORK" --task pick-place --demos 200 --seeds 0,1,2 \
-    --suite all --episodes 20 --magnitude "$M" --language all --quiet
+  D="${DEMOS:-200}" J="${JOINT:-0}" TAG="dr$M"
+  if [ "$D" != 200 ] || [ "$J" != 0 ]; then TAG="dr$M-d$D-joint$J"; fi
+  $PY -m embodied bench robustness --out "$WORK" --task pick-place --demos "$D" --seeds 0,1,2 \
+    --suite "${SUITE:-all}" --episodes "${EPISODES:-20}" --magnitude "$M" --joint "$J" \
+    --language all --quiet
   for ext in json md; do
-    cp "$WORK/robustness.$ext" "benchmarks/results/robustness-bc-state-dr$M-pick-place.$ext"
+    cp "$WORK/robustness.$ext" "benchmarks/results/robustness-bc-state-$TAG-pick-place.$ext"
   done
-  cp "$WORK/robustness_heatmap.png" "benchmarks/results/robustness-bc-state-dr$M-pick-place.png"
+  cp "$WORK/robustness_heatmap.png" "benchmarks/results/robustness-bc-state-$TAG-pick-place.png"
   exit 0
 fi
 P="${PIXEL_WORK:-runs/robustness-pixels}"
