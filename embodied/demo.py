@@ -64,8 +64,8 @@ LAYERED_KINDS = ("end-to-end", "hierarchical")
 """The pixel-fusion layered agents, trained live with ``layered=True`` (``demo --layered``): about
 ten more minutes on 2 cores, and near 0% at the demo's budget (docs/BENCHMARKS.md)."""
 SHIPPED_AGENTS = Path(__file__).resolve().parent.parent / "assets" / "agents"
-"""Pixel agents the project trained with its own benchmark command (``benchmarks/keypoints.sh``;
-docs/BENCHMARKS.md) and ships, each a run directory (``agent.pt``, ``train.json``): the demo
+"""Pixel agents the project trained with its own benchmark command (``benchmarks/keypoints.sh``
+at its former default of 4,000 updates; docs/BENCHMARKS.md) and ships, each a run directory (``agent.pt``, ``train.json``): the demo
 evaluates them beside the agents it trains live, so its report shows competence in minutes."""
 
 
@@ -291,7 +291,8 @@ def run_demo(
             f"demos per task, one multi-task network){layered}. Rows named after a task "
             "(`bc-keypoints-pick-place`: end-to-end, `hierarchical-keypoints-pick-place`: "
             "System 2 over System 1) are pixel agents on perceived objects that the project "
-            "trained on 1,000 demos with `benchmarks/keypoints.sh` and ships in `assets/agents/` "
+            "trained on 1,000 demos with `benchmarks/keypoints.sh` (4,000 updates, its former "
+            "default) and ships in `assets/agents/` "
             "(evaluated here, not trained). The full report, with plots, latency, training cost "
             "and the same episodes side by side on video: "
             f"[{comparison['report']}]({comparison['report']}). See docs/BENCHMARKS.md for the "
