@@ -299,7 +299,9 @@ class RLBundle:
             "task_kinds": {t: list(k) for t, k in self.task_kinds.items()},
             "base": self.base_blob,
             "world_model": self.world_model_blob,
-            "scale": self.scale if isinstance(self.scale, float) else list(self.scale),
+            "scale": float(self.scale)
+            if isinstance(self.scale, int | float)
+            else [float(x) for x in self.scale],
             "info": self.info,
             "view": self.view,
             "critic_dim": self.critic_dim,

@@ -6,9 +6,9 @@ The runs per seed are named :data:`VARIANTS`: ``residual`` (over ``base``), with
 critic on privileged state (``residual-privileged``), with expert-guided episodes in its
 replay buffer (``residual-demos``), both (``residual-privileged-demos``), and both with the
 gripper's bound at 2 (``residual-privileged-demos-gripper2``: the correction can open and close
-the gripper); ``scratch`` (state,
-the shaped reward), ``scratch-dense`` / ``scratch-sparse`` (the task's own rewards) and ``her``
-(sparse goal reward with hindsight experience replay on the goal-conditioned view).
+the gripper); ``scratch`` (state, the shaped reward), ``scratch-dense`` / ``scratch-sparse``
+(the task's own rewards) and ``her`` (sparse goal reward with hindsight experience replay on the
+goal-conditioned view).
 
 Each run is an ordinary ``train rl`` run directory under ``OUT/runs``; a killed benchmark
 resumes them. Results: ``OUT/results.json`` and ``OUT/curves.png``.

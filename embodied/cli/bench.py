@@ -114,20 +114,21 @@ def cmd_bench_experts(args: argparse.Namespace) -> int:
     return 0
 
 
-def _world_model_variants(text: str) -> tuple[str, ...]:
-    from embodied.bench.world_model import QUALITY_VARIANTS
-
-    variants = tuple(v.strip() for v in text.split(",") if v.strip())
-    unknown = [v for v in variants if v not in QUALITY_VARIANTS]
+def _variants(text: str, known) -> tuple[str, ...]:
+    """The comma-separated ``--variants`` of a benchmark; a clear error naming the known ones."""
+    variants = comma_list(text)
+    unknown = [v for v in variants if v not in known]
     if unknown or not variants:
-        raise UsageError(
-            f"--variants: unknown {unknown or text!r}; known: {', '.join(QUALITY_VARIANTS)}"
-        )
+        raise UsageError(f"--variants: unknown {unknown or text!r}; known: {', '.join(known)}")
     return variants
 
 
 def cmd_bench_world_model(args: argparse.Namespace) -> int:
-    from embodied.bench.world_model import format_summary, run_world_model_benchmark
+    from embodied.bench.world_model import (
+        QUALITY_VARIANTS,
+        format_summary,
+        run_world_model_benchmark,
+    )
     from sandbox_common.atomic import write_json_atomic
 
     result = run_world_model_benchmark(
@@ -137,7 +138,7 @@ def cmd_bench_world_model(args: argparse.Namespace) -> int:
         steps=args.steps,
         train=not args.no_training,
         tasks=tuple(task_list(args.tasks)),
-        variants=_world_model_variants(args.variants),
+        variants=_variants(args.variants, QUALITY_VARIANTS),
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -194,11 +195,7 @@ def cmd_bench_agents(args: argparse.Namespace) -> int:
 def cmd_bench_rl(args: argparse.Namespace) -> int:
     from embodied.bench.rl import VARIANTS, bench_rl, format_summary
 
-    variants = tuple(comma_list(args.variants))
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown or not variants:
-        raise UsageError(f"--variants: unknown {unknown or args.variants!r}; known: "
-                         f"{', '.join(VARIANTS)}")  # fmt: skip
+    variants = _variants(args.variants, VARIANTS)
     if any(VARIANTS[v].get("residual") for v in variants) and args.base is None:
         raise UsageError("the residual variants need --base RUN (the imitation agent they correct)")
     if args.base is not None and not Path(args.base).exists():
