@@ -101,24 +101,23 @@ QUALITY_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 """What is trained on each task's demos: the pixel model, the same without object slots (the
 model before issue 14, as the baseline of the same run), the state model (proprioception only)
 without and with slots, and the pixel model whose slots start from the object perception of a
-``bc-keypoints`` agent trained on the same demos (``perceived``)."""
-SHIPPED_AGENTS = Path(__file__).resolve().parents[2] / "assets" / "agents"
-"""Where the project ships trained agents (``embodied.demo`` reads them too)."""
+``bc-keypoints`` agent (``perceived``; the agent learns from its own demos, below)."""
 PERCEPTION_DEMOS = 1000
 """Demos of the ``bc-keypoints`` agent whose perception the ``perceived`` variant reads: the
-recipe of the keypoint agents' benchmark (noise 0.1, seeds from 100000, default training). On 60
-demos its perception confused colours (presence right for 17% of first frames)."""
+recipe of the keypoint agents' benchmark (``benchmarks/keypoints.sh``: noise 0.1, seeds from
+100000, the default preset's training). On 60 demos its perception confused colours (presence
+right for 17% of first frames)."""
 
 
 def perception_run(root: Path, task: str, seed: int) -> Path:
-    """The ``bc-keypoints`` agent of ``task`` whose perception ``perceived`` reads: the shipped
-    one where the project ships one (``assets/agents``, the same recipe), else trained here
-    (resumes; about 3 minutes of collection and 11 of training on a 2-core machine)."""
+    """The ``bc-keypoints`` agent of ``task`` whose perception ``perceived`` reads:
+    ``root/perception-TASK``, trained there by the recipe above unless it already holds an agent
+    (about 3 minutes of collection and 11 of training on a 2-core machine). The agent of
+    ``benchmarks/keypoints.sh`` is the same recipe: link its run there to skip the training. Not
+    the shipped agent (``assets/agents``): that one stopped at the preset's former 4,000 updates,
+    and its perception puts the cube twice as far off as the default's on stack."""
     from embodied.training.baselines import train_bc
 
-    shipped = SHIPPED_AGENTS / f"bc-keypoints-{task}"
-    if seed == 0 and (shipped / "agent.pt").exists():
-        return shipped
     run = root / f"perception-{task}"
     if not (run / "agent.pt").exists():
         data = root / f"perception-data-{task}"
@@ -185,9 +184,12 @@ def run_world_model_benchmark(
 def format_summary(result: dict[str, Any]) -> str:
     t = result["throughput"]
     lines = [
-        f"training throughput (samples/s, batch 64 x seq 5): default {t['default']['samples_per_s']:.0f}, "
-        f"state {t['state']['samples_per_s']:.0f}, naive pixel {t['naive_pixel_baseline']['samples_per_s']:.0f} "
-        f"-> default / naive = {t['default_over_naive']:.1f}x",
+        (
+            f"training throughput (samples/s, batch 64 x seq 5): default "
+            f"{t['default']['samples_per_s']:.0f}, state {t['state']['samples_per_s']:.0f}, naive "
+            f"pixel {t['naive_pixel_baseline']['samples_per_s']:.0f} -> default / naive = "
+            f"{t['default_over_naive']:.1f}x"
+        ),
     ]
     for k, v in result["imagination"].items():
         lines.append(
