@@ -135,6 +135,26 @@ def test_a_new_residual_starts_as_the_base_agent(base_run, use_sde):
     wrapped.close()
 
 
+@pytest.mark.parametrize("algo", ["sac", "ppo"])
+def test_a_residual_started_quiet_explores_within_its_log_std(algo):
+    from embodied.training.rl import _new_model
+
+    env = TaskStateEnv(envs.make("reach", obs_mode="state"))
+    x, _ = env.reset(seed=0)
+    spread = {}
+    for log_std in (None, -2.0):
+        config = RLConfig(**{**TINY, "algo": algo, "residual_log_std": log_std})
+        model = _new_model(config, env, seed=0, tensorboard=None, residual=True)
+        model.policy.set_training_mode(False)
+        sampled = np.stack([model.predict(x, deterministic=False)[0] for _ in range(300)])
+        spread[log_std] = sampled.std(0).mean()
+    assert spread[-2.0] == pytest.approx(np.exp(-2.0), rel=0.3)  # tanh(0.14 z) ~ 0.14 z
+    assert spread[None] > 3 * spread[-2.0]
+    with pytest.raises(ValueError, match="residual_log_std must be in"):
+        RLConfig(algo="td3", residual_log_std=-2.0)
+    env.close()
+
+
 def test_actor_delay_trains_the_critic_alone_until_the_delay(tmp_path):
     from stable_baselines3 import SAC
 

@@ -3,12 +3,13 @@ at equal environment steps, learning curves (success vs env steps and vs wall-cl
 throughput beside stable-baselines3's SAC on Gymnasium's ``Pusher-v5`` measured in the same run.
 
 The runs per seed are named :data:`VARIANTS`: ``residual`` (over ``base``), with an asymmetric
-critic on privileged state (``residual-privileged``), with expert-guided episodes in its
-replay buffer (``residual-demos``), both (``residual-privileged-demos``), and both with the
-gripper's bound at 2 (``residual-privileged-demos-gripper2``: the correction can open and close
-the gripper); ``scratch`` (state, the shaped reward), ``scratch-dense`` / ``scratch-sparse``
-(the task's own rewards) and ``her`` (sparse goal reward with hindsight experience replay on the
-goal-conditioned view).
+critic on privileged state (``residual-privileged``), with expert-guided episodes in its replay
+buffer (``residual-demos``), both (``residual-privileged-demos``), and both with the gripper's
+bound at 2 (``residual-privileged-demos-gripper2``: the correction can open and close the gripper),
+and that with a quiet start (``-quiet``: the actor's log-std starts at -2, so its exploration does
+not open and shut the gripper); ``scratch`` (state, the shaped reward), ``scratch-dense`` /
+``scratch-sparse`` (the task's own rewards) and ``her`` (sparse goal reward with hindsight
+experience replay on the goal-conditioned view).
 
 Each run is an ordinary ``train rl`` run directory under ``OUT/runs``; a killed benchmark
 resumes them. Results: ``OUT/results.json`` and ``OUT/curves.png``.
@@ -28,6 +29,8 @@ from sandbox_common.paths import portable_path
 
 DEMO_EPISODES = 100
 """Expert-guided episodes in the buffer of the ``-demos`` residual variants."""
+QUIET_LOG_STD = -2.0
+"""The ``-quiet`` variant's starting log-std of the residual actor (a std of 0.14 before tanh)."""
 VARIANTS: dict[str, dict[str, Any]] = {
     "residual": {"residual": True},
     "residual-privileged": {"residual": True, "config": {"privileged_critic": True}},
@@ -42,6 +45,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
             "privileged_critic": True,
             "demo_episodes": DEMO_EPISODES,
             "residual_gripper_scale": 2.0,
+        },
+    },
+    "residual-privileged-demos-gripper2-quiet": {
+        "residual": True,
+        "config": {
+            "privileged_critic": True,
+            "demo_episodes": DEMO_EPISODES,
+            "residual_gripper_scale": 2.0,
+            "residual_log_std": QUIET_LOG_STD,
         },
     },
     "scratch": {"reward": "shaped"},

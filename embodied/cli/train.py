@@ -146,6 +146,7 @@ def cmd_train_rl(args: argparse.Namespace) -> int:
             "ent_coef": args.ent_coef,
             "actor_delay": args.actor_delay,
             "residual_gripper_scale": args.residual_gripper_scale,
+            "residual_log_std": args.residual_log_std,
         }
         config = RLConfig(
             algo=args.algo,
@@ -318,6 +319,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         type=float,
         help="bound of the residual's gripper command, up to 2 (it can then open a closed "
         "gripper and close an open one; default: --residual-scale)",
+    )
+    t.add_argument(
+        "--residual-log-std",
+        type=float,
+        help="sac/ppo residuals: the actor's log-std at the start (default: SB3's, about 0; "
+        "-2 explores with a std of 0.14, which leaves the base's gripper alone)",
     )
     t.add_argument(
         "--ent-coef",

@@ -62,6 +62,7 @@ ADDED_SETTINGS = {
     "privileged_critic": False,
     "demo_episodes": 0,
     "residual_gripper_scale": None,
+    "residual_log_std": None,
 }
 """``RLConfig`` fields added after runs were written, with what those runs did: a run's
 ``train.json`` without them resumes under a config that sets them so."""
@@ -87,6 +88,10 @@ class RLConfig:
     closed gripper and close an open one); None: ``residual_scale``."""
     residual_init: float = 0.01
     """Residual agents: the actor's output layer starts scaled by this (a correction near 0)."""
+    residual_log_std: float | None = None
+    """Residual agents (sac, ppo): the actor's log standard deviation at the start, before tanh
+    (None: SB3's, about 0: exploration noise about as wide as the bound, which opens and shuts a
+    gripper bounded at 2); -2 starts at a std of 0.14."""
     ent_coef: str = "auto_0.01"
     """SAC's entropy coefficient: ``auto`` (learned, from 1), ``auto_X`` (learned, from X) or a
     fixed number."""
@@ -150,6 +155,12 @@ class RLConfig:
         if gripper is not None and not 0 < gripper <= GRIPPER_SCALE_MAX:
             problems.append(
                 f"residual_gripper_scale must be in (0, {GRIPPER_SCALE_MAX:g}] or None, got {gripper}"
+            )
+        log_std = self.residual_log_std
+        if log_std is not None and not (-5 <= log_std <= 1 and self.algo != "td3"):
+            problems.append(
+                f"residual_log_std must be in [-5, 1] or None, and is for sac / ppo; got "
+                f"{log_std} with {self.algo}"
             )
         if not _valid_ent_coef(self.ent_coef):
             problems.append(
@@ -227,9 +238,23 @@ def _new_model(config: RLConfig, env, seed: int, tensorboard: Path | None, resid
                 head = head[0]
             head.weight.mul_(config.residual_init)
             head.bias.zero_()
+            _start_log_std(model, config)
             if config.algo == "td3":
                 model.policy.actor_target.load_state_dict(model.policy.actor.state_dict())
     return model
+
+
+def _start_log_std(model, config: RLConfig) -> None:
+    """Set a residual actor's starting log-std (``config.residual_log_std``), where it is."""
+    value = config.residual_log_std
+    if value is None:
+        return
+    policy = model.policy
+    if config.algo == "ppo" or config.use_sde:  # one parameter, not a function of the input
+        (policy.log_std if config.algo == "ppo" else policy.actor.log_std).fill_(value)
+    else:  # SAC: a linear layer of the actor's features
+        policy.actor.log_std.weight.mul_(config.residual_init)
+        policy.actor.log_std.bias.fill_(value)
 
 
 def check_finite(model) -> None:
