@@ -6,7 +6,8 @@
 # held-out seeds from each of EVAL_SEEDS, three System 2s over the same System 1: the learned
 # planner alone (the ablation without imagination), the learned planner with each world model's
 # check (`eval --world-model`), and imagination alone (`eval --planner imagined`: every 8 steps
-# the subtask with the most imagined progress). Then one round of learning from experience
+# the subtask with the most imagined progress; IMAGINED_WM_SEEDS, default all of WM_SEEDS: the
+# world models it is evaluated with). Then one round of learning from experience
 # (ROUNDS=0: none): ROLLOUTS (100) episodes of the imagination-only agent on seeds from 200000,
 # added to the demos, a world model retrained on both (`wm-TASK-r1-sSEED`), and the two rows
 # with it evaluated again. The two tasks run side by side, one core each (PARALLEL=0: one after
@@ -21,6 +22,7 @@ OUT="${OUT:-runs/bench-imagined}"
 PY="${PY:-.venv/bin/python}"
 read -r -a WM_SEEDS <<< "${WM_SEEDS:-0}"
 read -r -a EVAL_SEEDS <<< "${EVAL_SEEDS:-0 100}"
+IMAGINED_WM_SEEDS=" ${IMAGINED_WM_SEEDS:-${WM_SEEDS[*]}} "
 EPISODES="${EPISODES:-150}"
 ROLLOUTS="${ROLLOUTS:-100}"
 
@@ -47,8 +49,8 @@ bench_task() {
     for wm in "${WM_SEEDS[@]}"; do
       evaluate "$OUT/eval-$task-check-s$wm-e$seed" --task "$task" --seed "$seed" \
         --world-model "$OUT/wm-$task-s$wm"
-      evaluate "$OUT/eval-$task-imagined-s$wm-e$seed" --task "$task" --seed "$seed" \
-        --world-model "$OUT/wm-$task-s$wm" --planner imagined
+      [[ "$IMAGINED_WM_SEEDS" != *" $wm "* ]] || evaluate "$OUT/eval-$task-imagined-s$wm-e$seed" \
+        --task "$task" --seed "$seed" --world-model "$OUT/wm-$task-s$wm" --planner imagined
     done
   done
   [ "${ROUNDS:-1}" = 1 ] || return 0
@@ -69,7 +71,8 @@ bench_task() {
     for seed in "${EVAL_SEEDS[@]}"; do
       evaluate "$OUT/eval-$task-check-r1-s$wm-e$seed" --task "$task" --seed "$seed" \
         --world-model "$OUT/wm-$task-r1-s$wm"
-      evaluate "$OUT/eval-$task-imagined-r1-s$wm-e$seed" --task "$task" --seed "$seed" \
+      [[ "$IMAGINED_WM_SEEDS" != *" $wm "* ]] || evaluate \
+        "$OUT/eval-$task-imagined-r1-s$wm-e$seed" --task "$task" --seed "$seed" \
         --world-model "$OUT/wm-$task-r1-s$wm" --planner imagined
     done
   done
