@@ -50,6 +50,27 @@ def test_presence_is_a_vote_over_the_frames_so_far_and_places_are_the_last_seen(
     np.testing.assert_allclose(out[1:, 2], np.tile([1.0, 0.5, 0.5, 0.0], (T - 1, 1)))
 
 
+def test_an_object_seen_long_enough_stays_present_while_the_hand_hides_it():
+    from policies.bc_keypoints import PRESENCE_LATCH, PresenceVote
+
+    T = 40
+    tables = np.zeros((T, 2, 4), np.float32)
+    tables[:, :, 1:] = [0.2, 0.1, 0.05]
+    tables[:, 0, 0] = -4.0  # carried in a closed hand: unseen ...
+    tables[:PRESENCE_LATCH, 0, 0] = 3.0  # ... after PRESENCE_LATCH frames in sight
+    tables[:, 1, 0] = -0.25  # a phantom: its vote stays positive one frame short of the latch
+    tables[0, 1, 0] = 0.25 * (PRESENCE_LATCH - 2) + 0.125
+    obs = {"image_front": np.zeros((T, 8, 8, 3), np.uint8), "proprio": np.zeros((T, 4))}
+    out = perceived_objects(ScriptedPerception(tables), obs).reshape(T, 2, 4)
+    np.testing.assert_array_equal(out[:, 0, 0], 1.0)  # the vote alone lost it mid-carry
+    assert out[: PRESENCE_LATCH - 1, 1, 0].all() and not out[-1, 1].any()
+    live = PresenceVote()  # the runtime scene's vote, frame by frame: the same answer
+    present = np.stack([live.update(table[:, 0]) for table in tables])
+    np.testing.assert_array_equal(present, out[..., 0] > 0)
+    with pytest.raises(RuntimeError, match="before the first update"):
+        _ = PresenceVote().present
+
+
 def test_perception_sources_that_are_not_keypoint_agents_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist; give a bc-keypoints"):
         load_object_perception(tmp_path / "nowhere")

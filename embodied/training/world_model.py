@@ -15,7 +15,7 @@ from embodied.data.dataset import DatasetError, EpisodeDataset, SequenceLoader
 from policies.bc_keypoints import (
     OBJECTS_BY_COLOUR,
     PERCEIVED_OBJECTS,
-    PRESENCE_CLIP,
+    PresenceVote,
     remember,
     voted_objects,
 )
@@ -98,7 +98,8 @@ def load_object_perception(agent: str | Path):
 def perceived_objects(perception, obs: dict[str, np.ndarray]) -> np.ndarray:
     """``(T, K * 4)``: an episode's frames as ``objects_by_colour`` as the perception reports them,
     causally, frame by frame. Where: where it was last seen (an agent's memory). Whether it is
-    there: the mean of its clipped presence logits over the frames so far is positive.
+    there: :class:`~policies.bc_keypoints.PresenceVote` (the sum of its clipped presence logits
+    over the frames so far is positive, or has stayed so for 12 frames in a row).
 
     Which objects a scene holds does not change within an episode, while a single frame's
     presence does err: a wrist camera close to a cube can see an absent identity of a similar
@@ -112,13 +113,12 @@ def perceived_objects(perception, obs: dict[str, np.ndarray]) -> np.ndarray:
     }
     with torch.no_grad():
         seen = perception(images, np.asarray(obs["proprio"], np.float32))
-    memory, where = None, []
+    memory, where, present, vote = None, [], [], PresenceVote()
     for table in seen:
         memory = remember(table, memory)
         where.append(memory)
-    where = np.stack(where)
-    votes = np.cumsum(np.clip(seen[..., 0], -PRESENCE_CLIP, PRESENCE_CLIP), 0)
-    return voted_objects(votes, where)
+        present.append(vote.update(table[:, 0]))
+    return voted_objects(np.stack(present), np.stack(where))
 
 
 def add_perceived_objects(ds: EpisodeDataset, agent: str | Path) -> None:
