@@ -317,8 +317,9 @@ def train_rl(
     if config.privileged_critic and init is None:
         raise ValueError("a privileged critic is for a residual over --init RUN (from scratch, "
                          "the actor reads privileged state already)")  # fmt: skip
-    if config.demo_episodes and init is None:
-        raise ValueError("expert-guided episodes in the buffer are for a residual over --init RUN")
+    if init is None and (config.demo_episodes or config.residual_log_std is not None):
+        raise ValueError("expert-guided episodes and a residual's log-std are for a residual "
+                         "over --init RUN")  # fmt: skip
     if config.her and (init is not None or dream is not None or reward is not None):
         raise ValueError("HER trains from scratch and pays the goal test: no init, dream or reward")
     reward = "goal" if config.her else reward or "shaped"
