@@ -6,7 +6,7 @@
 # keypoint agent's perception (`perceived`: per task the bc-keypoints agent of
 # benchmarks/keypoints.sh's recipe; linked from KEYPOINTS=runs/bench-keypoints where that script
 # left one, else trained first, ~15 minutes per task). About 75 minutes in all. Run nothing else
-# meanwhile.
+# meanwhile. OUT: the results file (default benchmarks/results/world_model.json).
 set -euo pipefail
 TASKS="${TASKS:-pick-place,stack}"
 cd "$(dirname "$0")/.."
@@ -18,6 +18,6 @@ for task in ${TASKS//,/ }; do
   [ -e "$WORK/perception-$task" ] || [ ! -f "$agent/agent.pt" ] \
     || ln -s "$(realpath "$agent")" "$WORK/perception-$task"
 done
-.venv/bin/python -m embodied bench world-model --out benchmarks/results/world_model.json \
+.venv/bin/python -m embodied bench world-model --out "${OUT:-benchmarks/results/world_model.json}" \
   --work-dir "$WORK" --episodes "${EPISODES:-60}" \
   --tasks "$TASKS" --variants "${VARIANTS:-default,perceived,default-no-slots,state,state-slots}"
