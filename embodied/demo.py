@@ -65,8 +65,9 @@ LAYERED_KINDS = ("end-to-end", "hierarchical")
 ten more minutes on 2 cores, and near 0% at the demo's budget (docs/BENCHMARKS.md)."""
 SHIPPED_AGENTS = Path(__file__).resolve().parent.parent / "assets" / "agents"
 """Pixel agents the project trained with its own benchmark command (``benchmarks/keypoints.sh``
-at its former default of 4,000 updates; docs/BENCHMARKS.md) and ships, each a run directory (``agent.pt``, ``train.json``): the demo
-evaluates them beside the agents it trains live, so its report shows competence in minutes."""
+at its former default of 4,000 updates; docs/BENCHMARKS.md) and ships, each a run directory
+(``agent.pt``, ``train.json``): the demo evaluates them beside the agents it trains live, so its
+report shows competence in minutes."""
 
 
 def shipped_runs(root: Path = SHIPPED_AGENTS) -> list[Path]:
