@@ -5,7 +5,7 @@ error, the share of cube-frames more than 3 cm off, perceived nearer another cub
 than its own (a colour swap), and not seen (presence logit <= 0). Writes ``--out`` (JSON).
 
     python benchmarks/cube_perception.py --task sort --seeds 8 --runs RUN [RUN ...] \\
-        --out benchmarks/results/cube-perception-sort.json
+        --out benchmarks/results/cube-perception-sort.json [--factors visual=0.5]
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 import envs
 from embodied.agent import ExpertAgent
 from embodied.agents import load_bundle
+from envs.factors import FAMILIES, factors_of
 from envs.task_features import KINDS
 from policies.bc_keypoints import frame_inputs
 from policies.bundles import env_overrides
@@ -25,7 +26,20 @@ from sandbox_common.atomic import write_json_atomic
 from sandbox_common.paths import portable_path
 
 
-def cube_perception(run: str, task: str, seeds: range) -> dict[str, float]:
+def parse_factors(text: str) -> dict[str, float]:
+    """``NAME=M[,NAME=M...]`` -> ``{factor: magnitude}``; a family's name (``visual``) stands for
+    every factor of that family."""
+    factors: dict[str, float] = {}
+    for item in filter(None, text.split(",")):
+        name, _, magnitude = item.partition("=")
+        names = factors_of([name]) if name in FAMILIES else [name]
+        factors.update({n: float(magnitude) for n in names})
+    return factors
+
+
+def cube_perception(
+    run: str, task: str, seeds: range, factors: dict[str, float] | None = None
+) -> dict[str, float]:
     bundle = load_bundle(run)
     env = envs.make(task, **env_overrides(bundle))
     agent = bundle.make(seed=0, task=task)
@@ -33,7 +47,7 @@ def cube_perception(run: str, task: str, seeds: range) -> dict[str, float]:
     errors, swapped, unseen = [], 0, 0
     try:
         for seed in seeds:
-            obs, info = env.reset(seed=seed)
+            obs, info = env.reset(seed=seed, options={"factors": factors} if factors else None)
             expert = ExpertAgent(env)
             expert.reset(info["instruction"])
             done = False
@@ -66,12 +80,20 @@ def main() -> None:
     parser.add_argument("--runs", nargs="+", required=True, help="keypoint agent runs")
     parser.add_argument("--task", default="sort")
     parser.add_argument("--seeds", type=int, default=8, help="expert episodes from seed 0")
+    parser.add_argument(
+        "--factors",
+        default="",
+        help="factors of variation applied to every episode, NAME=M[,NAME=M...]; a family's name "
+        "(visual) sets each of its factors (the truth is read from the observation: use factors "
+        "that leave object_state alone, e.g. the visual family)",
+    )
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    result = {"task": args.task, "seeds": f"0..{args.seeds - 1}", "runs": {}}
+    factors = parse_factors(args.factors)
+    result = {"task": args.task, "seeds": f"0..{args.seeds - 1}", "factors": factors, "runs": {}}
     for run in args.runs:
-        row = cube_perception(run, args.task, range(args.seeds))
+        row = cube_perception(run, args.task, range(args.seeds), factors)
         result["runs"][portable_path(run)] = row
         print(run, {k: round(v, 3) for k, v in row.items()})
     write_json_atomic(args.out, result)
