@@ -248,6 +248,21 @@ def test_bench_rl_compares_residual_and_scratch_with_curves(base_run, tmp_path):
     assert "| residual-s0 |" in format_summary(results)
 
 
+def test_every_bench_rl_variant_is_a_valid_config_of_its_kind():
+    from dataclasses import replace
+
+    from embodied.bench.rl import VARIANTS
+
+    for name, variant in VARIANTS.items():
+        config = replace(RLConfig(), **variant.get("config", {}))  # validated on construction
+        residual_only = config.privileged_critic or config.demo_episodes or config.actor_delay
+        assert variant.get("residual", False) or not residual_only, name
+        if name.endswith("-warm") or "-warm-" in name:
+            assert config.actor_delay > 0 and config.residual_log_std is not None, name
+        if "bound0.1" in name:
+            assert config.residual_scale == 0.1 and config.residual_gripper_scale == 2.0, name
+
+
 def test_shaped_reward_pays_for_finishing_not_for_hovering():
     from embodied.training.rl_envs import RewardView
 
