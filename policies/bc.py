@@ -86,6 +86,7 @@ class BCStatePolicy(nn.Module):
         super().__init__()
         self.config = config
         self.action_dim = action_dim
+        input_dim += action_dim if config.previous_action else 0
         self.normalizer = Normalizer(input_dim)
         self.net = mlp([input_dim, *config.hidden, action_dim])
 
@@ -234,18 +235,26 @@ class BCStateAgent:
     def reset(self, instruction: str) -> None:
         self.instruction = instruction
         self.state.reset(instruction)
+        self.previous = np.zeros(self.policy.action_dim, dtype=np.float32)
+        """The last action :meth:`act` returned (zeros at the start): with
+        ``config.previous_action`` the policy reads it beside the state."""
 
     def _run(self, obs: dict[str, Any], fn) -> np.ndarray:
+        features = self.state(obs)
+        if self.policy.config.previous_action:
+            features = np.concatenate([features, self.previous]).astype(np.float32)
         with torch.no_grad():
             device = self.policy.normalizer.mean.device
-            return fn(torch.from_numpy(self.state(obs))[None].to(device))[0].cpu().numpy()
+            return fn(torch.from_numpy(features)[None].to(device))[0].cpu().numpy()
 
     def raw_action(self, obs: dict[str, Any]) -> np.ndarray:
         """The network's action before snapping (a DAgger teacher's label)."""
         return self._run(obs, self.policy)
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
-        return executable(self.raw_action(obs))
+        action = executable(self.raw_action(obs))
+        self.previous = action.astype(np.float32)
+        return action
 
     def embed(self, obs: dict[str, Any]) -> np.ndarray:
         """The policy's last hidden layer for ``obs``: what a residual policy reads."""

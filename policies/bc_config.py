@@ -22,6 +22,10 @@ class BCStateConfig(_Serializable):
 
     hidden: tuple[int, ...] = (256, 256, 256)
     """Widths of the hidden layers."""
+    previous_action: bool = False
+    """Also read the action the agent chose one step earlier (zeros at an episode's start): under
+    observation and action lags a per-step policy otherwise cannot tell where its last command
+    is taking the arm (docs/BENCHMARKS.md, issue 13)."""
     train: TrainConfig = TrainConfig(
         learning_rate=1e-3, batch_size=256, steps=4000, warmup=100, eval_every=500,
         checkpoint_every=500, shift=0,
@@ -160,6 +164,7 @@ BC_PRESETS: dict[str, dict[str, Any]] = {
     "bc-state": {
         "debug": BCStateConfig(hidden=(32, 32), train=_DEBUG_TRAIN),
         "default": BCStateConfig(),
+        "previous-action": BCStateConfig(previous_action=True),
         "large": BCStateConfig(
             hidden=(512, 512, 512),
             train=TrainConfig(

@@ -226,6 +226,44 @@ def test_bc_state_run_loads_and_acts_identically(state_run):
     assert report["rounds"][0]["steps"] == bc_preset("bc-state", "debug").train.steps
 
 
+def test_previous_actions_shift_within_each_episode_only():
+    from embodied.training.baselines import previous_actions
+
+    actions = np.arange(10, dtype=np.float32).reshape(5, 2) + 1  # episodes of 2 and 3 steps
+    prev = previous_actions(actions, np.array([2, 3]))
+    np.testing.assert_array_equal(prev, [[0, 0], [1, 2], [0, 0], [5, 6], [7, 8]])
+
+
+def test_bc_state_reading_its_previous_action_trains_saves_and_remembers(
+    state_demos, tmp_path, monkeypatch
+):
+    from dataclasses import replace
+
+    from policies.bc_config import BC_PRESETS
+
+    debug = replace(bc_preset("bc-state", "debug"), previous_action=True)
+    monkeypatch.setitem(BC_PRESETS["bc-state"], "debug-previous", debug)
+    out = tmp_path / "run"
+    train_bc("bc-state", [state_demos], out, preset="debug-previous", progress=False,
+             tensorboard=False)  # fmt: skip
+    assert bc_preset("bc-state", "previous-action").previous_action
+    bundle = load_bundle(out)
+    assert bundle.policy.normalizer.mean.shape == (STATE_DIM + 5,)
+    agent = bundle.make(task="pick-place")
+    env = envs.make("pick-place", obs_mode="state")
+    obs, info = env.reset(seed=3)
+    agent.reset(info["instruction"])
+    first = agent.raw_action(obs)  # does not change the memory
+    np.testing.assert_array_equal(agent.raw_action(obs), first)
+    action = agent.act(obs)
+    np.testing.assert_array_equal(agent.previous, action)
+    assert not np.allclose(agent.raw_action(obs), first)  # the same frame, another memory
+    agent.reset(info["instruction"])
+    np.testing.assert_array_equal(agent.previous, 0.0)
+    np.testing.assert_array_equal(agent.raw_action(obs), first)
+    env.close()
+
+
 def test_bc_state_refuses_other_tasks_and_truncated_files(state_run, tmp_path):
     with pytest.raises(CheckpointError, match="trained on tasks"):
         agent_factory_from_run(state_run, "stack")

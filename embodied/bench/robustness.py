@@ -37,6 +37,7 @@ from embodied.evaluation.robustness import (
 from embodied.training.baselines import AGENT_FILE, BC_KINDS, train_bc
 from envs.factors import FAMILIES
 from envs.language import LANGUAGE_SPLITS
+from policies.bc_config import bc_preset
 from sandbox_common.atomic import write_json_atomic
 
 DEMO_SEED = 100_000
@@ -107,6 +108,7 @@ def bench_robustness(
     out: str | Path,
     task: str = "pick-place",
     kind: str = "bc-state",
+    preset: str = "default",
     demos: int = 200,
     seeds: tuple[int, ...] = (0, 1, 2),
     randomize: tuple[str, ...] | None = None,
@@ -127,6 +129,7 @@ def bench_robustness(
         raise ValueError(
             f"unknown kind {kind!r}; bench robustness trains one of {', '.join(BC_KINDS)}"
         )
+    bc_preset(kind, preset)  # an unknown preset fails here, before any demo is collected
     if language not in LANGUAGE_SPLITS:
         raise ValueError(f"language must be one of {LANGUAGE_SPLITS}, got {language!r}")
     randomize = tuple(randomize) if randomize else default_randomize(kind)
@@ -166,12 +169,14 @@ def bench_robustness(
             if not (run / AGENT_FILE).exists():  # a finished run needs neither demos nor training
                 collect(task, demos, data, seed=DEMO_SEED + 1000 * seed, noise=NOISE,
                         workers=workers, progress=progress, language=language, **obs, **dr)  # fmt: skip
-                train_bc(kind, [data], run, seed=seed, progress=progress, tensorboard=False)
+                train_bc(kind, [data], run, preset=preset, seed=seed, progress=progress,
+                         tensorboard=False)  # fmt: skip
             make, overrides = agent_factory_from_run(run, task)
             run_all(make, f"{variant}-s{seed}", {**overrides, **obs})
     result = {
         "task": task,
         "kind": kind,
+        "preset": preset,
         "demos": demos,
         "seeds": list(seeds),
         "randomize": list(randomize),

@@ -46,6 +46,7 @@ def cmd_bench_robustness(args: argparse.Namespace) -> int:
         demos=args.demos,
         seeds=seeds,
         kind=args.kind,
+        preset=args.preset,
         randomize=comma_list(args.randomize) if args.randomize else None,
         magnitude=args.magnitude,
         joint=args.joint,
@@ -280,6 +281,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         default="bc-state",
         choices=BC_KINDS,
         help="the agent trained (default: bc-state; the others read the cameras)",
+    )
+    b.add_argument(
+        "--preset",
+        default="default",
+        help="the kind's training preset (see `train agent --preset`; bc-state also has "
+        "previous-action)",
     )
     b.add_argument("--demos", type=positive, default=200, help="demos per trained agent")
     b.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")

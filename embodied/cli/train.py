@@ -244,7 +244,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--world-model",
         help="world-model run for System 2's imagination check (hierarchical; omit: no check)",
     )
-    t.add_argument("--preset", default="default", help="debug, default or large")
+    t.add_argument(
+        "--preset",
+        default="default",
+        help="debug, default or large (bc-state also: previous-action)",
+    )
     t.add_argument(
         "--head", choices=["discrete", "flow"], help="System 1 action head (default: the preset's)"
     )

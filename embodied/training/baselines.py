@@ -169,6 +169,17 @@ def load_demos(datasets: list[EpisodeDataset], kind: str, pairs: list[tuple[int,
     return demos
 
 
+def previous_actions(actions: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``(N, A)``: each step's previous action label in its episode (zeros at the first step),
+    for rows laid out episode after episode (``lengths`` steps each)."""
+    out = np.zeros_like(actions)
+    start = 0
+    for n in lengths:
+        out[start + 1 : start + n] = actions[start : start + n - 1]
+        start += n
+    return out
+
+
 def sampler(demos: Demos, kind: str, batch_size: int, chunk: int = 1):
     """``sample(rng) -> batch`` for the policy's ``loss``."""
     if kind == "bc-state":
@@ -219,6 +230,11 @@ def _fit_round(
     torch.manual_seed(seed)
     if kind == "bc-state":
         policy = config.build()
+        if config.previous_action:
+            for part in (demos, val):
+                part.features = np.concatenate(
+                    [part.features, previous_actions(part.actions, part.lengths)], 1
+                )
     else:
         keys = tuple(sorted(demos.images))
         policy = config.build(keys, int(demos.images[keys[0]].shape[1]))
