@@ -93,6 +93,9 @@ class BCKeypointsConfig(_Serializable):
     state_steps: int = 2000
     """Updates of the state policy, after perception is trained, on the features perception
     gives on the training frames (the noise it will see when acting); 0: none."""
+    previous_action: bool = False
+    """The state policy also reads the action the agent chose one step earlier (``bc-state``'s
+    option of the same name; end-to-end only for now)."""
     train: TrainConfig = TrainConfig(
         learning_rate=2e-3, batch_size=32, steps=8000, warmup=200, eval_every=500,
         checkpoint_every=250, shift=0,
@@ -146,6 +149,8 @@ class HierarchicalKeypointsConfig(BCKeypointsConfig):
             problems.append(f"planner_hidden must be positive widths, got {self.planner_hidden}")
         if self.max_subtasks < 1:
             problems.append(f"max_subtasks must be >= 1, got {self.max_subtasks}")
+        if self.previous_action:
+            problems.append("previous_action is for bc-keypoints (System 1 does not read it yet)")
         _raise(type(self), problems)
 
 
@@ -179,6 +184,7 @@ BC_PRESETS: dict[str, dict[str, Any]] = {
             train=_KEYPOINTS_DEBUG_TRAIN,
         ),
         "default": BCKeypointsConfig(),
+        "previous-action": BCKeypointsConfig(previous_action=True),
         "large": BCKeypointsConfig(width=32, train=_KEYPOINTS_LARGE_TRAIN),
     },
     "hierarchical-keypoints": {

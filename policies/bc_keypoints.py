@@ -220,7 +220,10 @@ class BCKeypointsPolicy(nn.Module):
         self._build_decision(config, action_dim)
 
     def _build_decision(self, config: BCKeypointsConfig, action_dim: int) -> None:
-        self.state = BCStatePolicy(BCStateConfig(hidden=config.state_hidden), action_dim)
+        self.state = BCStatePolicy(
+            BCStateConfig(hidden=config.state_hidden, previous_action=config.previous_action),
+            action_dim,
+        )
 
     @property
     def decision(self) -> nn.Module:
@@ -277,6 +280,9 @@ class BCKeypointsAgent:
         self.state.reset(instruction)
         self.scene.reset()
         self._perceived: tuple[Any, np.ndarray] | None = None
+        self.previous = np.zeros(self.policy.action_dim, dtype=np.float32)
+        """The last action :meth:`act` returned (zeros at the start), which the state policy
+        reads with ``config.previous_action``."""
 
     def features(self, obs: dict[str, Any]) -> np.ndarray:
         """The task features of what perception sees in ``obs``; perceived once per observation
@@ -292,19 +298,30 @@ class BCKeypointsAgent:
         self._perceived = (obs, features)  # holding obs keeps its identity from being reused
         return features
 
+    def decision_input(self, obs: dict[str, Any]) -> np.ndarray:
+        """What the state policy reads: :meth:`features`, and the previous action when the
+        policy was trained with it."""
+        features = self.features(obs)
+        if self.policy.config.previous_action:
+            features = np.concatenate([features, self.previous]).astype(np.float32)
+        return features
+
     def raw_action(self, obs: dict[str, Any]) -> np.ndarray:
         with torch.no_grad():
-            x = torch.from_numpy(self.features(obs))[None]
+            x = torch.from_numpy(self.decision_input(obs))[None]
             return self.policy.state(x)[0].numpy()
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
-        return executable(self.raw_action(obs))
+        action = executable(self.raw_action(obs))
+        self.previous = action.astype(np.float32)
+        return action
 
     def embed(self, obs: dict[str, Any]) -> np.ndarray:
         """The state policy's last hidden layer on the perceived features: what a residual
         policy reads."""
         with torch.no_grad():
-            return self.policy.state.embed(torch.from_numpy(self.features(obs))[None])[0].numpy()
+            x = torch.from_numpy(self.decision_input(obs))[None]
+            return self.policy.state.embed(x)[0].numpy()
 
     @property
     def subtask(self) -> str:

@@ -227,7 +227,7 @@ def test_bc_state_run_loads_and_acts_identically(state_run):
 
 
 def test_previous_actions_shift_within_each_episode_only():
-    from embodied.training.baselines import previous_actions
+    from embodied.data.dataset import previous_actions
 
     actions = np.arange(10, dtype=np.float32).reshape(5, 2) + 1  # episodes of 2 and 3 steps
     prev = previous_actions(actions, np.array([2, 3]))

@@ -117,7 +117,8 @@ def measure_latency(
         if hasattr(system1, "inputs"):  # hierarchical: the subtask's features, a batch of one
             network, x = system1.policy, torch.from_numpy(system1.inputs(obs))
         else:  # end-to-end: the instruction's features
-            network, x = system1.policy.state, torch.from_numpy(system1.features(obs))[None]
+            network = system1.policy.state
+            x = torch.from_numpy(system1.decision_input(obs))[None]
         with torch.no_grad():
             out["system1_network_ms_median"], _ = timed(lambda: network(x))
     if isinstance(agent, HierarchicalAgent):

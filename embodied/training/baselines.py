@@ -30,7 +30,7 @@ import torch
 
 import envs
 from embodied.data.collect import collect_rollouts, expert_teacher
-from embodied.data.dataset import DatasetError, EpisodeDataset, FrameStack
+from embodied.data.dataset import DatasetError, EpisodeDataset, FrameStack, previous_actions
 from embodied.training import keypoints
 from embodied.training.keypoints import KEYPOINT_KINDS
 from embodied.training.layered import data_summary, one_layout, split_episodes
@@ -169,17 +169,6 @@ def load_demos(datasets: list[EpisodeDataset], kind: str, pairs: list[tuple[int,
     return demos
 
 
-def previous_actions(actions: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """``(N, A)``: each step's previous action label in its episode (zeros at the first step),
-    for rows laid out episode after episode (``lengths`` steps each)."""
-    out = np.zeros_like(actions)
-    start = 0
-    for n in lengths:
-        out[start + 1 : start + n] = actions[start : start + n - 1]
-        start += n
-    return out
-
-
 def sampler(demos: Demos, kind: str, batch_size: int, chunk: int = 1):
     """``sample(rng) -> batch`` for the policy's ``loss``."""
     if kind == "bc-state":
@@ -251,8 +240,12 @@ def _fit_round(
             keypoints.label_cells(part, rig)
             arrays.append(
                 keypoints.decision_arrays(
-                    kind, part, part.tables, slot_order=keypoints.slot_order_of(config)
-                )
+                    kind,
+                    part,
+                    part.tables,
+                    slot_order=keypoints.slot_order_of(config),
+                    previous_action=getattr(config, "previous_action", False),
+                )  # fmt: skip
             )
         train_sample, val_sample = (
             keypoints.sampler(kind, part, a, config.train.batch_size, config.state_batch)
