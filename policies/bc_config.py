@@ -95,7 +95,8 @@ class BCKeypointsConfig(_Serializable):
     gives on the training frames (the noise it will see when acting); 0: none."""
     previous_action: bool = False
     """The state policy also reads the action the agent chose one step earlier (``bc-state``'s
-    option of the same name; end-to-end only for now)."""
+    option of the same name; end-to-end only for now). Measured harmful here: on perceived
+    features the policy copies its last action (nominal 95% -> 50-80%, docs/BENCHMARKS.md)."""
     train: TrainConfig = TrainConfig(
         learning_rate=2e-3, batch_size=32, steps=8000, warmup=200, eval_every=500,
         checkpoint_every=250, shift=0,
