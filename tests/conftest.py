@@ -13,3 +13,32 @@ def task(request) -> str:
 
 def random_actions(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-1, 1, size=(n, 5)).astype(np.float32)
+
+
+def train_with_previous_action(kind, demos, out, monkeypatch):
+    """Train ``kind``'s debug preset with ``previous_action`` on; returns the loaded bundle."""
+    from dataclasses import replace
+
+    from embodied.agents import load_bundle
+    from embodied.training.baselines import train_bc
+    from policies.bc_config import BC_PRESETS, bc_preset
+
+    debug = replace(bc_preset(kind, "debug"), previous_action=True)
+    monkeypatch.setitem(BC_PRESETS[kind], "debug-previous", debug)
+    train_bc(kind, [demos], out, preset="debug-previous", progress=False, tensorboard=False)
+    assert bc_preset(kind, "previous-action").previous_action
+    return load_bundle(out)
+
+
+def check_remembers_previous_action(agent, obs, instruction: str) -> None:
+    """The agent's action depends on the last one it chose, which only ``act`` records and
+    ``reset`` clears."""
+    agent.reset(instruction)
+    first = agent.raw_action(obs)
+    np.testing.assert_array_equal(agent.raw_action(obs), first)  # raw_action keeps the memory
+    action = agent.act(obs)
+    np.testing.assert_array_equal(agent.previous, action)
+    assert not np.allclose(agent.raw_action(obs), first)  # the same frame, another memory
+    agent.reset(instruction)
+    np.testing.assert_array_equal(agent.previous, 0.0)
+    np.testing.assert_array_equal(agent.raw_action(obs), first)

@@ -29,6 +29,7 @@ from envs.task_features import (
     parse_mentions,
 )
 from policies.bc_config import HierarchicalKeypointsConfig, bc_preset
+from tests.conftest import check_remembers_previous_action, train_with_previous_action
 from world_models.checkpoint import CheckpointError, load_checkpoint
 
 
@@ -237,30 +238,11 @@ def test_previous_actions_shift_within_each_episode_only():
 def test_bc_state_reading_its_previous_action_trains_saves_and_remembers(
     state_demos, tmp_path, monkeypatch
 ):
-    from dataclasses import replace
-
-    from policies.bc_config import BC_PRESETS
-
-    debug = replace(bc_preset("bc-state", "debug"), previous_action=True)
-    monkeypatch.setitem(BC_PRESETS["bc-state"], "debug-previous", debug)
-    out = tmp_path / "run"
-    train_bc("bc-state", [state_demos], out, preset="debug-previous", progress=False,
-             tensorboard=False)  # fmt: skip
-    assert bc_preset("bc-state", "previous-action").previous_action
-    bundle = load_bundle(out)
+    bundle = train_with_previous_action("bc-state", state_demos, tmp_path / "run", monkeypatch)
     assert bundle.policy.normalizer.mean.shape == (STATE_DIM + 5,)
-    agent = bundle.make(task="pick-place")
     env = envs.make("pick-place", obs_mode="state")
     obs, info = env.reset(seed=3)
-    agent.reset(info["instruction"])
-    first = agent.raw_action(obs)  # does not change the memory
-    np.testing.assert_array_equal(agent.raw_action(obs), first)
-    action = agent.act(obs)
-    np.testing.assert_array_equal(agent.previous, action)
-    assert not np.allclose(agent.raw_action(obs), first)  # the same frame, another memory
-    agent.reset(info["instruction"])
-    np.testing.assert_array_equal(agent.previous, 0.0)
-    np.testing.assert_array_equal(agent.raw_action(obs), first)
+    check_remembers_previous_action(bundle.make(task="pick-place"), obs, info["instruction"])
     env.close()
 
 

@@ -318,26 +318,17 @@ def test_bc_keypoints_reading_its_previous_action_trains_and_remembers(
     keypoint_demos, tmp_path, monkeypatch
 ):
     from envs.task_features import STATE_DIM
-    from policies.bc_config import BC_PRESETS, HierarchicalKeypointsConfig
+    from policies.bc_config import HierarchicalKeypointsConfig
+    from tests.conftest import check_remembers_previous_action, train_with_previous_action
 
-    debug = replace(bc_preset("bc-keypoints", "debug"), previous_action=True)
-    monkeypatch.setitem(BC_PRESETS["bc-keypoints"], "debug-previous", debug)
     out = tmp_path / "kp-previous"
-    train_bc("bc-keypoints", [keypoint_demos], out, preset="debug-previous", progress=False,
-             tensorboard=False)  # fmt: skip
-    bundle = load_bundle(out)
+    bundle = train_with_previous_action("bc-keypoints", keypoint_demos, out, monkeypatch)
     assert bundle.policy.state.normalizer.mean.shape == (STATE_DIM + 5,)
     env = envs.make("pick-place", cameras=CAMERAS, image_size=32)
     obs, info = env.reset(seed=7)
     agent = bundle.make(task="pick-place")
-    agent.reset(info["instruction"])
-    first = agent.raw_action(obs)
-    action = agent.act(obs)
-    np.testing.assert_array_equal(agent.previous, action)
-    assert not np.allclose(agent.raw_action(obs), first)  # the same frame, another memory
+    check_remembers_previous_action(agent, obs, info["instruction"])
     assert agent.embed(obs).shape == (bundle.policy.config.state_hidden[-1],)
-    agent.reset(info["instruction"])
-    np.testing.assert_array_equal(agent.raw_action(obs), first)
     env.close()
     with pytest.raises(ValueError, match="previous_action"):
         HierarchicalKeypointsConfig(previous_action=True)
