@@ -25,7 +25,8 @@ class BCStateConfig(_Serializable):
     previous_action: bool = False
     """Also read the action the agent chose one step earlier (zeros at an episode's start): under
     observation and action lags a per-step policy otherwise cannot tell where its last command
-    is taking the arm (docs/BENCHMARKS.md, issue 13)."""
+    is taking the arm (docs/BENCHMARKS.md, issue 13). The agent remembers only what its own
+    ``act`` returned: in DAgger's mixed rollouts a step the teacher takes is not recorded."""
     train: TrainConfig = TrainConfig(
         learning_rate=1e-3, batch_size=256, steps=4000, warmup=100, eval_every=500,
         checkpoint_every=500, shift=0,

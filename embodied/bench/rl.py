@@ -9,9 +9,9 @@ bound at 2 (``residual-privileged-demos-gripper2``: the correction can open and 
 and that with a quiet start (``-quiet``: the actor's log-std starts at -2, so its exploration does
 not open and shut the gripper), with the critic learning alone for the first 10,000 steps
 (``-quiet-warm``), and with the moves bounded at 0.1 besides (``-quiet-warm-bound0.1``: the
-gripper keeps its bound of 2, the moves change little); ``scratch`` (state, the shaped reward), ``scratch-dense`` /
-``scratch-sparse`` (the task's own rewards) and ``her`` (sparse goal reward with hindsight
-experience replay on the goal-conditioned view).
+gripper keeps its bound of 2, the moves change little); ``scratch`` (state, the shaped reward),
+``scratch-dense`` / ``scratch-sparse`` (the task's own rewards) and ``her`` (sparse goal reward
+with hindsight experience replay on the goal-conditioned view).
 
 Each run is an ordinary ``train rl`` run directory under ``OUT/runs``; a killed benchmark
 resumes them. Results: ``OUT/results.json`` and ``OUT/curves.png``.

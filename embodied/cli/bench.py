@@ -285,8 +285,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     b.add_argument(
         "--preset",
         default="default",
-        help="the kind's training preset (see `train agent --preset`; bc-state also has "
-        "previous-action)",
+        help="the kind's training preset (see `train agent --preset`; bc-state and "
+        "bc-keypoints also have previous-action)",
     )
     b.add_argument("--demos", type=positive, default=200, help="demos per trained agent")
     b.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")

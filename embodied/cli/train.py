@@ -247,7 +247,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--preset",
         default="default",
-        help="debug, default or large (bc-state also: previous-action)",
+        help="debug, default or large (bc-state and bc-keypoints also: previous-action)",
     )
     t.add_argument(
         "--head", choices=["discrete", "flow"], help="System 1 action head (default: the preset's)"
