@@ -102,6 +102,12 @@ class BCStatePolicy(nn.Module):
         device = self.normalizer.mean.device
         features = torch.as_tensor(batch["features"], device=device)
         target = torch.as_tensor(batch["actions"], device=device)
+        if self.training and self.config.previous_action_dropout:  # the last A columns
+            keep = torch.rand(len(features), 1, generator=generator, device=device)
+            keep = (keep >= self.config.previous_action_dropout).to(features.dtype)
+            features = torch.cat(
+                [features[:, : -self.action_dim], features[:, -self.action_dim :] * keep], 1
+            )
         pred = self(features)
         loss = F.mse_loss(pred, target)
         grip_ok = (torch.sign(pred[:, GRIPPER]) == torch.sign(target[:, GRIPPER])).float().mean()

@@ -10,6 +10,15 @@ from envs.task_features import SLOT_ORDERS
 from policies.config import POLICIES, POLICY_BUILDERS, TrainConfig, _raise, _Serializable
 
 
+def _check_dropout(config: Any, problems: list[str]) -> None:
+    if not 0.0 <= config.previous_action_dropout < 1.0:
+        problems.append(
+            f"previous_action_dropout must be in [0, 1), got {config.previous_action_dropout}"
+        )
+    elif config.previous_action_dropout and not config.previous_action:
+        problems.append("previous_action_dropout needs previous_action")
+
+
 def _train_from(config: Any) -> None:
     if isinstance(config.train, dict):
         object.__setattr__(config, "train", TrainConfig.from_dict(config.train))
@@ -27,6 +36,9 @@ class BCStateConfig(_Serializable):
     observation and action lags a per-step policy otherwise cannot tell where its last command
     is taking the arm (docs/BENCHMARKS.md, issue 13). The agent remembers only what its own
     ``act`` returned: in DAgger's mixed rollouts a step the teacher takes is not recorded."""
+    previous_action_dropout: float = 0.0
+    """In training, the share of samples whose previous action is zeroed (as at an episode's
+    start), so the policy cannot lean on it alone (imitation's copycat problem)."""
     train: TrainConfig = TrainConfig(
         learning_rate=1e-3, batch_size=256, steps=4000, warmup=100, eval_every=500,
         checkpoint_every=500, shift=0,
@@ -38,6 +50,7 @@ class BCStateConfig(_Serializable):
         self.train.validate(problems)
         if not self.hidden or any(h < 1 for h in self.hidden):
             problems.append(f"hidden must be positive widths, got {self.hidden}")
+        _check_dropout(self, problems)
         _raise(type(self), problems)
 
     def build(self, action_dim: int = 5):
@@ -98,6 +111,8 @@ class BCKeypointsConfig(_Serializable):
     """The state policy also reads the action the agent chose one step earlier (``bc-state``'s
     option of the same name; end-to-end only for now). Measured harmful here: on perceived
     features the policy copies its last action (nominal 95% -> 50-80%, docs/BENCHMARKS.md)."""
+    previous_action_dropout: float = 0.0
+    """``bc-state``'s option of the same name, for the state policy's training."""
     train: TrainConfig = TrainConfig(
         learning_rate=2e-3, batch_size=32, steps=8000, warmup=200, eval_every=500,
         checkpoint_every=250, shift=0,
@@ -117,6 +132,7 @@ class BCKeypointsConfig(_Serializable):
             problems.append(f"state_hidden must be positive widths, got {self.state_hidden}")
         if self.train.shift:
             problems.append("shift must be 0: perception is calibrated to the cameras' pixels")
+        _check_dropout(self, problems)
         _raise(type(self), problems)
 
     def build(self, image_keys: tuple[str, ...], image_size: int, action_dim: int = 5):
@@ -187,6 +203,9 @@ BC_PRESETS: dict[str, dict[str, Any]] = {
         ),
         "default": BCKeypointsConfig(),
         "previous-action": BCKeypointsConfig(previous_action=True),
+        "previous-action-dropout": BCKeypointsConfig(
+            previous_action=True, previous_action_dropout=0.5
+        ),
         "large": BCKeypointsConfig(width=32, train=_KEYPOINTS_LARGE_TRAIN),
     },
     "hierarchical-keypoints": {

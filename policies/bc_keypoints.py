@@ -221,7 +221,11 @@ class BCKeypointsPolicy(nn.Module):
 
     def _build_decision(self, config: BCKeypointsConfig, action_dim: int) -> None:
         self.state = BCStatePolicy(
-            BCStateConfig(hidden=config.state_hidden, previous_action=config.previous_action),
+            BCStateConfig(
+                hidden=config.state_hidden,
+                previous_action=config.previous_action,
+                previous_action_dropout=config.previous_action_dropout,
+            ),
             action_dim,
         )
 

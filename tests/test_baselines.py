@@ -376,3 +376,27 @@ def test_rollouts_refuse_to_resume_another_rounds_settings(tmp_path):
     assert run({"dagger_round": 1, "teacher_probability": 0.5})["episodes"] == 1
     with pytest.raises(DatasetError, match="source"):
         run({"dagger_round": 1, "teacher_probability": 0.25})
+
+
+def test_previous_action_dropout_zeroes_the_action_columns_in_training_only():
+    from policies.bc import BCStatePolicy
+    from policies.bc_config import BCStateConfig
+
+    with pytest.raises(ValueError, match="needs previous_action"):
+        BCStateConfig(previous_action_dropout=0.5)
+    with pytest.raises(ValueError, match=r"in \[0, 1\)"):
+        BCStateConfig(previous_action=True, previous_action_dropout=1.0)
+    config = BCStateConfig(hidden=(16,), previous_action=True, previous_action_dropout=0.999)
+    policy = BCStatePolicy(config)
+    rng = np.random.default_rng(0)
+    state = rng.normal(size=(4, STATE_DIM)).astype(np.float32)
+    actions = rng.uniform(-1, 1, (4, 5)).astype(np.float32)
+    batch = {"features": np.concatenate([state, np.full((4, 5), 3.0, np.float32)], 1),
+             "actions": actions}  # fmt: skip
+    zeroed = {"features": np.concatenate([state, np.zeros((4, 5), np.float32)], 1),
+              "actions": actions}  # fmt: skip
+    policy.train()
+    dropped, _ = policy.loss(batch, torch.Generator().manual_seed(0))
+    policy.eval()
+    assert torch.allclose(dropped, policy.loss(zeroed)[0])
+    assert not torch.allclose(policy.loss(batch)[0], policy.loss(zeroed)[0])
