@@ -109,8 +109,9 @@ class BCKeypointsConfig(_Serializable):
     gives on the training frames (the noise it will see when acting); 0: none."""
     previous_action: bool = False
     """The state policy also reads the action the agent chose one step earlier (``bc-state``'s
-    option of the same name; end-to-end only for now). Measured harmful here: on perceived
-    features the policy copies its last action (nominal 95% -> 50-80%, docs/BENCHMARKS.md)."""
+    option of the same name; end-to-end only for now). Alone it is harmful here: on perceived
+    features the policy copies its last action (nominal 95% -> 50-80%); with
+    ``previous_action_dropout`` 0.5 nominal success holds (docs/BENCHMARKS.md)."""
     previous_action_dropout: float = 0.0
     """``bc-state``'s option of the same name, for the state policy's training."""
     train: TrainConfig = TrainConfig(
