@@ -18,6 +18,7 @@ import torch
 import envs
 from embodied.agent import ExpertAgent
 from embodied.agents import load_bundle
+from embodied.cli.common import factor_magnitudes
 from envs.factors import FAMILIES, factors_of
 from envs.task_features import KINDS
 from policies.bc_keypoints import frame_inputs
@@ -27,13 +28,11 @@ from sandbox_common.paths import portable_path
 
 
 def parse_factors(text: str) -> dict[str, float]:
-    """``NAME=M[,NAME=M...]`` -> ``{factor: magnitude}``; a family's name (``visual``) stands for
-    every factor of that family."""
+    """``eval --factors``' syntax (:func:`factor_magnitudes`), where a family's name (``visual``)
+    also stands for every factor of that family."""
     factors: dict[str, float] = {}
-    for item in filter(None, text.split(",")):
-        name, _, magnitude = item.partition("=")
-        names = factors_of([name]) if name in FAMILIES else [name]
-        factors.update({n: float(magnitude) for n in names})
+    for name, magnitude in factor_magnitudes(text).items():
+        factors.update(dict.fromkeys(factors_of([name]) if name in FAMILIES else [name], magnitude))
     return factors
 
 

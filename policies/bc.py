@@ -93,6 +93,13 @@ class BCStatePolicy(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.net(self.normalizer(features))
 
+    def input_of(self, features: np.ndarray, previous: np.ndarray) -> np.ndarray:
+        """What this policy reads when acting: ``features``, and the previous action after them
+        when ``config.previous_action`` is on."""
+        if not self.config.previous_action:
+            return features
+        return np.concatenate([features, previous]).astype(np.float32)
+
     def embed(self, features: torch.Tensor) -> torch.Tensor:
         """The last hidden layer ``(B, hidden[-1])``: what a residual policy reads."""
         return self.net[:-1](self.normalizer(features))
@@ -246,9 +253,7 @@ class BCStateAgent:
         ``config.previous_action`` the policy reads it beside the state."""
 
     def _run(self, obs: dict[str, Any], fn) -> np.ndarray:
-        features = self.state(obs)
-        if self.policy.config.previous_action:
-            features = np.concatenate([features, self.previous]).astype(np.float32)
+        features = self.policy.input_of(self.state(obs), self.previous)
         with torch.no_grad():
             device = self.policy.normalizer.mean.device
             return fn(torch.from_numpy(features)[None].to(device))[0].cpu().numpy()

@@ -305,10 +305,7 @@ class BCKeypointsAgent:
     def decision_input(self, obs: dict[str, Any]) -> np.ndarray:
         """What the state policy reads: :meth:`features`, and the previous action when the
         policy was trained with it."""
-        features = self.features(obs)
-        if self.policy.config.previous_action:
-            features = np.concatenate([features, self.previous]).astype(np.float32)
-        return features
+        return self.policy.state.input_of(self.features(obs), self.previous)
 
     def raw_action(self, obs: dict[str, Any]) -> np.ndarray:
         with torch.no_grad():
