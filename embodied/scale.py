@@ -36,7 +36,13 @@ import numpy as np
 from tqdm import tqdm
 
 import envs
-from embodied.data.collect import finish_collection, open_collection, record_episode
+from embodied.data.collect import (
+    check_gripper_flip,
+    finish_collection,
+    gripper_flip_meta,
+    open_collection,
+    record_episode,
+)
 from embodied.data.dataset import write_episode
 from embodied.evaluation.harness import (
     EvalResult,
@@ -137,13 +143,18 @@ def _as_completed(
 
 
 def _record_block(
-    task: str, overrides: dict[str, Any], seed: int, noise: float, indices: list[int]
+    task: str,
+    overrides: dict[str, Any],
+    seed: int,
+    noise: float,
+    indices: list[int],
+    gripper_flip: float = 0.0,
 ) -> list[tuple[int, dict[str, np.ndarray], dict[str, Any]]]:
     """(Remote) record episodes ``indices`` (seeds ``seed + i``) in one env; return their arrays
     and metadata instead of writing them."""
     env = envs.make(task, **overrides)
     try:
-        return [(i, *record_episode(env, seed + i, noise)) for i in indices]
+        return [(i, *record_episode(env, seed + i, noise, gripper_flip)) for i in indices]
     finally:
         env.close()
 
@@ -168,6 +179,7 @@ def collect_ray(
     address: str | None = None,
     block: int | None = None,
     progress: bool = True,
+    gripper_flip: float = 0.0,
     **overrides: Any,
 ) -> dict[str, Any]:
     """:func:`embodied.data.collect.collect` on Ray: the same files, ``meta.json`` and summary.
@@ -182,8 +194,11 @@ def collect_ray(
         raise ValueError(f"noise must be >= 0, got {noise}")
     if block is not None and block < 1:
         raise ValueError(f"block must be >= 1, got {block}")
+    check_gripper_flip(gripper_flip)
     import_ray()  # say so before touching the directory
-    _, root, done, todo = open_collection(task, out, episodes, seed, noise, overrides)
+    _, root, done, todo = open_collection(
+        task, out, episodes, seed, noise, overrides, gripper_flip_meta(gripper_flip)
+    )
 
     start = time.perf_counter()
     if todo:
@@ -199,7 +214,9 @@ def collect_ray(
                 disable=not progress,
             )
             jobs = contiguous_blocks(todo, size)
-            submit = lambda indices: remote.remote(task, overrides, seed, noise, indices)
+            submit = lambda indices: remote.remote(
+                task, overrides, seed, noise, indices, gripper_flip
+            )
             try:
                 for _, records in _as_completed(ray, submit, jobs, 2 * cpus):
                     for index, arrays, meta in records:

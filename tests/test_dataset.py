@@ -15,6 +15,7 @@ from embodied.data.dataset import (
     SequenceLoader,
     episode_path,
     load_episode,
+    read_json,
 )
 from envs.language import SUBTASK_VOCAB
 
@@ -166,3 +167,21 @@ def test_parallel_collection_matches_serial(tmp_path):
         b = load_episode(episode_path(tmp_path / "parallel", i))
         np.testing.assert_array_equal(a.steps["action"], b.steps["action"])
         np.testing.assert_array_equal(a.obs["object_state"], b.obs["object_state"])
+
+
+def test_gripper_flips_are_recorded_and_must_match_on_resume(tmp_path):
+    collect("reach", 1, tmp_path / "a", seed=0, progress=False, gripper_flip=0.1, obs_mode="state")
+    assert read_json(tmp_path / "a" / "meta.json")["gripper_flip"] == 0.1
+    assert load_episode(tmp_path / "a" / "episode_000000.npz").meta["gripper_flip"] == 0.1
+    with pytest.raises(DatasetError, match="gripper_flip: on disk 0.1, asked 0.0"):
+        collect("reach", 2, tmp_path / "a", seed=0, progress=False, obs_mode="state")
+    collect("reach", 1, tmp_path / "b", seed=0, progress=False, obs_mode="state")
+    assert "gripper_flip" not in read_json(tmp_path / "b" / "meta.json")  # as before the option
+    with pytest.raises(DatasetError, match="gripper_flip: on disk None, asked 0.2"):
+        collect(
+            "reach", 2, tmp_path / "b", seed=0, progress=False, gripper_flip=0.2, obs_mode="state"
+        )
+    with pytest.raises(ValueError, match=r"gripper_flip is a per-step probability in \[0, 1\)"):
+        collect(
+            "reach", 1, tmp_path / "c", seed=0, progress=False, gripper_flip=1.0, obs_mode="state"
+        )

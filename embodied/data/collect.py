@@ -130,12 +130,17 @@ def _record(
 
 
 def record_episode(
-    env: ManipulationEnv, seed: int, noise: float
+    env: ManipulationEnv, seed: int, noise: float, gripper_flip: float = 0.0
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Run the expert for one episode; return the arrays and metadata of an episode file."""
-    agent = ExpertAgent(env, noise=noise, seed=seed)
+    agent = ExpertAgent(env, noise=noise, seed=seed, gripper_flip=gripper_flip)
     arrays, meta = _record(env, agent, seed, EpisodeRecorder(own_clean_action, agent), [])
-    return arrays, meta | {"noise": noise}
+    return arrays, meta | {"noise": noise} | gripper_flip_meta(gripper_flip)
+
+
+def gripper_flip_meta(gripper_flip: float) -> dict[str, float]:
+    """The gripper-flip rate as metadata (absent when 0, as in collections made before it)."""
+    return {"gripper_flip": gripper_flip} if gripper_flip else {}
 
 
 # ---------------------------------------------------------------- worker processes
@@ -148,10 +153,10 @@ def _worker_init(task: str, overrides: dict[str, Any]) -> None:
     _worker_env = envs.make(task, **overrides)
 
 
-def _worker_run(job: tuple[Path, int, int, float]) -> dict[str, Any]:
-    root, index, seed, noise = job
+def _worker_run(job: tuple[Path, int, int, float, float]) -> dict[str, Any]:
+    root, index, seed, noise, gripper_flip = job
     assert _worker_env is not None
-    arrays, meta = record_episode(_worker_env, seed, noise)
+    arrays, meta = record_episode(_worker_env, seed, noise, gripper_flip)
     write_episode(root, index, arrays, meta)
     return {"index": index} | meta
 
@@ -177,6 +182,14 @@ def _dataset_meta(
 
 RESUME_KEYS = ("format_version", "task", "env_version", "env_config", "seed", "noise", "obs_keys")
 """Fields of ``meta.json`` that must match for a collection to resume."""
+OPTIONAL_RESUME_KEYS = {"gripper_flip": 0.0}
+"""Fields written only when not at their default (collections made before them lack them); they
+must match too."""
+
+
+def check_gripper_flip(gripper_flip: float) -> None:
+    if not 0.0 <= gripper_flip < 1.0:
+        raise ValueError(f"gripper_flip is a per-step probability in [0, 1), got {gripper_flip}")
 
 
 def _check_same_collection(
@@ -187,6 +200,11 @@ def _check_same_collection(
         f"{k}: on disk {have.get(k)!r}, asked {wanted[k]!r}"
         for k in (*RESUME_KEYS, *extra_keys)
         if _jsonable(have.get(k)) != _jsonable(wanted[k])
+    ]
+    diffs += [  # settings written only when not at their default
+        f"{k}: on disk {have.get(k, default)!r}, asked {wanted.get(k, default)!r}"
+        for k, default in OPTIONAL_RESUME_KEYS.items()
+        if k not in extra_keys and have.get(k, default) != wanted.get(k, default)
     ]
     if diffs:
         raise DatasetError(
@@ -288,12 +306,15 @@ def collect(
     noise: float = 0.0,
     workers: int = 1,
     progress: bool = True,
+    gripper_flip: float = 0.0,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Write ``episodes`` expert episodes of ``task`` to ``out``; resume if ``out`` holds a partial run.
 
     Episode ``i`` uses seed ``seed + i``, so a resumed or parallel collection writes exactly the
-    files an uninterrupted serial one would. Returns the summary (also in ``out/summary.json``).
+    files an uninterrupted serial one would. ``gripper_flip`` is the expert's per-step chance of
+    inverting its executed gripper command for a few steps (:class:`envs.experts.ScriptedExpert`;
+    the labels stay clean). Returns the summary (also in ``out/summary.json``).
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
@@ -301,17 +322,20 @@ def collect(
         raise ValueError(f"noise must be >= 0, got {noise}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    config, root, done, todo = open_collection(task, out, episodes, seed, noise, overrides)
+    check_gripper_flip(gripper_flip)
+    config, root, done, todo = open_collection(
+        task, out, episodes, seed, noise, overrides, gripper_flip_meta(gripper_flip)
+    )
     start = time.perf_counter()
     bar = tqdm(
         total=episodes, initial=len(done), desc=f"collect {task}", unit="ep", disable=not progress
     )
-    jobs = [(root, i, seed + i, noise) for i in todo]
+    jobs = [(root, i, seed + i, noise, gripper_flip) for i in todo]
     if workers == 1 or len(jobs) <= 1:
         env = config.build()
         try:
-            for root_, index, ep_seed, ep_noise in jobs:
-                arrays, meta = record_episode(env, ep_seed, ep_noise)
+            for root_, index, ep_seed, ep_noise, ep_flip in jobs:
+                arrays, meta = record_episode(env, ep_seed, ep_noise, ep_flip)
                 write_episode(root_, index, arrays, meta)
                 done[index] = meta
                 bar.update(1)
