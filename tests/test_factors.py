@@ -407,6 +407,7 @@ def test_middle_suite_and_bench_robustness_checks_before_any_work(tmp_path):
         ({"randomize": ("weather",)}, "unknown factor famil(ies) ['weather']"),
         ({"language": "klingon"}, "language must be one of"),
         ({"suite": "fog"}, "unknown suite 'fog'"),
+        ({"gripper_flip": 1.0}, "gripper_flip is a per-step probability in [0, 1), got 1.0"),
     ):
         with pytest.raises(ValueError, match=re.escape(message)):
             bench_robustness(tmp_path / "b", **bad)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from embodied.agents import agent_factory_from_run
-from embodied.data.collect import collect
+from embodied.data.collect import check_gripper_flip, collect
 from embodied.evaluation.harness import expert_factory
 from embodied.evaluation.robustness import (
     MIDDLE,
@@ -121,15 +121,19 @@ def bench_robustness(
     language: str = "train",
     workers: int = 1,
     num_envs: int = 1,
+    gripper_flip: float = 0.0,
 ) -> dict[str, Any]:
     """Nominal vs domain-randomised training of ``kind`` on ``task``, each through ``suite`` (and
     the world events); returns and writes ``OUT/robustness.json``. ``randomize`` defaults to
-    :func:`default_randomize`; ``workers`` collect the demos, ``num_envs`` run each suite."""
+    :func:`default_randomize`; ``workers`` collect the demos, ``num_envs`` run each suite;
+    ``gripper_flip`` is the demos' expert's per-step chance of a gripper flip (both collections;
+    :func:`embodied.data.collect.collect`)."""
     if kind not in BC_KINDS:
         raise ValueError(
             f"unknown kind {kind!r}; bench robustness trains one of {', '.join(BC_KINDS)}"
         )
     bc_preset(kind, preset)  # an unknown preset fails here, before any demo is collected
+    check_gripper_flip(gripper_flip)
     if language not in LANGUAGE_SPLITS:
         raise ValueError(f"language must be one of {LANGUAGE_SPLITS}, got {language!r}")
     randomize = tuple(randomize) if randomize else default_randomize(kind)
@@ -168,7 +172,8 @@ def bench_robustness(
             run = out / "runs" / f"{variant}-s{seed}"
             if not (run / AGENT_FILE).exists():  # a finished run needs neither demos nor training
                 collect(task, demos, data, seed=DEMO_SEED + 1000 * seed, noise=NOISE,
-                        workers=workers, progress=progress, language=language, **obs, **dr)  # fmt: skip
+                        workers=workers, progress=progress, gripper_flip=gripper_flip,
+                        language=language, **obs, **dr)  # fmt: skip
                 train_bc(kind, [data], run, preset=preset, seed=seed, progress=progress,
                          tensorboard=False)  # fmt: skip
             make, overrides = agent_factory_from_run(run, task)
@@ -182,6 +187,7 @@ def bench_robustness(
         "randomize": list(randomize),
         "magnitude": magnitude,
         "joint": joint,
+        "gripper_flip": gripper_flip,
         "language": language,
         "suite": suite,
         "episodes_per_cell": episodes,
