@@ -1,0 +1,115 @@
+"""Is a keypoint agent's loss its perception's or its decisions'? Runs each agent twice on the same
+episodes: as it is, and with its perceived object table replaced by the true one, read off
+``obs["object_state"]`` (so through the same observation delay, dropped frames and object-state
+noise that bc-state reads; the cameras are still rendered, and ignored). The agent's decision
+networks, memory, presence vote and instruction binding are untouched. Writes ``--out`` (JSON).
+
+    python benchmarks/true_table.py --runs RUN [RUN ...] --task pick-place --factors all=0.5 \\
+        --seed 100 --episodes 60 --out benchmarks/results/true-table-pick-place.json
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import numpy as np
+import torch
+
+import envs
+from embodied.agents import load_bundle
+from embodied.cli.common import factor_magnitudes
+from envs.factors import FACTORS, FAMILIES, factors_of
+from policies.bc_keypoints import PerceivedScene, hand_yaw
+from policies.bundles import env_overrides
+from sandbox_common.atomic import write_json_atomic
+from sandbox_common.paths import portable_path
+
+PRESENT_LOGIT = 6.0
+"""The presence logit the true table reports (above PresenceVote's clip: a certain vote)."""
+
+
+def parse_factors(text: str, task: str) -> dict[str, float]:
+    """``eval --factors``' syntax, where a family's name stands for each of its factors and
+    ``all`` for every factor of ``task``."""
+    factors: dict[str, float] = {}
+    for name, magnitude in factor_magnitudes(text).items() if text else ():
+        if name == "all":
+            names = [n for n, f in FACTORS.items() if f.applies_to(task)]
+        elif name in FAMILIES:
+            names = [n for n in factors_of([name]) if FACTORS[n].applies_to(task)]
+        else:
+            names = [name]
+        factors.update(dict.fromkeys(names, magnitude))
+    return factors
+
+
+def see_the_truth(scene: PerceivedScene, env) -> None:
+    """Make ``scene`` report the true table of each observation instead of perceiving it."""
+
+    def observe(obs: dict[str, Any]) -> np.ndarray:
+        if obs is scene._last:
+            return scene.memory
+        table = env.objects_by_colour(obs["object_state"]).reshape(-1, 4).copy()
+        table[:, 0] = np.where(table[:, 0] > 0.5, PRESENT_LOGIT, -PRESENT_LOGIT)
+        scene.memory = table
+        scene.presence.update(table[:, 0])
+        if scene.initial is None:
+            scene.initial, scene.initial_yaw = table.copy(), hand_yaw(obs["proprio"])
+        scene._last = obs
+        return table
+
+    scene.observe = observe
+
+
+def success_rate(
+    run: str, task: str, seeds: range, factors: dict[str, float], true_table: bool
+) -> dict[str, Any]:
+    bundle = load_bundle(run)
+    env = envs.make(task, **env_overrides(bundle))
+    wins: list[int] = []
+    try:
+        for seed in seeds:
+            obs, info = env.reset(seed=seed, options={"factors": factors} if factors else None)
+            agent = bundle.make(seed=seed, task=task)
+            if true_table:
+                see_the_truth(getattr(agent, "system1", agent).scene, env.unwrapped)
+            agent.reset(info["instruction"])
+            done = False
+            while not done:
+                obs, _, terminated, truncated, info = env.step(agent.act(obs))
+                done = terminated or truncated
+            wins.append(int(info["success"]))
+    finally:
+        env.close()
+    return {"success_rate": float(np.mean(wins)), "episodes": len(wins), "per_episode": wins}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", nargs="+", required=True, help="keypoint agent runs")
+    parser.add_argument("--task", default="pick-place")
+    parser.add_argument("--seed", type=int, default=100, help="first episode seed")
+    parser.add_argument("--episodes", type=int, default=60)
+    parser.add_argument(
+        "--factors", default="", help="NAME=M[,NAME=M...]; a family's name or `all` sets many"
+    )
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    factors = parse_factors(args.factors, args.task)
+    seeds = range(args.seed, args.seed + args.episodes)
+    result: dict[str, Any] = {"task": args.task, "seeds": f"{seeds.start}..{seeds.stop - 1}",
+                              "factors": factors, "runs": {}}  # fmt: skip
+    for run in args.runs:
+        row = {
+            table: success_rate(run, args.task, seeds, factors, table == "true")
+            for table in ("perceived", "true")
+        }
+        result["runs"][portable_path(run)] = row
+        print(run, {k: v["success_rate"] for k, v in row.items()}, flush=True)
+        write_json_atomic(args.out, result)
+
+
+if __name__ == "__main__":
+    main()
