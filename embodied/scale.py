@@ -37,7 +37,6 @@ from tqdm import tqdm
 
 import envs
 from embodied.data.collect import (
-    check_gripper_flip,
     finish_collection,
     gripper_flip_meta,
     open_collection,
@@ -52,6 +51,7 @@ from embodied.evaluation.harness import (
     expert_factory,
 )
 from embodied.rollout import Rollout, run_episode
+from envs.experts import check_gripper_flip
 from sandbox_common.errors import InputError
 
 LOCAL = "local"

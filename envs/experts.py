@@ -64,6 +64,12 @@ FLIP_STEPS = (3, 8)
 long enough for the fingers to shut on nothing or let a held cube go."""
 
 
+def check_gripper_flip(gripper_flip: float) -> None:
+    """A gripper-flip rate is a per-step probability in [0, 1)."""
+    if not 0.0 <= gripper_flip < 1.0:
+        raise ValueError(f"gripper_flip is a per-step probability in [0, 1), got {gripper_flip}")
+
+
 def closest_equivalent(
     angle: float, period: float, current: float, limit: float = YAW_LIMIT - 0.05
 ) -> float:

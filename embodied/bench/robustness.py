@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from embodied.agents import agent_factory_from_run
-from embodied.data.collect import check_gripper_flip, collect
+from embodied.data.collect import collect
 from embodied.evaluation.harness import expert_factory
 from embodied.evaluation.robustness import (
     MIDDLE,
@@ -35,6 +35,7 @@ from embodied.evaluation.robustness import (
     run_agent_suite,
 )
 from embodied.training.baselines import AGENT_FILE, BC_KINDS, train_bc
+from envs.experts import check_gripper_flip
 from envs.factors import FAMILIES
 from envs.language import LANGUAGE_SPLITS
 from policies.bc_config import bc_preset

@@ -30,7 +30,7 @@ from embodied.data.dataset import (
 )
 from embodied.rollout import run_episode
 from envs.base import INSTRUCTION, ManipulationEnv
-from envs.experts import ScriptedExpert
+from envs.experts import ScriptedExpert, check_gripper_flip
 from envs.language import subtask_id
 from sandbox_common.atomic import write_json_atomic
 
@@ -185,11 +185,6 @@ RESUME_KEYS = ("format_version", "task", "env_version", "env_config", "seed", "n
 OPTIONAL_RESUME_KEYS = {"gripper_flip": 0.0}
 """Fields written only when not at their default (collections made before them lack them); they
 must match too."""
-
-
-def check_gripper_flip(gripper_flip: float) -> None:
-    if not 0.0 <= gripper_flip < 1.0:
-        raise ValueError(f"gripper_flip is a per-step probability in [0, 1), got {gripper_flip}")
 
 
 def _check_same_collection(
