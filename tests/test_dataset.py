@@ -173,6 +173,7 @@ def test_gripper_flips_are_recorded_and_must_match_on_resume(tmp_path):
     collect("reach", 1, tmp_path / "a", seed=0, progress=False, gripper_flip=0.1, obs_mode="state")
     assert read_json(tmp_path / "a" / "meta.json")["gripper_flip"] == 0.1
     assert load_episode(tmp_path / "a" / "episode_000000.npz").meta["gripper_flip"] == 0.1
+    assert read_json(tmp_path / "a" / "summary.json")["gripper_flip"] == 0.1
     with pytest.raises(DatasetError, match="gripper_flip: on disk 0.1, asked 0.0"):
         collect("reach", 2, tmp_path / "a", seed=0, progress=False, obs_mode="state")
     collect("reach", 1, tmp_path / "b", seed=0, progress=False, obs_mode="state")

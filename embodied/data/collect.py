@@ -285,10 +285,15 @@ def finish_collection(
 ) -> dict[str, Any]:
     """Write and return ``summary.json`` of a finished collection."""
     metas = [done[i] for i in range(count)]
-    summary = _summary(task, metas, seed, noise) | {
-        "newly_collected": newly,
-        "seconds": round(time.perf_counter() - start, 2),
-    }
+    flips = {k: v for k, v in read_json(root / META_FILE).items() if k in OPTIONAL_RESUME_KEYS}
+    summary = (
+        _summary(task, metas, seed, noise)
+        | flips
+        | {
+            "newly_collected": newly,
+            "seconds": round(time.perf_counter() - start, 2),
+        }
+    )
     write_json_atomic(root / SUMMARY_FILE, summary)
     return summary
 
