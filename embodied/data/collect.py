@@ -285,10 +285,10 @@ def finish_collection(
 ) -> dict[str, Any]:
     """Write and return ``summary.json`` of a finished collection."""
     metas = [done[i] for i in range(count)]
-    flips = {k: v for k, v in read_json(root / META_FILE).items() if k in OPTIONAL_RESUME_KEYS}
+    optional = {k: v for k, v in read_json(root / META_FILE).items() if k in OPTIONAL_RESUME_KEYS}
     summary = (
         _summary(task, metas, seed, noise)
-        | flips
+        | optional
         | {
             "newly_collected": newly,
             "seconds": round(time.perf_counter() - start, 2),
