@@ -20,7 +20,7 @@ import envs
 from embodied.agents import load_bundle
 from embodied.cli.common import factor_magnitudes
 from envs.factors import FACTORS, FAMILIES, factors_of
-from policies.bc_keypoints import PerceivedScene, hand_yaw
+from policies.bc_keypoints import PerceivedScene
 from policies.bundles import env_overrides
 from sandbox_common.atomic import write_json_atomic
 from sandbox_common.paths import portable_path
@@ -45,19 +45,12 @@ def parse_factors(text: str, task: str) -> dict[str, float]:
 
 
 def see_the_truth(scene: PerceivedScene, env) -> None:
-    """Make ``scene`` report the true table of each observation instead of perceiving it."""
+    """Make ``scene`` hold the true table of each observation instead of perceiving it."""
 
     def observe(obs: dict[str, Any]) -> np.ndarray:
-        if obs is scene._last:
-            return scene.memory
         table = env.objects_by_colour(obs["object_state"]).reshape(-1, 4).copy()
         table[:, 0] = np.where(table[:, 0] > 0.5, PRESENT_LOGIT, -PRESENT_LOGIT)
-        scene.memory = table
-        scene.presence.update(table[:, 0])
-        if scene.initial is None:
-            scene.initial, scene.initial_yaw = table.copy(), hand_yaw(obs["proprio"])
-        scene._last = obs
-        return table
+        return scene.take(obs, table)
 
     scene.observe = observe
 

@@ -137,10 +137,17 @@ class PerceivedScene:
         images, proprio = frame_inputs(self.perception, obs)
         with torch.no_grad():
             table = self.perception(images, proprio)[0]
+        return self.take(obs, table)
+
+    def take(self, obs: dict[str, Any], table: np.ndarray) -> np.ndarray:
+        """Hold ``table (K, 4)`` as what ``obs`` shows (memory, presence vote, the episode's
+        first table): :meth:`observe` after perceiving, or a reference table given instead of
+        perception (``benchmarks/true_table.py``)."""
         self.memory = remember(table, self.memory)
         self.presence.update(table[:, 0])
         if self.initial is None:
-            self.initial, self.initial_yaw = self.memory.copy(), hand_yaw(proprio[0])
+            proprio = np.asarray(obs[PROPRIO], dtype=np.float32)
+            self.initial, self.initial_yaw = self.memory.copy(), hand_yaw(proprio)
         self._last = obs
         return self.memory
 
