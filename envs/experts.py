@@ -111,10 +111,7 @@ class ScriptedExpert:
     ) -> None:
         if noise < 0:
             raise ValueError(f"expert noise must be >= 0, got {noise}")
-        if not 0.0 <= gripper_flip < 1.0:
-            raise ValueError(
-                f"gripper_flip is a per-step probability in [0, 1), got {gripper_flip}"
-            )
+        check_gripper_flip(gripper_flip)
         self.env = env
         self.noise = noise
         self.gripper_flip = gripper_flip
