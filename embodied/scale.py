@@ -226,7 +226,9 @@ def collect_ray(
             finally:
                 bar.close()
 
-    return finish_collection(root, task, done, episodes, seed, noise, len(todo), start)
+    return finish_collection(
+        root, task, done, episodes, seed, noise, len(todo), start, gripper_flip
+    )
 
 
 # ---------------------------------------------------------------- evaluation

@@ -282,17 +282,14 @@ def finish_collection(
     noise: float,
     newly: int,
     start: float,
+    gripper_flip: float = 0.0,
 ) -> dict[str, Any]:
     """Write and return ``summary.json`` of a finished collection."""
     metas = [done[i] for i in range(count)]
-    optional = {k: v for k, v in read_json(root / META_FILE).items() if k in OPTIONAL_RESUME_KEYS}
     summary = (
         _summary(task, metas, seed, noise)
-        | optional
-        | {
-            "newly_collected": newly,
-            "seconds": round(time.perf_counter() - start, 2),
-        }
+        | gripper_flip_meta(gripper_flip)
+        | {"newly_collected": newly, "seconds": round(time.perf_counter() - start, 2)}
     )
     write_json_atomic(root / SUMMARY_FILE, summary)
     return summary
@@ -348,7 +345,9 @@ def collect(
                 done[result.pop("index")] = result
                 bar.update(1)
     bar.close()
-    return finish_collection(root, task, done, episodes, seed, noise, len(todo), start)
+    return finish_collection(
+        root, task, done, episodes, seed, noise, len(todo), start, gripper_flip
+    )
 
 
 def collect_rollouts(
