@@ -18,22 +18,12 @@ import torch
 import envs
 from embodied.agent import ExpertAgent
 from embodied.agents import load_bundle
-from embodied.cli.common import factor_magnitudes
-from envs.factors import FAMILIES, factors_of
+from embodied.cli.common import factor_groups
 from envs.task_features import KINDS
 from policies.bc_keypoints import frame_inputs
 from policies.bundles import env_overrides
 from sandbox_common.atomic import write_json_atomic
 from sandbox_common.paths import portable_path
-
-
-def parse_factors(text: str) -> dict[str, float]:
-    """``eval --factors``' syntax (:func:`factor_magnitudes`), where a family's name (``visual``)
-    also stands for every factor of that family."""
-    factors: dict[str, float] = {}
-    for name, magnitude in factor_magnitudes(text).items():
-        factors.update(dict.fromkeys(factors_of([name]) if name in FAMILIES else [name], magnitude))
-    return factors
 
 
 def cube_perception(
@@ -89,7 +79,7 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    factors = parse_factors(args.factors)
+    factors = factor_groups(args.factors, args.task)
     result = {"task": args.task, "seeds": f"0..{args.seeds - 1}", "factors": factors, "runs": {}}
     for run in args.runs:
         row = cube_perception(run, args.task, range(args.seeds), factors)

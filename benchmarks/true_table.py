@@ -18,8 +18,7 @@ import torch
 
 import envs
 from embodied.agents import load_bundle
-from embodied.cli.common import factor_magnitudes
-from envs.factors import FACTORS, FAMILIES, factors_of
+from embodied.cli.common import factor_groups
 from policies.bc_keypoints import PerceivedScene
 from policies.bundles import env_overrides
 from sandbox_common.atomic import write_json_atomic
@@ -27,21 +26,6 @@ from sandbox_common.paths import portable_path
 
 PRESENT_LOGIT = 6.0
 """The presence logit the true table reports (above PresenceVote's clip: a certain vote)."""
-
-
-def parse_factors(text: str, task: str) -> dict[str, float]:
-    """``eval --factors``' syntax, where a family's name stands for each of its factors and
-    ``all`` for every factor of ``task``."""
-    factors: dict[str, float] = {}
-    for name, magnitude in factor_magnitudes(text).items() if text else ():
-        if name == "all":
-            names = [n for n, f in FACTORS.items() if f.applies_to(task)]
-        elif name in FAMILIES:
-            names = [n for n in factors_of([name]) if FACTORS[n].applies_to(task)]
-        else:
-            names = [name]
-        factors.update(dict.fromkeys(names, magnitude))
-    return factors
 
 
 def see_the_truth(scene: PerceivedScene, env) -> None:
@@ -90,7 +74,7 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    factors = parse_factors(args.factors, args.task)
+    factors = factor_groups(args.factors, args.task)
     seeds = range(args.seed, args.seed + args.episodes)
     result: dict[str, Any] = {"task": args.task, "seeds": f"{seeds.start}..{seeds.stop - 1}",
                               "factors": factors, "runs": {}}  # fmt: skip

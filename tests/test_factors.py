@@ -412,3 +412,16 @@ def test_middle_suite_and_bench_robustness_checks_before_any_work(tmp_path):
         with pytest.raises(ValueError, match=re.escape(message)):
             bench_robustness(tmp_path / "b", **bad)
     assert not (tmp_path / "b").exists()  # nothing collected or trained
+
+
+def test_factor_groups_expand_families_and_all_for_a_task():
+    from embodied.cli.common import factor_groups
+
+    every = factor_groups("all=0.5", "pick-place")
+    assert every == {n: 0.5 for n, f in FACTORS.items() if f.applies_to("pick-place")}
+    visual = factor_groups("visual=1,action_delay=0.25", "pick-place")
+    assert visual.pop("action_delay") == 0.25
+    assert set(visual) == {n for n, f in FACTORS.items() if f.family == "visual"}
+    assert "counterfactual" not in factor_groups("language=0.5", "sort")  # not a sort factor
+    assert "counterfactual" in factor_groups("language=0.5", "pick-place")
+    assert factor_groups("", "pick-place") == {}

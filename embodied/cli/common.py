@@ -76,6 +76,24 @@ def factor_magnitudes(text: str) -> dict[str, float]:
     return out
 
 
+def factor_groups(text: str, task: str) -> dict[str, float]:
+    """:func:`factor_magnitudes`' syntax where a family's name (``visual``) stands for each of its
+    factors that apply to ``task`` and ``all`` for every factor of ``task`` (the benchmarks'
+    probes: ``benchmarks/cube_perception.py``, ``benchmarks/true_table.py``)."""
+    from envs.factors import FACTORS, FAMILIES, factors_of
+
+    factors: dict[str, float] = {}
+    for name, magnitude in factor_magnitudes(text).items():
+        if name == "all" or name in FAMILIES:
+            group = list(FACTORS) if name == "all" else factors_of([name])
+            factors.update(
+                dict.fromkeys((n for n in group if FACTORS[n].applies_to(task)), magnitude)
+            )
+        else:
+            factors[name] = magnitude
+    return factors
+
+
 def check_task(name: str) -> str:
     import envs
 
