@@ -83,7 +83,7 @@ def bilinear(cells: torch.Tensor, side: int) -> torch.Tensor:
 def pixel_labels(ds: EpisodeDataset, episodes: list[int], objects: np.ndarray, stem: str):
     """Per camera: where each object projects on the slot maps' grid, and whether it is seen."""
     import envs
-    from policies.perception import camera_rig, cell_labels
+    from policies.perception_geometry import camera_rig, cell_labels
 
     env = envs.make(ds.meta["task"], obs_mode="pixels", cameras=CAMERAS, image_size=64)
     env.reset(seed=0)

@@ -114,6 +114,10 @@ class BCKeypointsConfig(_Serializable):
     ``previous_action_dropout`` 0.5 nominal success holds (docs/BENCHMARKS.md)."""
     previous_action_dropout: float = 0.0
     """``bc-state``'s option of the same name, for the state policy's training."""
+    hand_reference: bool = False
+    """Perception also finds the hand, learns on each training episode's actual cameras, and
+    cancels a camera's error near the hand with the hand's offset (``policies.hand_reference``):
+    for cameras that moved or zoomed (the ``camera_pose`` and ``camera_fov`` factors)."""
     train: TrainConfig = TrainConfig(
         learning_rate=2e-3, batch_size=32, steps=8000, warmup=200, eval_every=500,
         checkpoint_every=250, shift=0,
@@ -206,6 +210,10 @@ BC_PRESETS: dict[str, dict[str, Any]] = {
         "previous-action": BCKeypointsConfig(previous_action=True),
         "previous-action-dropout": BCKeypointsConfig(
             previous_action=True, previous_action_dropout=0.5
+        ),
+        "hand-reference": BCKeypointsConfig(hand_reference=True),
+        "previous-action-dropout-hand-reference": BCKeypointsConfig(
+            previous_action=True, previous_action_dropout=0.5, hand_reference=True
         ),
         "large": BCKeypointsConfig(width=32, train=_KEYPOINTS_LARGE_TRAIN),
     },

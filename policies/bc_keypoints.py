@@ -28,6 +28,8 @@ PRESENCE_LATCH = 12
 """Frames in a row of a positive vote after which an identity stays present for the episode."""
 OBJECTS_BY_COLOUR = "objects_by_colour"
 """The observation key of every identity's ``[present, x, y, z]`` (``ManipulationEnv``'s)."""
+CELL_LABELS = ("cells", "seen", "hand_cells", "hand_seen")
+"""Perception's label keys in a training batch (``<key>/<camera>``)."""
 PERCEIVED_OBJECTS = "perceived_objects"
 """Where a trained object perception puts each object, in ``objects_by_colour``'s layout."""
 
@@ -223,7 +225,7 @@ class BCKeypointsPolicy(nn.Module):
         self.image_size = image_size
         self.action_dim = action_dim
         cameras = tuple(k[len(IMAGE_PREFIX) :] for k in self.image_keys)
-        self.perception = ObjectPerception(cameras, image_size, config.width)
+        self.perception = ObjectPerception(cameras, image_size, config.width, config.hand_reference)
         self._build_decision(config, action_dim)
 
     def _build_decision(self, config: BCKeypointsConfig, action_dim: int) -> None:
@@ -257,7 +259,7 @@ class BCKeypointsPolicy(nn.Module):
         device = self.normalizer.mean.device
         tensor = lambda x: torch.as_tensor(x, device=device)
         images = {c: tensor(batch[f"obs/{IMAGE_PREFIX}{c}"]) for c in self.perception.cameras}
-        labels = {k: tensor(v) for k, v in batch.items() if k.split("/")[0] in ("cells", "seen")}
+        labels = {k: tensor(v) for k, v in batch.items() if k.split("/")[0] in CELL_LABELS}
         labels["heights"] = tensor(batch["table"])[..., 3]
         perception_loss, info = self.perception.loss(images, labels)
         decision_loss, decision_info = self.decision.loss(batch)

@@ -24,7 +24,6 @@ proprioception) composed with the camera's fixed offset, so it is calibrated onc
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import torch
@@ -33,8 +32,9 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from envs.language import COLOR_NAMES
-from envs.robot import yaw_rotation
 from envs.task_features import KINDS, object_slices, object_state_dim, parse_mentions
+from policies.hand_reference import hand_offsets, reference_weight
+from policies.perception_geometry import camera_poses, rays
 
 NUM_IDENTITIES = len(COLOR_NAMES) * len(KINDS)
 """One heatmap per colour x kind."""
@@ -64,62 +64,6 @@ SAME_KIND = np.array(
      for i in range(NUM_IDENTITIES)]
 )  # fmt: skip
 """``(K, K)``: pairs of distinct identities of one kind."""
-
-
-# ---------------------------------------------------------------------- camera geometry
-
-
-def camera_rig(env: Any, cameras: tuple[str, ...]) -> np.ndarray:
-    """``(C, RIG_WIDTH)``: each camera's pose in the world, or relative to the hand when it is
-    mounted on the arm (read from a reset env's MuJoCo model)."""
-    import mujoco
-
-    m, d = env.model, env.data
-    site = env._ee_site
-    site_pos, site_rot = d.site_xpos[site].copy(), d.site_xmat[site].reshape(3, 3).copy()
-    rows = []
-    for name in cameras:
-        cid = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_CAMERA, name)
-        if cid < 0:
-            raise ValueError(f"no camera {name!r} in the model")
-        pos, rot = d.cam_xpos[cid].copy(), d.cam_xmat[cid].reshape(3, 3).copy()
-        on_hand = int(m.cam_bodyid[cid]) != 0
-        if on_hand:
-            pos, rot = site_rot.T @ (pos - site_pos), site_rot.T @ rot
-        rows.append([float(on_hand), *pos, *rot.ravel(), float(m.cam_fovy[cid])])
-    return np.asarray(rows, dtype=np.float64)
-
-
-def camera_poses(rig_row: np.ndarray, proprio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """World position ``(N, 3)`` and rotation ``(N, 3, 3)`` of one camera at each frame."""
-    proprio = np.asarray(proprio, dtype=np.float64)
-    n = len(proprio)
-    pos, rot = rig_row[1:4], rig_row[4:13].reshape(3, 3)
-    if rig_row[0] < 0.5:
-        return np.repeat(pos[None], n, 0), np.repeat(rot[None], n, 0)
-    hand = np.stack([yaw_rotation(y) for y in np.arctan2(proprio[:, 3], proprio[:, 4])])
-    return proprio[:, :3] + hand @ pos, hand @ rot
-
-
-def _focal(fovy: float, size: int) -> float:
-    return (size / 2) / math.tan(math.radians(fovy) / 2)
-
-
-def project(points: np.ndarray, pos: np.ndarray, rot: np.ndarray, fovy: float, size: int):
-    """World ``points (N, K, 3)`` -> pixel ``u, v (N, K)`` and depth along the view axis."""
-    f = _focal(fovy, size)
-    cam = np.einsum("nji,nkj->nki", rot, points - pos[:, None])
-    depth = -cam[..., 2]
-    safe = np.maximum(depth, 1e-3)
-    return size / 2 + f * cam[..., 0] / safe, size / 2 - f * cam[..., 1] / safe, depth
-
-
-def rays(u: np.ndarray, v: np.ndarray, pos: np.ndarray, rot: np.ndarray, fovy: float, size: int):
-    """Pixels ``(N, K)`` -> unit ray directions ``(N, K, 3)`` in the world."""
-    f = _focal(fovy, size)
-    cam = np.stack([(u - size / 2) / f, -(v - size / 2) / f, -np.ones_like(u)], -1)
-    world = np.einsum("nij,nkj->nki", rot, cam)
-    return world / np.linalg.norm(world, axis=-1, keepdims=True)
 
 
 # ---------------------------------------------------------------------- labels
@@ -196,10 +140,11 @@ register_optimizer_step_post_hook(_count_optimizer_step)
 
 
 class HeatmapNet(nn.Module):
-    """``(B, H, W, 3) uint8 -> heatmaps (B, NUM_IDENTITIES, H/2, W/2), heights (B, 1, H/2, W/2)``:
-    a stride-2 conv then dilated 3x3 convs (receptive field ~40 px) at half resolution."""
+    """``(B, H, W, 3) uint8 -> heatmaps (B, NUM_IDENTITIES + extra, H/2, W/2), heights (B, 1,
+    H/2, W/2)``: a stride-2 conv then dilated 3x3 convs (receptive field ~40 px) at half
+    resolution. ``extra`` maps follow the identities' (the hand's, with a hand reference)."""
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, extra: int = 0) -> None:
         super().__init__()
         self.body = nn.Sequential(
             nn.Conv2d(3, width, 4, 2, 1), nn.ReLU(),
@@ -207,24 +152,12 @@ class HeatmapNet(nn.Module):
             nn.Conv2d(width, 2 * width, 3, 1, 2, dilation=2), nn.ReLU(),
             nn.Conv2d(2 * width, width, 3, 1, 4, dilation=4), nn.ReLU(),
         )  # fmt: skip
-        self.heat = nn.Conv2d(width, NUM_IDENTITIES, 1)
+        self.heat = nn.Conv2d(width, NUM_IDENTITIES + extra, 1)
         self.height = nn.Conv2d(width, 1, 1)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.body(images.permute(0, 3, 1, 2).float() * (1.0 / 255.0))
         return self.heat(h), self.height(h)
-
-
-def cell_labels(table: np.ndarray, rig: np.ndarray, proprio: np.ndarray, size: int):
-    """Per camera: the true cell coordinates ``(N, K, 2)`` of each identity and whether it is
-    present and inside the image ``(N, K)``."""
-    out = []
-    for row in rig:
-        pos, rot = camera_poses(row, proprio)
-        u, v, depth = project(table[..., 1:4].astype(np.float64), pos, rot, row[13], size)
-        seen = (table[..., 0] > 0) & (u > 0) & (u < size) & (v > 0) & (v < size) & (depth > 0.02)
-        out.append((np.stack([u / 2 - 0.5, v / 2 - 0.5], -1).astype(np.float32), seen))
-    return out
 
 
 def _bilinear(cells: torch.Tensor, grid: int) -> torch.Tensor:
@@ -242,14 +175,20 @@ def _bilinear(cells: torch.Tensor, grid: int) -> torch.Tensor:
 
 def heatmap_loss(heat, height, cells, seen, heights) -> tuple[torch.Tensor, dict[str, float]]:
     """Softmax cross-entropy of each seen identity's cells against its bilinear position, a
-    presence logit (the map's maximum) for every identity, and the height at the true cell."""
+    presence logit (the map's maximum) for every identity, and the height at the true cell
+    (none when ``height`` is None: the hand's map)."""
     b, k, grid, _ = heat.shape
-    logits = heat.view(b, k, grid * grid)
+    logits = heat.reshape(b, k, grid * grid)
     target = _bilinear(cells, grid)
     mask = seen.float()
     n = mask.sum().clamp(min=1)
     ce = (-(target * F.log_softmax(logits, -1)).sum(-1) * mask).sum() / n
     presence = F.binary_cross_entropy_with_logits(logits.max(-1).values, mask)
+    if height is None:
+        return ce + presence, {
+            "heatmap_ce": float(ce.detach()),
+            "presence": float(presence.detach()),
+        }
     at = torch.einsum("bkg,bg->bk", target, height.view(b, grid * grid))
     z = (((at - heights / HEIGHT_SCALE) ** 2) * mask).sum() / n
     return ce + presence + 5.0 * z, {"heatmap_ce": float(ce.detach()), "presence": float(presence.detach()),
@@ -305,13 +244,19 @@ _OFFSETS = np.arange(-1, 2)
 
 
 class ObjectPerception(nn.Module):
-    """Cameras -> a table of identities: presence logit and world position ``(B, K, 4)``."""
+    """Cameras -> a table of identities: presence logit and world position ``(B, K, 4)``. With
+    ``hand_reference`` the networks also find the hand, and each object's pixel takes the hand's
+    offset from its nominal projection near the hand (:mod:`policies.hand_reference`)."""
 
-    def __init__(self, cameras: tuple[str, ...], image_size: int, width: int) -> None:
+    def __init__(
+        self, cameras: tuple[str, ...], image_size: int, width: int, hand_reference: bool = False
+    ) -> None:
         super().__init__()
         self.cameras = tuple(cameras)
         self.image_size = image_size
-        self.nets = nn.ModuleDict({c: HeatmapNet(width) for c in self.cameras})
+        self.hand_reference = hand_reference
+        extra = int(hand_reference)
+        self.nets = nn.ModuleDict({c: HeatmapNet(width, extra) for c in self.cameras})
         self.register_buffer("rig", torch.zeros(len(self.cameras), RIG_WIDTH, dtype=torch.float64))
 
     def loss(self, images: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]):
@@ -319,10 +264,18 @@ class ObjectPerception(nn.Module):
         for cam in self.cameras:
             heat, height = self.nets[cam](images[cam])
             part, parts = heatmap_loss(
-                heat, height, labels[f"cells/{cam}"], labels[f"seen/{cam}"], labels["heights"]
-            )
+                heat[:, :NUM_IDENTITIES], height, labels[f"cells/{cam}"], labels[f"seen/{cam}"],
+                labels["heights"],
+            )  # fmt: skip
             total = total + part
             info.update({f"{cam}_{k}": v for k, v in parts.items()})
+            if self.hand_reference:  # the hand: its cells and whether it is in view
+                hand, hand_info = heatmap_loss(
+                    heat[:, NUM_IDENTITIES:], None, labels[f"hand_cells/{cam}"],
+                    labels[f"hand_seen/{cam}"], None,
+                )  # fmt: skip
+                total = total + hand
+                info.update({f"{cam}_hand_{k}": v for k, v in hand_info.items()})
         return total, info
 
     @torch.no_grad()
@@ -344,7 +297,8 @@ class ObjectPerception(nn.Module):
             x = F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, groups).relu_()
         x = F.conv2d(x, head_weight, head_bias, groups=groups)
         maps = x.view(x.shape[0], groups, -1, *x.shape[2:]).transpose(0, 1).cpu().numpy()
-        return maps[:, :, :NUM_IDENTITIES], maps[:, :, NUM_IDENTITIES:]
+        heat = NUM_IDENTITIES + int(self.hand_reference)
+        return maps[:, :, :heat], maps[:, :, heat:]
 
     def _grouped_layers(self) -> list[tuple[torch.Tensor, torch.Tensor, nn.Conv2d | None]]:
         """The cameras' networks as grouped convolutions ``(weight, bias, conv)``, the heads (heat
@@ -382,14 +336,29 @@ class ObjectPerception(nn.Module):
             a.reshape(c, b, -1).astype(np.float64)
             for a in decode(heat.reshape(c * b, *heat.shape[2:]), height.reshape(c * b, *height.shape[2:]))
         )  # fmt: skip
+        if self.hand_reference:  # the hand's peak, then the identities'
+            hand = (conf[..., NUM_IDENTITIES], u[..., NUM_IDENTITIES], v[..., NUM_IDENTITIES])
+            conf, u, v, z = (a[..., :NUM_IDENTITIES] for a in (conf, u, v, z))
         conf = one_per_place(conf.reshape(c * b, -1), u.reshape(c * b, -1), v.reshape(c * b, -1))
+        conf = conf.reshape(c, b, -1)
         rig = self.rig.cpu().numpy()
+        origins, directions = self._rays(rig, u, v, proprio)
+        if self.hand_reference:
+            offsets = hand_offsets(*hand, rig, proprio, self.image_size)  # (C, B, 2)
+            first = fuse(origins, directions, conf, z)
+            weight = reference_weight(first[..., 1:4].astype(np.float64), proprio)[None]
+            u, v = u - weight * offsets[..., :1], v - weight * offsets[..., 1:]
+            origins, directions = self._rays(rig, u, v, proprio)
+        return origins, directions, conf, z
+
+    def _rays(self, rig: np.ndarray, u: np.ndarray, v: np.ndarray, proprio: np.ndarray):
+        """Each camera's ray origins and directions ``(C, B, K, 3)`` through pixels ``u, v``."""
         origins, directions = [], []
-        for i in range(c):
+        for i in range(len(rig)):
             pos, rot = camera_poses(rig[i], proprio)
             origins.append(np.broadcast_to(pos[:, None], u.shape[1:] + (3,)))
             directions.append(rays(u[i], v[i], pos, rot, rig[i, 13], self.image_size))
-        return np.stack(origins), np.stack(directions), conf.reshape(c, b, -1), z
+        return np.stack(origins), np.stack(directions)
 
 
 def fuse(origins, directions, confs, heights) -> np.ndarray:

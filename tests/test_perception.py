@@ -23,18 +23,15 @@ from policies.perception import (
     FLOATING,
     NUM_IDENTITIES,
     ObjectPerception,
-    camera_poses,
-    camera_rig,
     decode,
     fuse,
     identity,
     identity_table,
     object_state_from_table,
     one_per_place,
-    project,
-    rays,
     slot_identities,
 )
+from policies.perception_geometry import camera_poses, camera_rig, project, rays
 
 CAMERAS = ("front", "wrist")
 

@@ -39,7 +39,8 @@ from envs.language import SUBTASK_VOCAB
 from envs.task_features import PROPRIO_USED, TaskFeatures, instruction_vector
 from policies.bc import BC_KINDS, BCBundle, BCStateAgent
 from policies.bc_config import bc_preset
-from policies.perception import camera_rig, identity_table
+from policies.perception import identity_table
+from policies.perception_geometry import camera_rig
 from sandbox_common.atomic import atomic_write, write_json_atomic
 from world_models import Trainer
 from world_models.trainer import resolve_device
@@ -108,6 +109,8 @@ class Demos:
     """Keypoint kinds: ``(N_obs, K, 4)`` where each object identity is (perception's labels)."""
     cells: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
     """Keypoint kinds: per camera, each identity's true heatmap cell and whether it is in view."""
+    hand_cells: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+    """A hand reference's labels: per camera, the hand's heatmap cell and whether it is in view."""
     subtask_ids: np.ndarray | None = None
     """Keypoint kinds: ``(N_act,)`` the subtask executed at each step (SUBTASK_VOCAB index)."""
     pointer: np.ndarray | None = None
@@ -236,8 +239,11 @@ def _fit_round(
             env.close()
         policy.perception.rig.copy_(torch.from_numpy(rig))
         arrays = []  # the decision networks first learn on the true tables
-        for part in (demos, val):
-            keypoints.label_cells(part, rig)
+        for part, pairs in ((demos, train_pairs), (val, val_pairs)):
+            rigs = None  # a hand reference learns on each episode's actual cameras
+            if config.hand_reference:
+                rigs = keypoints.episode_rigs(datasets, pairs, policy.perception.cameras, rig)
+            keypoints.label_cells(part, rig, rigs)
             arrays.append(
                 keypoints.decision_arrays(
                     kind,
