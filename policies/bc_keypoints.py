@@ -20,6 +20,7 @@ from policies.agents import AGENTS
 from policies.bc import PROPRIO, BCStatePolicy, executable
 from policies.bc_config import BCKeypointsConfig, BCStateConfig
 from policies.config import POLICY_BUILDERS
+from policies.hand_reference import HandReference
 from policies.perception import ObjectPerception, object_state_from_table, slot_identities
 
 PRESENCE_CLIP = 5.0
@@ -117,6 +118,7 @@ class PerceivedScene:
     def reset(self) -> None:
         self.memory: np.ndarray | None = None
         self.presence = PresenceVote()
+        self.reference = HandReference()
         self.initial: np.ndarray | None = None
         self.initial_yaw = 0.0
         self._last: dict[str, Any] | None = None
@@ -138,7 +140,7 @@ class PerceivedScene:
             return self.memory
         images, proprio = frame_inputs(self.perception, obs)
         with torch.no_grad():
-            table = self.perception(images, proprio)[0]
+            table = self.perception(images, proprio, self.reference)[0]
         return self.take(obs, table)
 
     def take(self, obs: dict[str, Any], table: np.ndarray) -> np.ndarray:
@@ -168,7 +170,8 @@ def perceived_tables(
 ) -> np.ndarray:
     """``(T, K, 4)``: the tables an agent holds at each of an episode's ``T`` frames (``images``
     per camera name), step by step as it acts: what it sees, and where it last saw the rest."""
-    tables = perception({c: torch.from_numpy(v) for c, v in images.items()}, proprio)
+    images = {c: torch.from_numpy(v) for c, v in images.items()}
+    tables = perception(images, proprio, HandReference())
     memory, remembered = None, []
     for table in tables:
         memory = remember(table, memory)

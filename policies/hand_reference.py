@@ -32,6 +32,8 @@ NEAR = 0.05
 """Objects at most this far from the hand (metres) take the hand's whole pixel offset."""
 FAR = 0.15
 """Objects this far or further take none of it."""
+SMOOTHING = 0.2
+"""Weight of a new frame's offset in :class:`HandReference`'s running average."""
 
 
 def hand_table(proprio: np.ndarray) -> np.ndarray:
@@ -44,19 +46,22 @@ def hand_table(proprio: np.ndarray) -> np.ndarray:
 
 def hand_offsets(
     conf: np.ndarray, u: np.ndarray, v: np.ndarray, rig: np.ndarray, proprio: np.ndarray, size: int
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """``(C, B, 2)``: per camera and frame, the pixel offset of the hand seen (peak ``u, v``
     with logit ``conf``, each ``(C, B)``) from where the nominal ``rig`` projects the hand of
-    ``proprio``; zeros where the camera does not see the hand or it projects out of view."""
+    ``proprio``, and ``(C, B)`` where that holds; zeros where the camera does not see the hand
+    or it projects out of view."""
     proprio = np.asarray(proprio, dtype=np.float64)
     out = np.zeros((len(rig), len(proprio), 2))
+    valid = np.zeros((len(rig), len(proprio)), dtype=bool)
     for i, row in enumerate(rig):
         pos, rot = camera_poses(row, proprio)
         un, vn, depth = project(proprio[:, None, :3], pos, rot, row[13], size)
         un, vn, depth = un[:, 0], vn[:, 0], depth[:, 0]
         ok = (conf[i] > 0) & (depth > 0.02) & (un > 0) & (un < size) & (vn > 0) & (vn < size)
         out[i, ok, 0], out[i, ok, 1] = (u[i] - un)[ok], (v[i] - vn)[ok]
-    return out
+        valid[i] = ok
+    return out, valid
 
 
 def reference_weight(positions: np.ndarray, proprio: np.ndarray) -> np.ndarray:
@@ -65,3 +70,32 @@ def reference_weight(positions: np.ndarray, proprio: np.ndarray) -> np.ndarray:
     hand = np.asarray(proprio, dtype=np.float64)[:, None, :3]
     distance = np.linalg.norm(positions - hand, axis=-1)
     return np.clip((FAR - distance) / (FAR - NEAR), 0.0, 1.0)
+
+
+class HandReference:
+    """One episode's estimate of each camera's hand offset, frame by frame in order: the mean of
+    the offsets seen so far, then an exponential average with weight :data:`SMOOTHING` per frame.
+
+    One frame's offset carries the heatmaps' noise twice (the hand's peak and the object's) and,
+    on a dropped frame, the hand's motion since the image was taken (the image is old,
+    proprioception is not); a camera's error moves slowly with the hand, so an average over the
+    last few frames keeps the error and loses most of the noise."""
+
+    def __init__(self) -> None:
+        self.offsets: np.ndarray | None = None
+        self.seen: np.ndarray | None = None
+
+    def update(self, offsets: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """``offsets (C, B, 2)`` of ``B`` consecutive frames, ``valid (C, B)`` where a camera saw
+        the hand; returns the smoothed offsets ``(C, B, 2)`` each frame is corrected with."""
+        out = np.zeros_like(offsets)
+        if self.offsets is None:
+            self.offsets = np.zeros((offsets.shape[0], 2))
+            self.seen = np.zeros(offsets.shape[0], dtype=np.int64)
+        for t in range(offsets.shape[1]):
+            ok = valid[:, t]
+            self.seen[ok] += 1
+            weight = np.maximum(1.0 / np.maximum(self.seen, 1), SMOOTHING)[:, None]
+            self.offsets = np.where(ok[:, None], self.offsets + weight * (offsets[:, t] - self.offsets), self.offsets)  # fmt: skip
+            out[:, t] = self.offsets
+        return out

@@ -33,7 +33,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from envs.language import COLOR_NAMES
 from envs.task_features import KINDS, object_slices, object_state_dim, parse_mentions
-from policies.hand_reference import hand_offsets, reference_weight
+from policies.hand_reference import HandReference, hand_offsets, reference_weight
 from policies.perception_geometry import camera_poses, rays
 
 NUM_IDENTITIES = len(COLOR_NAMES) * len(KINDS)
@@ -279,9 +279,14 @@ class ObjectPerception(nn.Module):
         return total, info
 
     @torch.no_grad()
-    def forward(self, images: dict[str, torch.Tensor], proprio: np.ndarray) -> np.ndarray:
+    def forward(
+        self,
+        images: dict[str, torch.Tensor],
+        proprio: np.ndarray,
+        reference: HandReference | None = None,
+    ) -> np.ndarray:
         """``(B, NUM_IDENTITIES, 4)``: presence logit and position (numpy, float32)."""
-        return fuse(*self.camera_rays(images, proprio))
+        return fuse(*self.camera_rays(images, proprio, reference))
 
     @torch.no_grad()
     def heatmaps(self, images: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
@@ -327,9 +332,16 @@ class ObjectPerception(nn.Module):
         return self._grouped
 
     @torch.no_grad()
-    def camera_rays(self, images: dict[str, torch.Tensor], proprio: np.ndarray):
+    def camera_rays(
+        self,
+        images: dict[str, torch.Tensor],
+        proprio: np.ndarray,
+        reference: HandReference | None = None,
+    ):
         """Per camera ``(C, B, K, ...)``: each identity's ray (origin, unit direction), presence
-        logit and predicted height, what :func:`fuse` turns into a table."""
+        logit and predicted height, what :func:`fuse` turns into a table. With a hand reference,
+        ``reference`` (one episode's, its frames in order) smooths the hand's offsets; without
+        it, each frame's own offset corrects that frame."""
         heat, height = self.heatmaps(images)
         c, b = heat.shape[:2]
         conf, u, v, z = (
@@ -344,7 +356,9 @@ class ObjectPerception(nn.Module):
         rig = self.rig.cpu().numpy()
         origins, directions = self._rays(rig, u, v, proprio)
         if self.hand_reference:
-            offsets = hand_offsets(*hand, rig, proprio, self.image_size)  # (C, B, 2)
+            offsets, valid = hand_offsets(*hand, rig, proprio, self.image_size)  # (C, B, 2)
+            if reference is not None:  # one episode's frames, in order: smoothed
+                offsets = reference.update(offsets, valid)
             first = fuse(origins, directions, conf, z)
             weight = reference_weight(first[..., 1:4].astype(np.float64), proprio)[None]
             u, v = u - weight * offsets[..., :1], v - weight * offsets[..., 1:]
