@@ -117,7 +117,8 @@ class BCKeypointsConfig(_Serializable):
     hand_reference: bool = False
     """Perception also finds the hand, learns on each training episode's actual cameras, and
     cancels a camera's error near the hand with the hand's offset (``policies.hand_reference``):
-    for cameras that moved or zoomed (the ``camera_pose`` and ``camera_fov`` factors)."""
+    for cameras that moved or zoomed (the ``camera_pose`` and ``camera_fov`` factors). Measured
+    to cost nominal success (93% -> 83% on DR pick-place; docs/BENCHMARKS.md): off by default."""
     train: TrainConfig = TrainConfig(
         learning_rate=2e-3, batch_size=32, steps=8000, warmup=200, eval_every=500,
         checkpoint_every=250, shift=0,
