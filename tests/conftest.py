@@ -15,17 +15,26 @@ def random_actions(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-1, 1, size=(n, 5)).astype(np.float32)
 
 
-def train_with_previous_action(kind, demos, out, monkeypatch):
-    """Train ``kind``'s debug preset with ``previous_action`` on; returns the loaded bundle."""
+def train_debug_variant(kind, demos, out, monkeypatch, **fields):
+    """Train ``kind``'s debug preset with ``fields`` changed (a preset registered for the test
+    only); returns the training report."""
     from dataclasses import replace
 
-    from embodied.agents import load_bundle
     from embodied.training.baselines import train_bc
     from policies.bc_config import BC_PRESETS, bc_preset
 
-    debug = replace(bc_preset(kind, "debug"), previous_action=True)
-    monkeypatch.setitem(BC_PRESETS[kind], "debug-previous", debug)
-    train_bc(kind, [demos], out, preset="debug-previous", progress=False, tensorboard=False)
+    monkeypatch.setitem(
+        BC_PRESETS[kind], "debug-variant", replace(bc_preset(kind, "debug"), **fields)
+    )
+    return train_bc(kind, [demos], out, preset="debug-variant", progress=False, tensorboard=False)
+
+
+def train_with_previous_action(kind, demos, out, monkeypatch):
+    """Train ``kind``'s debug preset with ``previous_action`` on; returns the loaded bundle."""
+    from embodied.agents import load_bundle
+    from policies.bc_config import bc_preset
+
+    train_debug_variant(kind, demos, out, monkeypatch, previous_action=True)
     assert bc_preset(kind, "previous-action").previous_action
     return load_bundle(out)
 

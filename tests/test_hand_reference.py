@@ -1,8 +1,6 @@
 """The hand as a reference mark (policies.hand_reference): the correction's geometry, the
 per-episode cameras its labels come from, and an agent trained with it."""
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 
@@ -10,9 +8,8 @@ import envs
 from embodied.agents import load_bundle
 from embodied.data.collect import collect
 from embodied.data.dataset import EpisodeDataset
-from embodied.training.baselines import train_bc
 from embodied.training.keypoints import episode_rigs
-from policies.bc_config import BC_PRESETS, bc_preset
+from policies.bc_config import bc_preset
 from policies.hand_reference import (
     FAR,
     NEAR,
@@ -22,6 +19,7 @@ from policies.hand_reference import (
     reference_weight,
 )
 from policies.perception_geometry import camera_poses, camera_rig, project, rays
+from tests.conftest import train_debug_variant
 
 CAMERAS = ("front", "wrist")
 
@@ -109,11 +107,10 @@ def test_episode_rigs_replay_each_episodes_own_cameras(randomized_demos):
 def test_a_hand_referenced_agent_trains_finds_the_hand_and_reloads_to_the_same_actions(
     randomized_demos, tmp_path, monkeypatch
 ):
-    debug = replace(bc_preset("bc-keypoints", "debug"), hand_reference=True)
-    monkeypatch.setitem(BC_PRESETS["bc-keypoints"], "debug-hand", debug)
     out = tmp_path / "kp-hand"
-    report = train_bc("bc-keypoints", [randomized_demos], out, preset="debug-hand",
-                      progress=False, tensorboard=False)  # fmt: skip
+    report = train_debug_variant(
+        "bc-keypoints", randomized_demos, out, monkeypatch, hand_reference=True
+    )
     assert "val_front_hand_heatmap_ce" in report["rounds"][0]["final"]
     assert bc_preset("bc-keypoints", "hand-reference").hand_reference
     env = envs.make("pick-place", cameras=CAMERAS, image_size=32)
