@@ -5,7 +5,8 @@
 # SB3 SAC's throughput on Gymnasium's Pusher-v5 measured in the same run.
 # BASE: the imitation agent (default: the bc-pixels floor of benchmarks/agents_single_task.sh);
 # SEEDS (default "0 1 2"); VARIANTS (default residual,scratch; see `bench rl --help`); NAME: the results' file name
-# (benchmarks/results/rl-NAME.json and .png). Resumable: rerun after a kill. Each seed trains
+# (benchmarks/results/rl-NAME.json and .png); FACTORS (NAME=M[,NAME=M]): a fixed deployment
+# condition every run trains and is evaluated under. Resumable: rerun after a kill. Each seed trains
 # two runs of ~25 minutes; run nothing else meanwhile (2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,7 @@ cd "$(dirname "$0")/.."
 TASK="${TASK:-pick-place}"
 BASE="${BASE:-runs/bench-$TASK/runs/bc-pixels-s0}"
 WORK="${WORK:-runs/bench-rl-$TASK}"
-.venv/bin/python -m embodied bench rl --base "$BASE" --task "$TASK" --out "$WORK" \
+.venv/bin/python -m embodied bench rl --base "$BASE" --task "$TASK" --out "$WORK" ${FACTORS:+--factors "$FACTORS"} \
   --steps "${STEPS:-50000}" --seeds ${SEEDS:-0 1 2} --eval-every "${EVAL_EVERY:-5000}" \
   --eval-episodes "${EVAL_EPISODES:-50}" --variants "${VARIANTS:-residual,scratch}" --quiet
 NAME="${NAME:-$TASK}"

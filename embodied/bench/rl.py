@@ -104,8 +104,10 @@ def bench_rl(
     pusher_steps: int = 2_000,
     progress: bool = True,
     variants: tuple[str, ...] = ("residual", "scratch"),
+    factors: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """The ``variants`` runs (:data:`VARIANTS`) per seed; returns the results."""
+    """The ``variants`` runs (:data:`VARIANTS`) per seed; returns the results. ``factors``: a
+    fixed deployment condition every run trains and is evaluated under (``train rl --factors``)."""
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
         raise ValueError(f"unknown RL variants {unknown}; accepted: {', '.join(VARIANTS)}")
@@ -122,6 +124,7 @@ def bench_rl(
             "algo": algo,
             "eval_every": eval_every,
             "eval_episodes": eval_episodes,
+            "factors": dict(factors or {}),
         },
         "runs": {},
     }
@@ -134,7 +137,7 @@ def bench_rl(
             report = train_rl(
                 task, run, replace(config, **variant.get("config", {})), seed=seed,
                 init=base if variant.get("residual") else None, reward=variant.get("reward"),
-                progress=progress,
+                progress=progress, factors=factors,
             )  # fmt: skip
             if "stopped_at" in report:
                 report = json.loads((run / "train.json").read_text())

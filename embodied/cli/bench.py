@@ -10,6 +10,7 @@ from embodied.cli.common import (
     UsageError,
     check_task,
     comma_list,
+    factor_magnitudes,
     int_list,
     non_negative_float,
     positive,
@@ -216,6 +217,7 @@ def cmd_bench_rl(args: argparse.Namespace) -> int:
         pusher_steps=args.pusher_steps,
         progress=not args.quiet,
         variants=variants,
+        factors=factor_magnitudes(args.factors) if args.factors else None,
     )
     print(format_summary(results))
     return 0
@@ -425,6 +427,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--eval-episodes", type=positive, default=50, help="episodes per evaluation")
     b.add_argument(
         "--pusher-steps", type=positive, default=2_000, help="SB3 SAC steps on Pusher-v5"
+    )
+    b.add_argument(
+        "--factors",
+        metavar="NAME=M[,NAME=M]",
+        help="a fixed deployment condition for every run's training env and evaluations "
+        "(`train rl --factors`)",
     )
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_bench_rl)

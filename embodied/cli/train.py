@@ -6,7 +6,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from embodied.cli.common import UsageError, add_ray_option, check_task, comma_list, positive
+from embodied.cli.common import (
+    UsageError,
+    add_ray_option,
+    check_task,
+    comma_list,
+    factor_magnitudes,
+    positive,
+)
 
 BC_KINDS = ("bc-state", "bc-pixels", "bc-keypoints", "hierarchical-keypoints")
 
@@ -176,6 +183,7 @@ def cmd_train_rl(args: argparse.Namespace) -> int:
         randomize=comma_list(args.randomize),
         randomize_magnitude=args.magnitude,
         randomize_joint=args.joint,
+        factors=factor_magnitudes(args.factors) if args.factors else None,
     )
     last = report["evals"][-1]
     lo, hi = last["ci95"]
@@ -388,6 +396,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=0.0,
         help="share of randomised episodes with one magnitude for every factor, in [0, 1]",
+    )
+    t.add_argument(
+        "--factors",
+        metavar="NAME=M[,NAME=M]",
+        help="a fixed deployment condition (factors of variation at magnitudes in [0, 1], see "
+        "`suites --factors`) for the training env and every evaluation: a residual adapts its "
+        "base to it",
     )
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train_rl)

@@ -296,6 +296,7 @@ def train_rl(
     randomize: tuple[str, ...] = (),
     randomize_magnitude: float = 1.0,
     randomize_joint: float = 0.0,
+    factors: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) an RL agent on ``task``; returns ``RUN/train.json``'s content.
 
@@ -309,6 +310,11 @@ def train_rl(
     in that model's dream env, started from encoded real observations, with its reward head;
     evaluated in the simulator (episodes as long as the dream's), where the imagined return of
     the same policy is reported beside the real one.
+
+    ``randomize`` (families, up to ``randomize_magnitude``): domain randomisation of the training
+    env; evaluations stay nominal. ``factors`` (name -> magnitude): a fixed deployment condition
+    (an observation lag, say) that the training env and every periodic evaluation act under, so
+    that a residual adapts its base to it; ``eval --factors`` measures the result.
     """
     torch.set_num_threads(1)
     out = Path(out)
@@ -322,6 +328,10 @@ def train_rl(
                          "over --init RUN")  # fmt: skip
     if config.her and (init is not None or dream is not None or reward is not None):
         raise ValueError("HER trains from scratch and pays the goal test: no init, dream or reward")
+    if factors and randomize:
+        raise ValueError("choose one: fixed --factors (a deployment condition) or --randomize")
+    if factors and dream is not None:
+        raise ValueError("--factors act in the simulator; a dream env has none of them")
     reward = "goal" if config.her else reward or "shaped"
     bundle = load_bundle(init) if init is not None else None
     base_blob = agent_file(init).read_bytes() if init is not None else b""
@@ -343,9 +353,12 @@ def train_rl(
         if randomize
         else {}
     )
+    deployed = {"factors": dict(factors)} if factors else {}
+    if deployed:  # an unknown factor or magnitude: a clear error before anything runs
+        envs.make_config(task, **overrides, **deployed)
     # HER (Fetch's convention): a reached goal does not end a training episode
     episode_end = {"terminate_on_success": False} if config.her else {}
-    env = envs.make(task, **overrides, **dr, **episode_end)
+    env = envs.make(task, **overrides, **deployed, **dr, **episode_end)
     kinds = {task: tuple(o.kind for o in env.unwrapped.objects)}
     residual_scale: float | tuple[float, ...] = config.residual_scale
     if config.residual_gripper_scale is not None:  # motion, yaw: one bound; the gripper: its own
@@ -374,6 +387,11 @@ def train_rl(
         raise ValueError(
             f"{out} holds a run with other settings ({report['config']}); use a new --out"
         )
+    if report and report.get("factors", {}) != (factors or {}):
+        raise ValueError(
+            f"{out} holds a run under factors {report.get('factors', {})}, not {factors or {}}; "
+            f"use a new --out"
+        )
     off_policy = config.algo in ("sac", "td3")
     start = time.perf_counter()
     if (sb3 / "model.zip").exists():
@@ -401,6 +419,7 @@ def train_rl(
         "reward": reward,
         "seed": seed,
         "randomize": {k: list(v) if isinstance(v, tuple) else v for k, v in dr.items()},
+        "factors": dict(factors or {}),
         "config": asdict(config),
         "evals": report.get("evals", []),
         "train_seconds": report.get(
@@ -433,7 +452,7 @@ def train_rl(
         agent = agent_bundle(model)
         result = evaluate(
             lambda env, s: agent.make(seed=s, task=task), task, config.eval_episodes,
-            seed=EVAL_SEED, **overrides,
+            seed=EVAL_SEED, **overrides, **deployed,
         )  # fmt: skip
         entry = {
             "env_steps": int(model.num_timesteps),
