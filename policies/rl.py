@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from envs.base import ACTION_DIM
 from envs.goal_view import GoalView
 from envs.task_features import PROPRIO_USED, STATE_DIM, GroundedState
 from policies.agents import AGENTS, check_planner
@@ -165,33 +166,45 @@ class ResidualAgent:
     action; ``act`` calls them around the trained policy's.
     """
 
-    def __init__(self, base, policy, scale: float | Sequence[float], critic_dim: int = 0) -> None:
+    def __init__(
+        self,
+        base,
+        policy,
+        scale: float | Sequence[float],
+        critic_dim: int = 0,
+        previous_action: bool = False,
+    ) -> None:
         self.base = base
         self.policy = policy
         self.scale = residual_bounds(scale)
         """The correction's bound per action dimension (5,)."""
         self.critic_dim = critic_dim
         """Privileged entries the critic read after the actor's input (zeros when acting)."""
+        self.previous_action = previous_action
+        """The residual also reads the action executed one step earlier (zeros at an episode's
+        start): under an observation or action lag, the state the observation shows plus that
+        action is what the arm does next (a delayed system is Markov in both together)."""
         self._base_action: np.ndarray | None = None
+        self._executed = np.zeros(ACTION_DIM, np.float32)
 
     def reset(self, instruction: str) -> None:
         self.base.reset(instruction)
         self._base_action = None
+        self._executed = np.zeros(ACTION_DIM, np.float32)
 
     def observe(self, info: dict[str, Any]) -> None:
         method = getattr(self.base, "observe", None)  # the oracle System 2 reads info
         if method is not None:
             method(info)
 
-    @staticmethod
-    def observation_dim(embedding_dim: int) -> int:
-        return embedding_dim + len(PROPRIO_USED) + 5
-
     def prepare(self, obs: dict[str, Any]) -> np.ndarray:
         self._base_action = np.asarray(self.base.act(obs), dtype=np.float32)
         proprio = np.asarray(obs["proprio"], dtype=np.float32)[list(PROPRIO_USED)]
         embedding = np.asarray(self.base.embed(obs), dtype=np.float32)
-        return np.concatenate([embedding, proprio, self._base_action]).astype(np.float32)
+        parts = [embedding, proprio, self._base_action]
+        if self.previous_action:
+            parts.append(self._executed)
+        return np.concatenate(parts).astype(np.float32)
 
     @property
     def base_action(self) -> np.ndarray:
@@ -204,7 +217,8 @@ class ResidualAgent:
         if self._base_action is None:
             raise RuntimeError("call prepare(obs) before combine()")
         r = np.clip(np.asarray(residual, dtype=np.float32), -1.0, 1.0)
-        return np.clip(self._base_action + self.scale * r, -1.0, 1.0).astype(np.float32)
+        self._executed = np.clip(self._base_action + self.scale * r, -1.0, 1.0).astype(np.float32)
+        return self._executed.copy()
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         x = self.prepare(obs)
@@ -244,6 +258,8 @@ class RLBundle:
     """An ``rl`` agent's observation: ``state`` features or the ``goal``-conditioned view."""
     critic_dim: int = 0
     """A residual's privileged entries that only its critic read (0: a symmetric critic)."""
+    previous_action: bool = False
+    """A residual that also reads the action it executed one step earlier."""
 
     def __post_init__(self) -> None:
         if self.kind not in RL_KINDS:
@@ -252,8 +268,11 @@ class RLBundle:
             raise ValueError(f"unknown RL observation view {self.view!r}; accepted: {VIEWS}")
         if self.view == "goal" and self.kind != "rl":
             raise ValueError(f"only an 'rl' agent reads the goal view, not a {self.kind!r} one")
-        if self.critic_dim and self.kind != "residual":
-            raise ValueError(f"only a residual agent has an asymmetric critic, not {self.kind!r}")
+        if (self.critic_dim or self.previous_action) and self.kind != "residual":
+            raise ValueError(
+                f"only a residual agent has an asymmetric critic or reads its previous action, "
+                f"not {self.kind!r}"
+            )
         if self.kind == "residual" and self.base is None:
             raise ValueError("a residual agent needs its base agent")
         if self.kind == "dream" and self.world_model is None:
@@ -277,7 +296,7 @@ class RLBundle:
         base = self.base.make(
             seed=seed, world_model_check=world_model_check, task=task, planner=planner
         )
-        return ResidualAgent(base, self.policy, self.scale, self.critic_dim)
+        return ResidualAgent(base, self.policy, self.scale, self.critic_dim, self.previous_action)
 
     def to(self, device: str | torch.device) -> RLBundle:
         """The SB3 policy stays on the CPU (batch-1 MLPs); the base moves to ``device``."""
@@ -305,6 +324,7 @@ class RLBundle:
             "info": self.info,
             "view": self.view,
             "critic_dim": self.critic_dim,
+            "previous_action": self.previous_action,
         }
         return save_checkpoint(path, KIND, payload)
 
@@ -339,6 +359,7 @@ class RLBundle:
             info=record.get("info", {}),
             view=view,
             critic_dim=critic_dim,
+            previous_action=bool(record.get("previous_action", False)),  # written before: False
         )
 
     def check_env(self, task: str, observation_space) -> None:

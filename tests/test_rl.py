@@ -376,3 +376,27 @@ def test_a_gripper_bound_of_two_lets_the_residual_open_and_close_the_gripper(bas
     train_rl("pick-place", run, config, init=base_run, progress=False, tensorboard=False)
     assert load_bundle(run).scale == (0.3, 0.3, 0.3, 0.3, 2.0)
     _same_actions(run, "pick-place")
+
+
+def test_a_deployment_condition_acts_in_training_and_every_evaluation(tmp_path, monkeypatch):
+    from embodied.training import rl
+
+    made, evaluated = [], []
+    make, harness = envs.make, rl.evaluate
+    monkeypatch.setattr(rl.envs, "make", lambda task, **kw: made.append(kw) or make(task, **kw))
+    monkeypatch.setattr(rl, "evaluate", lambda *a, **kw: evaluated.append(kw) or harness(*a, **kw))
+    run, lag = tmp_path / "lag", {"observation_delay": 1.0}
+    config = RLConfig(**TINY)
+    report = train_rl("reach", run, config, progress=False, tensorboard=False, factors=lag)
+    assert (
+        report["factors"] == lag and json.loads((run / "train.json").read_text())["factors"] == lag
+    )
+    assert made and all(kw["factors"] == lag for kw in made)
+    assert len(evaluated) == 3 and all(kw["factors"] == lag for kw in evaluated)
+    assert "factors" not in load_bundle(run).env  # eval --factors says where it is measured
+    with pytest.raises(ValueError, match="under factors"):  # resuming elsewhere is refused
+        train_rl("reach", run, config, progress=False, factors={"observation_delay": 0.5})
+    with pytest.raises(ValueError, match="observation_delay"):  # the accepted names are listed
+        train_rl("reach", tmp_path / "x", config, progress=False, factors={"lag": 1.0})
+    with pytest.raises(ValueError, match="choose one"):
+        train_rl("reach", tmp_path / "y", config, factors=lag, randomize=("sensing",))

@@ -414,7 +414,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     b.add_argument(
         "--variants",
         default="residual,scratch",
-        help="runs per seed, comma-separated: residual, residual-privileged (asymmetric critic), "
+        help="runs per seed, comma-separated: residual, residual-previous-action (the actor reads "
+        "its last executed action), residual-privileged (asymmetric critic), "
         "residual-demos (expert-guided episodes in the buffer), residual-privileged-demos, "
         "residual-privileged-demos-gripper2 (and the gripper's bound at 2), "
         "scratch (shaped reward), scratch-dense, scratch-sparse, her (sparse goal reward, "

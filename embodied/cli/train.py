@@ -131,9 +131,12 @@ def cmd_train_rl(args: argparse.Namespace) -> int:
             f"--her pays the goal test (1 when the goal is reached, what HER relabels with); "
             f"drop --reward {args.reward}"
         )
-    if (args.privileged_critic or args.demo_episodes) and not args.residual:
+    if (
+        args.privileged_critic or args.demo_episodes or args.residual_previous_action
+    ) and not args.residual:
         raise UsageError(
-            "--privileged-critic and --demo-episodes are for a residual: --init RUN --residual"
+            "--privileged-critic, --demo-episodes and --residual-previous-action are for a "
+            "residual: --init RUN --residual"
         )
     if args.init is not None and not args.residual:
         raise UsageError("--init RUN trains a residual over that agent: add --residual")
@@ -154,6 +157,7 @@ def cmd_train_rl(args: argparse.Namespace) -> int:
             "actor_delay": args.actor_delay,
             "residual_gripper_scale": args.residual_gripper_scale,
             "residual_log_std": args.residual_log_std,
+            "residual_previous_action": args.residual_previous_action or None,
         }
         config = RLConfig(
             algo=args.algo,
@@ -366,6 +370,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="sac residuals: an asymmetric critic that also reads the simulator's task-relative "
         "state; the actor (what the agent deploys) never does",
+    )
+    t.add_argument(
+        "--residual-previous-action",
+        action="store_true",
+        help="residuals: the actor also reads the action executed one step earlier (what an "
+        "observation or action lag hides from it)",
     )
     t.add_argument(
         "--demo-episodes",

@@ -63,6 +63,7 @@ ADDED_SETTINGS = {
     "demo_episodes": 0,
     "residual_gripper_scale": None,
     "residual_log_std": None,
+    "residual_previous_action": False,
 }
 """``RLConfig`` fields added after runs were written, with what those runs did: a run's
 ``train.json`` without them resumes under a config that sets them so."""
@@ -92,6 +93,10 @@ class RLConfig:
     """Residual agents (sac, ppo): the actor's log standard deviation at the start, before tanh
     (None: SB3's, about 0: exploration noise about as wide as the bound, which opens and shuts a
     gripper bounded at 2); -2 starts at a std of 0.14."""
+    residual_previous_action: bool = False
+    """Residual agents: the actor also reads the action executed one step earlier. Under an
+    observation or action lag the observation shows a state the last action has not acted on
+    yet; with that action beside it the residual can learn the lag's correction."""
     ent_coef: str = "auto_0.01"
     """SAC's entropy coefficient: ``auto`` (learned, from 1), ``auto_X`` (learned, from X) or a
     fixed number."""
@@ -323,9 +328,13 @@ def train_rl(
     if config.privileged_critic and init is None:
         raise ValueError("a privileged critic is for a residual over --init RUN (from scratch, "
                          "the actor reads privileged state already)")  # fmt: skip
-    if init is None and (config.demo_episodes or config.residual_log_std is not None):
-        raise ValueError("expert-guided episodes and a residual's log-std are for a residual "
-                         "over --init RUN")  # fmt: skip
+    if init is None and (
+        config.demo_episodes
+        or config.residual_log_std is not None
+        or config.residual_previous_action
+    ):
+        raise ValueError("expert-guided episodes, a residual's log-std and its previous action "
+                         "are for a residual over --init RUN")  # fmt: skip
     if config.her and (init is not None or dream is not None or reward is not None):
         raise ValueError("HER trains from scratch and pays the goal test: no init, dream or reward")
     if factors and randomize:
@@ -367,7 +376,8 @@ def train_rl(
         bundle.check_env(task, env.observation_space)
         train_env = ResidualEnv(env, bundle, task, residual_scale, seed=200_000 + seed,
                                 reward=reward, gamma=config.gamma,
-                                privileged=config.privileged_critic)  # fmt: skip
+                                privileged=config.privileged_critic,
+                                previous_action=config.residual_previous_action)  # fmt: skip
     elif world_model is not None:
         starts = start_observations(env, world_model, config.dream_starts, 300_000 + seed)
         env.close()
@@ -445,6 +455,7 @@ def train_rl(
             info={"algo": config.algo, "seed": seed, "env_steps": int(model.num_timesteps)},
             view="goal" if config.her else "state",
             critic_dim=getattr(train_env, "critic_dim", 0),
+            previous_action=config.residual_previous_action,
         )
 
     def evaluation(model) -> None:

@@ -164,6 +164,7 @@ class ResidualEnv(gym.Wrapper):
         reward: str = "shaped",
         gamma: float = 0.97,
         privileged: bool = False,
+        previous_action: bool = False,
     ) -> None:
         super().__init__(env)
         self.rewards = RewardView(reward, gamma)
@@ -173,6 +174,7 @@ class ResidualEnv(gym.Wrapper):
         self.episodes = 0
         self.seed_base = seed
         self.agent: ResidualAgent | None = None
+        self.previous_action = previous_action
         probe_obs, probe_info = env.reset(seed=seed)
         probe = self._new_agent(probe_info)
         self.actor_dim = len(probe.prepare(probe_obs))
@@ -186,7 +188,7 @@ class ResidualEnv(gym.Wrapper):
         base = self.bundle.make(
             seed=self.seed_base + self.episodes, task=self.task, planner=self.planner
         )
-        agent = ResidualAgent(base, None, self.scale)
+        agent = ResidualAgent(base, None, self.scale, previous_action=self.previous_action)
         agent.reset(info["instruction"])
         agent.observe(info)
         self.state.reset(info["instruction"])
