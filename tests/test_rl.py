@@ -400,3 +400,31 @@ def test_a_deployment_condition_acts_in_training_and_every_evaluation(tmp_path, 
         train_rl("reach", tmp_path / "x", config, progress=False, factors={"lag": 1.0})
     with pytest.raises(ValueError, match="choose one"):
         train_rl("reach", tmp_path / "y", config, factors=lag, randomize=("sensing",))
+
+
+def test_a_residual_reading_its_previous_action_sees_what_it_executed(base_run, tmp_path):
+    env = envs.make("pick-place", image_size=32)
+    plain = ResidualEnv(env, load_bundle(base_run), "pick-place", scale=0.3, seed=5)
+    env = envs.make("pick-place", image_size=32)
+    wrapped = ResidualEnv(
+        env, load_bundle(base_run), "pick-place", 0.3, seed=5, previous_action=True
+    )
+    assert wrapped.observation_space.shape[0] == plain.observation_space.shape[0] + 5
+    plain.close()
+    x, _ = wrapped.reset(seed=1)
+    assert np.array_equal(x[-5:], np.zeros(5))  # nothing executed yet
+    for r in (np.ones(5, np.float32), -np.ones(5, np.float32)):
+        base = wrapped.agent.base_action.copy()
+        x, *_ = wrapped.step(r)
+        assert np.allclose(x[-5:], np.clip(base + 0.3 * r, -1, 1))  # the base's + the correction
+    wrapped.reset(seed=2)
+    assert not wrapped.agent._executed.any()  # a new episode starts from zeros again
+    wrapped.close()
+
+    run = tmp_path / "prev"
+    config = RLConfig(**{**TINY, "residual_previous_action": True})
+    train_rl("pick-place", run, config, init=base_run, progress=False, tensorboard=False)
+    assert load_bundle(run).previous_action and load_bundle(run).make(seed=0).previous_action
+    _same_actions(run, "pick-place")
+    with pytest.raises(ValueError, match="previous action are for a residual"):
+        train_rl("reach", tmp_path / "x", config, progress=False)
