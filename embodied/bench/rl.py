@@ -3,7 +3,8 @@ at equal environment steps, learning curves (success vs env steps and vs wall-cl
 throughput beside stable-baselines3's SAC on Gymnasium's ``Pusher-v5`` measured in the same run.
 
 The runs per seed are named :data:`VARIANTS`: ``residual`` (over ``base``), reading the action it
-executed one step earlier too (``residual-previous-action``), with an asymmetric
+executed one step earlier too (``residual-previous-action``; ``-gripper2-quiet``: with the
+gripper's bound at 2 and a quiet start, see below), with an asymmetric
 critic on privileged state (``residual-privileged``), with expert-guided episodes in its replay
 buffer (``residual-demos``), both (``residual-privileged-demos``), and both with the gripper's
 bound at 2 (``residual-privileged-demos-gripper2``: the correction can open and close the gripper),
@@ -46,6 +47,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "residual": {"residual": True},
     "residual-privileged": {"residual": True, "config": {"privileged_critic": True}},
     "residual-previous-action": {"residual": True, "config": {"residual_previous_action": True}},
+    "residual-previous-action-gripper2-quiet": {
+        "residual": True,
+        "config": {
+            "residual_previous_action": True,
+            "residual_gripper_scale": 2.0,
+            "residual_log_std": QUIET_LOG_STD,
+        },
+    },
     "residual-demos": {"residual": True, "config": {"demo_episodes": DEMO_EPISODES}},
     "residual-privileged-demos": {
         "residual": True,
