@@ -152,7 +152,10 @@ def test_a_residual_started_quiet_explores_within_its_log_std(algo):
     assert spread[None] > 3 * spread[-2.0]
     with pytest.raises(ValueError, match="residual_log_std must be in"):
         RLConfig(algo="td3", residual_log_std=-2.0)
-    with pytest.raises(ValueError, match="a residual's log-std are for a residual over --init"):
+    with pytest.raises(
+        ValueError,
+        match="a residual's log-std and its previous action are for a residual over --init",
+    ):
         train_rl("reach", "never-written", RLConfig(**{**TINY, "residual_log_std": -2.0}))
     env.close()
 
