@@ -431,3 +431,15 @@ def test_a_residual_reading_its_previous_action_sees_what_it_executed(base_run, 
     _same_actions(run, "pick-place")
     with pytest.raises(ValueError, match="previous action are for a residual"):
         train_rl("reach", tmp_path / "x", config, progress=False)
+
+
+def test_a_finished_run_extends_under_a_larger_step_budget_and_never_shrinks(tmp_path):
+    run, config = tmp_path / "r", RLConfig(**TINY)
+    train_rl("reach", run, config, progress=False, tensorboard=False)
+    longer = RLConfig(**{**TINY, "steps": 180})
+    report = train_rl("reach", run, longer, progress=False, tensorboard=False)
+    assert report["resumed"] and report["env_steps"] == 180
+    assert [e["env_steps"] for e in report["evals"]] == [0, 60, 120, 180]
+    assert report["config"]["steps"] == 180
+    with pytest.raises(ValueError, match="can extend it, not shorten it"):
+        train_rl("reach", run, config, progress=False, tensorboard=False)

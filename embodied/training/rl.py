@@ -10,7 +10,8 @@ Run directory::
       sb3/model.zip       the SB3 model (atomic), with sb3/replay_buffer.pkl: resume from here
       tensorboard/        SB3's losses and the periodic evaluation's success rate
 
-A killed run resumes from ``sb3/`` with its replay buffer; the env's episode stream after a
+A killed run resumes from ``sb3/`` with its replay buffer, and a finished one continues there
+under a larger ``--steps``; the env's episode stream after a
 resume differs from an uninterrupted run's (the env is rebuilt), so a resumed run is not bit
 for bit the same. A non-finite loss or parameter stops the run with a clear error; the last
 checkpoint is kept.
@@ -260,9 +261,14 @@ def train_rl(
     state_path = out / "train.json"
     report: dict[str, Any] = json.loads(state_path.read_text()) if state_path.exists() else {}
     wanted = json.loads(json.dumps(asdict(config)))
-    if {**ADDED_SETTINGS, **report.get("config", wanted)} != wanted:
+    written = {**ADDED_SETTINGS, **report.get("config", wanted)}
+    if {**written, "steps": wanted["steps"]} != wanted:  # a larger --steps extends a run
         raise ValueError(
             f"{out} holds a run with other settings ({report['config']}); use a new --out"
+        )
+    if written["steps"] > wanted["steps"]:
+        raise ValueError(
+            f"{out} holds a run of {written['steps']} steps; --steps can extend it, not shorten it"
         )
     if report and report.get("factors", {}) != (factors or {}):
         raise ValueError(
