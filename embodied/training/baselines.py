@@ -292,7 +292,7 @@ def _fit_round(
         "steps": trainer.step,
         "resumed": resumed,
         "train_seconds_this_call": round(trainer.seconds, 1),
-        "train_seconds": round(trainer.total_seconds, 1),
+        "train_seconds": round(trainer.total_seconds, 3),
         "device": str(device),
         "final": {k: v for k, v in last.items() if k.startswith("val_") or k == "loss"},
         "data": data_info,

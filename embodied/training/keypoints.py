@@ -277,6 +277,6 @@ def fit_decision_on_perception(
     return {
         "steps": trainer.step,
         "perceive_seconds": round(seconds, 1),
-        "train_seconds": round(trainer.total_seconds, 1),
+        "train_seconds": round(trainer.total_seconds, 3),
         "final": {k: v for k, v in last.items() if k.startswith("val_") or k == "loss"},
     }

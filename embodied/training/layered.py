@@ -314,7 +314,7 @@ def train_agent(
             "steps": trainer.step,
             "resumed": resumed,
             "train_seconds_this_call": round(trainer.seconds, 1),
-            "train_seconds": round(trainer.total_seconds, 1),
+            "train_seconds": round(trainer.total_seconds, 3),
             "final": {k: v for k, v in last.items() if k.startswith("val_") or k == "loss"},
         }
         return trainer
