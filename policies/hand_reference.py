@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from policies.perception_geometry import camera_poses, project
+from policies.perception_geometry import camera_poses, in_view, project
 
 NEAR = 0.05
 """Objects at most this far from the hand (metres) take the hand's whole pixel offset."""
@@ -62,7 +62,7 @@ def hand_offsets(
         pos, rot = camera_poses(row, proprio)
         un, vn, depth = project(proprio[:, None, :3], pos, rot, row[13], size)
         un, vn, depth = un[:, 0], vn[:, 0], depth[:, 0]
-        ok = (conf[i] > 0) & (depth > 0.02) & (un > 0) & (un < size) & (vn > 0) & (vn < size)
+        ok = (conf[i] > 0) & in_view(un, vn, depth, size)
         out[i, ok, 0], out[i, ok, 1] = (u[i] - un)[ok], (v[i] - vn)[ok]
         valid[i] = ok
     return out, valid

@@ -184,15 +184,12 @@ def heatmap_loss(heat, height, cells, seen, heights) -> tuple[torch.Tensor, dict
     n = mask.sum().clamp(min=1)
     ce = (-(target * F.log_softmax(logits, -1)).sum(-1) * mask).sum() / n
     presence = F.binary_cross_entropy_with_logits(logits.max(-1).values, mask)
+    info = {"heatmap_ce": float(ce.detach()), "presence": float(presence.detach())}
     if height is None:
-        return ce + presence, {
-            "heatmap_ce": float(ce.detach()),
-            "presence": float(presence.detach()),
-        }
+        return ce + presence, info
     at = torch.einsum("bkg,bg->bk", target, height.view(b, grid * grid))
     z = (((at - heights / HEIGHT_SCALE) ** 2) * mask).sum() / n
-    return ce + presence + 5.0 * z, {"heatmap_ce": float(ce.detach()), "presence": float(presence.detach()),
-                                      "height": float(z.detach())}  # fmt: skip
+    return ce + presence + 5.0 * z, info | {"height": float(z.detach())}
 
 
 def one_per_place(conf: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -65,6 +65,12 @@ def rays(u: np.ndarray, v: np.ndarray, pos: np.ndarray, rot: np.ndarray, fovy: f
     return world / np.linalg.norm(world, axis=-1, keepdims=True)
 
 
+def in_view(u: np.ndarray, v: np.ndarray, depth: np.ndarray, size: int) -> np.ndarray:
+    """Where projected pixels ``u, v`` with their ``depth`` fall inside a ``size`` image, in
+    front of the camera."""
+    return (u > 0) & (u < size) & (v > 0) & (v < size) & (depth > 0.02)
+
+
 def cell_labels(table: np.ndarray, rig: np.ndarray, proprio: np.ndarray, size: int):
     """Per camera: the true cell coordinates ``(N, K, 2)`` of each identity and whether it is
     present and inside the image ``(N, K)``."""
@@ -72,6 +78,6 @@ def cell_labels(table: np.ndarray, rig: np.ndarray, proprio: np.ndarray, size: i
     for row in rig:
         pos, rot = camera_poses(row, proprio)
         u, v, depth = project(table[..., 1:4].astype(np.float64), pos, rot, row[13], size)
-        seen = (table[..., 0] > 0) & (u > 0) & (u < size) & (v > 0) & (v < size) & (depth > 0.02)
+        seen = (table[..., 0] > 0) & in_view(u, v, depth, size)
         out.append((np.stack([u / 2 - 0.5, v / 2 - 0.5], -1).astype(np.float32), seen))
     return out

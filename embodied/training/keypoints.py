@@ -216,12 +216,11 @@ def sampler(kind: str, demos, arrays: dict[str, np.ndarray], batch_size: int, de
     def sample(rng: np.random.Generator) -> dict[str, np.ndarray]:
         frames = draw(rng, batch_size)
         batch = {f"obs/{k}": v[frames] for k, v in demos.images.items()}
-        for k, (cells, seen) in demos.cells.items():
-            cam = k[len(IMAGE_PREFIX) :]
-            batch[f"cells/{cam}"], batch[f"seen/{cam}"] = cells[frames], seen[frames]
-        for k, (cells, seen) in (demos.hand_cells or {}).items():
-            cam = k[len(IMAGE_PREFIX) :]
-            batch[f"hand_cells/{cam}"], batch[f"hand_seen/{cam}"] = cells[frames], seen[frames]
+        for prefix, labels in (("", demos.cells), ("hand_", demos.hand_cells or {})):
+            for k, (cells, seen) in labels.items():
+                cam = k[len(IMAGE_PREFIX) :]
+                batch[f"{prefix}cells/{cam}"] = cells[frames]
+                batch[f"{prefix}seen/{cam}"] = seen[frames]
         batch["table"], batch["proprio"] = demos.tables[frames], demos.proprio[frames]
         return batch | decision(rng)
 

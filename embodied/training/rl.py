@@ -230,9 +230,7 @@ def train_rl(
         if randomize
         else {}
     )
-    deployed = {"factors": dict(factors)} if factors else {}
-    if deployed:  # an unknown factor or magnitude: a clear error before anything runs
-        envs.make_config(task, **overrides, **deployed)
+    deployed = {"factors": dict(factors)} if factors else {}  # training and evaluation alike
     # HER (Fetch's convention): a reached goal does not end a training episode
     episode_end = {"terminate_on_success": False} if config.her else {}
     env = envs.make(task, **overrides, **deployed, **dr, **episode_end)
