@@ -9,7 +9,8 @@ critic on privileged state (``residual-privileged``), with expert-guided episode
 buffer (``residual-demos``), both (``residual-privileged-demos``), and both with the gripper's
 bound at 2 (``residual-privileged-demos-gripper2``: the correction can open and close the gripper),
 and that with a quiet start (``-quiet``: the actor's log-std starts at -2, so its exploration does
-not open and shut the gripper), with the critic learning alone for the first 10,000 steps
+not open and shut the gripper), that reading its previous action too
+(``residual-privileged-demos-previous-action-gripper2-quiet``), with the critic learning alone for the first 10,000 steps
 (``-quiet-warm``), and with the moves bounded at 0.1 besides (``-quiet-warm-bound0.1``: the
 gripper keeps its bound of 2, the moves change little); ``scratch`` (state, the shaped reward),
 ``scratch-dense`` / ``scratch-sparse`` (the task's own rewards) and ``her`` (sparse goal reward
@@ -69,6 +70,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
         },
     },
     "residual-privileged-demos-gripper2-quiet": {"residual": True, "config": _QUIET},
+    "residual-privileged-demos-previous-action-gripper2-quiet": {
+        "residual": True,
+        "config": {**_QUIET, "residual_previous_action": True},
+    },
     "residual-privileged-demos-gripper2-quiet-warm": {
         "residual": True,
         "config": {**_QUIET, "actor_delay": WARM_STEPS},

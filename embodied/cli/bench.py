@@ -418,6 +418,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "its last executed action), residual-privileged (asymmetric critic), "
         "residual-demos (expert-guided episodes in the buffer), residual-privileged-demos, "
         "residual-privileged-demos-gripper2 (and the gripper's bound at 2), "
+        "residual-previous-action-gripper2-quiet and "
+        "residual-privileged-demos-previous-action-gripper2-quiet (and a quiet start), "
         "scratch (shaped reward), scratch-dense, scratch-sparse, her (sparse goal reward, "
         "hindsight replay)",
     )
