@@ -443,3 +443,35 @@ def test_a_finished_run_extends_under_a_larger_step_budget_and_never_shrinks(tmp
     assert report["config"]["steps"] == 180
     with pytest.raises(ValueError, match="can extend it, not shorten it"):
         train_rl("reach", run, config, progress=False, tensorboard=False)
+
+
+def test_the_lag_recipe_puts_the_previous_action_in_the_actor_and_the_true_state_in_the_critic(
+    base_run, tmp_path
+):
+    """The bench variant that adapts a pixel agent to a camera lag (issue 12): the actor reads the
+    base's inputs and the action executed last; only the critic reads the simulator's state."""
+    from embodied.bench.rl import VARIANTS
+    from envs.task_features import STATE_DIM
+
+    recipe = VARIANTS["residual-privileged-demos-previous-action-gripper2-quiet"]["config"]
+    config = RLConfig(**{**TINY, **recipe, "demo_episodes": 1})
+    run = tmp_path / "lag-recipe"
+    report = train_rl("pick-place", run, config, init=base_run, progress=False,
+                      tensorboard=False, factors={"observation_delay": 1.0})  # fmt: skip
+    assert report["demos"]["episodes"] == 1 and report["factors"] == {"observation_delay": 1.0}
+    bundle = load_bundle(run)
+    assert bundle.previous_action and bundle.critic_dim == STATE_DIM
+    assert bundle.scale == (0.3, 0.3, 0.3, 0.3, 2.0)
+    plain = ResidualEnv(envs.make("pick-place", image_size=32), load_bundle(base_run), "pick-place",
+                        0.3, seed=5)  # fmt: skip
+    assert bundle.policy.actor_dim == plain.actor_dim + 5  # the previous action, nothing more
+    plain.close()
+    policy = bundle.policy
+    x = torch.randn(4, policy.observation_space.shape[0])
+    y = x.clone()
+    y[:, policy.actor_dim :] += 1.0  # another true state: the actor must not notice
+    assert torch.equal(policy.actor(x, deterministic=True), policy.actor(y, deterministic=True))
+    y = x.clone()
+    y[:, policy.actor_dim - 5 : policy.actor_dim] += 1.0  # another previous action: it must
+    assert not torch.equal(policy.actor(x, deterministic=True), policy.actor(y, deterministic=True))
+    _same_actions(run, "pick-place")
