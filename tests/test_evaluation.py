@@ -74,10 +74,9 @@ def test_same_seeds_for_every_agent_and_success_ordering():
     assert expert.seeds == still.seeds == [10, 11, 12]
     assert expert.success_rate == 1.0 and still.success_rate == 0.0
     assert still.failed_seeds == [10, 11, 12] and still.mean_length == 20
-    assert (
-        expert.latency_ms["act_mean"] > 0
-        and expert.latency_ms["act_p95"] >= expert.latency_ms["act_mean"] * 0.5
-    )
+    # latency is measured and reported; how it compares to itself depends on the machine's load
+    # (one stalled step can lift the mean above the 95th percentile), so only its presence is checked
+    assert all(np.isfinite(v) and v > 0 for v in expert.latency_ms.values())
 
 
 def test_episodes_that_start_as_a_success_are_skipped(monkeypatch):
