@@ -10,7 +10,8 @@ buffer (``residual-demos``), both (``residual-privileged-demos``), and both with
 bound at 2 (``residual-privileged-demos-gripper2``: the correction can open and close the gripper),
 and that with a quiet start (``-quiet``: the actor's log-std starts at -2, so its exploration does
 not open and shut the gripper), that reading its previous action too
-(``residual-privileged-demos-previous-action-gripper2-quiet``), with the critic learning alone for the first 10,000 steps
+(``residual-privileged-demos-previous-action-gripper2-quiet``: the recipe that adapts a pixel
+agent to a camera lag), with the critic learning alone for the first 10,000 steps
 (``-quiet-warm``), and with the moves bounded at 0.1 besides (``-quiet-warm-bound0.1``: the
 gripper keeps its bound of 2, the moves change little); ``scratch`` (state, the shaped reward),
 ``scratch-dense`` / ``scratch-sparse`` (the task's own rewards) and ``her`` (sparse goal reward
