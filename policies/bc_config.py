@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from envs.task_features import SLOT_ORDERS
-from policies.config import POLICIES, POLICY_BUILDERS, TrainConfig, _raise, _Serializable
+from policies.config import POLICIES, POLICY_BUILDERS, TrainConfig, _Serializable
+from sandbox_common.validation import raise_problems
 
 
 def _check_dropout(config: Any, problems: list[str]) -> None:
@@ -51,7 +52,7 @@ class BCStateConfig(_Serializable):
         if not self.hidden or any(h < 1 for h in self.hidden):
             problems.append(f"hidden must be positive widths, got {self.hidden}")
         _check_dropout(self, problems)
-        _raise(type(self), problems)
+        raise_problems(self, problems)
 
     def build(self, action_dim: int = 5):
         return POLICY_BUILDERS.build(self, action_dim)
@@ -86,7 +87,7 @@ class BCPixelsConfig(_Serializable):
                 f"need hidden >= 1 and 1 <= execute <= chunk, got {self.hidden}, "
                 f"{self.execute}, {self.chunk}"
             )
-        _raise(type(self), problems)
+        raise_problems(self, problems)
 
     def build(self, image_keys: tuple[str, ...], image_size: int, action_dim: int = 5):
         return POLICY_BUILDERS.build(self, image_keys, image_size, action_dim)
@@ -139,7 +140,7 @@ class BCKeypointsConfig(_Serializable):
         if self.train.shift:
             problems.append("shift must be 0: perception is calibrated to the cameras' pixels")
         _check_dropout(self, problems)
-        _raise(type(self), problems)
+        raise_problems(self, problems)
 
     def build(self, image_keys: tuple[str, ...], image_size: int, action_dim: int = 5):
         return POLICY_BUILDERS.build(self, image_keys, image_size, action_dim)
@@ -175,7 +176,7 @@ class HierarchicalKeypointsConfig(BCKeypointsConfig):
             problems.append(f"max_subtasks must be >= 1, got {self.max_subtasks}")
         if self.previous_action:
             problems.append("previous_action is for bc-keypoints (System 1 does not read it yet)")
-        _raise(type(self), problems)
+        raise_problems(self, problems)
 
 
 _DEBUG_TRAIN = TrainConfig(

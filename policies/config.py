@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from sandbox_common.registry import Builders, Registry
+from sandbox_common.validation import check_positive, raise_problems
 
 POLICIES: Registry = Registry("policy")
 """Name -> frozen config class whose ``build(spec, vocab_size)`` makes the network."""
@@ -18,17 +19,6 @@ POLICY_BUILDERS = Builders("policy")
 """Config type -> network class; each network registers itself beside its definition."""
 
 ACTION_HEADS = ("discrete", "flow")
-
-
-def _check_positive(config: Any, names: tuple[str, ...], problems: list[str]) -> None:
-    for name in names:
-        if getattr(config, name) < 1:
-            problems.append(f"{name} must be >= 1, got {getattr(config, name)}")
-
-
-def _raise(cls: type, problems: list[str]) -> None:
-    if problems:
-        raise ValueError(f"invalid {cls.__name__}: " + "; ".join(problems))
 
 
 class _Serializable:
@@ -69,7 +59,7 @@ class FusionConfig(_Serializable):
     could not start a motion from rest."""
 
     def validate(self, problems: list[str]) -> None:
-        _check_positive(self, ("d_model", "layers", "heads", "ff_dim", "max_text_len"), problems)
+        check_positive(self, ("d_model", "layers", "heads", "ff_dim", "max_text_len"), problems)
         if self.heads >= 1 and self.d_model % self.heads:
             problems.append(f"heads ({self.heads}) must divide d_model ({self.d_model})")
         if not self.conv_channels or any(c < 1 for c in self.conv_channels):
@@ -100,7 +90,7 @@ class TrainConfig(_Serializable):
     """Random-shift augmentation of images, in pixels (0: none)."""
 
     def validate(self, problems: list[str]) -> None:
-        _check_positive(self, ("batch_size", "steps", "eval_every", "checkpoint_every"), problems)
+        check_positive(self, ("batch_size", "steps", "eval_every", "checkpoint_every"), problems)
         if self.learning_rate <= 0:
             problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.warmup < 0 or self.shift < 0:
@@ -145,14 +135,14 @@ class VLAConfig(_Serializable):
         problems = _nested_problems(self)
         if self.head not in ACTION_HEADS:
             problems.append(f"head must be one of {ACTION_HEADS}, got {self.head!r}")
-        _check_positive(self, ("chunk", "execute", "flow_steps", "flow_hidden"), problems)
+        check_positive(self, ("chunk", "execute", "flow_steps", "flow_hidden"), problems)
         if self.execute > self.chunk:
             problems.append(f"execute ({self.execute}) must be <= chunk ({self.chunk})")
         if self.bins < 3 or self.bins % 2 == 0:
             problems.append(f"bins must be odd and >= 3, got {self.bins}")
         if self.temporal_ensemble < 0:
             problems.append(f"temporal_ensemble must be >= 0, got {self.temporal_ensemble}")
-        _raise(type(self), problems)
+        raise_problems(self, problems)
 
     def build(self, spec, vocab_size: int):
         return POLICY_BUILDERS.build(self, spec, vocab_size)
@@ -187,7 +177,7 @@ class PlannerConfig(_Serializable):
 
     def __post_init__(self) -> None:
         problems = _nested_problems(self)
-        _check_positive(
+        check_positive(
             self,
             (
                 "max_subtasks",
@@ -206,7 +196,7 @@ class PlannerConfig(_Serializable):
                 "thresholds must satisfy 0 < undone_threshold < done_threshold < 1, got "
                 f"{self.undone_threshold}, {self.done_threshold}"
             )
-        _raise(type(self), problems)
+        raise_problems(self, problems)
 
     def build(self, spec, vocab_size: int, num_subtasks: int):
         return POLICY_BUILDERS.build(self, spec, vocab_size, num_subtasks)

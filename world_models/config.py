@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from sandbox_common.validation import check_positive, raise_problems
 from world_models.registry import WORLD_MODEL_BUILDERS, WORLD_MODELS
 
 
@@ -132,18 +133,9 @@ class LatentWorldModelConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        for name in (
-            "latent_dim",
-            "hidden_dim",
-            "horizon",
-            "batch_size",
-            "steps",
-            "eval_every",
-            "checkpoint_every",
-            "decoder_frames",
-        ):
-            if int(getattr(self, name)) < 1:
-                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        positive = ("latent_dim", "hidden_dim", "horizon", "batch_size", "steps", "eval_every",
+                    "checkpoint_every", "decoder_frames")  # fmt: skip
+        check_positive(self, positive, problems)
         if self.object_slot_size < 0:
             problems.append(f"object_slot_size must be >= 0, got {self.object_slot_size}")
         if self.slot_dynamics not in ("joint", "shared"):
@@ -179,8 +171,7 @@ class LatentWorldModelConfig:
         ):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
-        if problems:
-            raise ValueError("invalid LatentWorldModelConfig: " + "; ".join(problems))
+        raise_problems(self, problems)
 
     def build(self, spec: ObsSpec):
         return WORLD_MODEL_BUILDERS.build(self, spec)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from policies.rl import ALGOS, GRIPPER_SCALE_MAX
+from sandbox_common.validation import check_positive, raise_problems
 
 ADDED_SETTINGS = {
     "ent_coef": "auto",
@@ -85,10 +86,9 @@ class RLConfig:
         problems = []
         if self.algo not in ALGOS:
             problems.append(f"algo must be one of {ALGOS}, got {self.algo!r}")
-        for name in ("steps", "batch_size", "buffer_size", "eval_every", "eval_episodes",
-                     "checkpoint_every"):  # fmt: skip
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        positive = ("steps", "batch_size", "buffer_size", "eval_every", "eval_episodes",
+                    "checkpoint_every")  # fmt: skip
+        check_positive(self, positive, problems)
         if self.actor_delay < 0 or (self.actor_delay and self.algo == "ppo"):
             problems.append(
                 f"actor_delay must be >= 0 and is for sac / td3, got {self.actor_delay} "
@@ -128,8 +128,7 @@ class RLConfig:
                 f"ent_coef must be 'auto', 'auto_X' or a number X, with X > 0 (learned) or "
                 f">= 0 (fixed); got {self.ent_coef!r}"
             )
-        if problems:
-            raise ValueError("invalid RLConfig: " + "; ".join(problems))
+        raise_problems(self, problems)
 
 
 def _valid_ent_coef(value: str) -> bool:
