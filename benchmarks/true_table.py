@@ -1,11 +1,22 @@
-"""Is a keypoint agent's loss its perception's or its decisions'? Runs each agent twice on the same
-episodes: as it is, and with its perceived object table replaced by the true one, read off
-``obs["object_state"]`` (so through the same observation delay, dropped frames and object-state
-noise that bc-state reads; the cameras are still rendered, and ignored). The agent's decision
-networks, memory, presence vote and instruction binding are untouched. Writes ``--out`` (JSON).
+"""Is a keypoint agent's loss its perception's or its decisions'? Runs each agent on the same
+episodes with each kind of object table (``--tables``):
+
+* ``perceived``: the agent as it is;
+* ``true``: its perceived table replaced by the true one, read off ``obs["object_state"]`` (so
+  through the same observation delay, dropped frames and object-state noise that bc-state reads;
+  the cameras are still rendered, and ignored);
+* ``actual-cameras``: its own perception, with rays cast through each episode's *actual* cameras
+  (read from the randomised model) instead of the nominal rig: what a perfect camera
+  self-calibration would give. A hand reference's correction is switched off (the actual cameras
+  leave nothing to correct). Meant for agents whose heatmaps learnt actual-camera labels
+  (``--preset ...-hand-reference``); a nominal-label network has learnt to guess the nominal
+  projection instead.
+
+The agent's decision networks, memory, presence vote and instruction binding are untouched.
+Writes ``--out`` (JSON).
 
     python benchmarks/true_table.py --runs RUN [RUN ...] --task pick-place --factors all=0.5 \\
-        --seed 100 --episodes 60 --out benchmarks/results/true-table-pick-place.json
+        --seed 100 --episodes 60 [--tables perceived,true,actual-cameras] --out F.json
 """
 
 from __future__ import annotations
@@ -20,6 +31,8 @@ import envs
 from embodied.agents import load_bundle
 from embodied.cli.common import factor_groups
 from policies.bc_keypoints import PerceivedScene
+from policies.hand_reference import HandReference
+from policies.perception_geometry import camera_rig
 from policies.bundles import env_overrides
 from sandbox_common.atomic import write_json_atomic
 from sandbox_common.paths import portable_path
@@ -39,8 +52,26 @@ def see_the_truth(scene: PerceivedScene, env) -> None:
     scene.observe = observe
 
 
+class NoCorrection(HandReference):
+    """A hand reference that corrects nothing (the offsets it hands back are zeros)."""
+
+    def update(self, offsets: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        return np.zeros_like(offsets)
+
+
+def see_through_actual_cameras(scene: PerceivedScene, env) -> None:
+    """Make ``scene``'s perception cast its rays through ``env``'s cameras as they are now."""
+    perception = scene.perception
+    rig = camera_rig(env, perception.cameras)
+    perception.rig.copy_(torch.from_numpy(rig).to(perception.rig.dtype))
+    scene.reference = NoCorrection()
+
+
+TABLES = ("perceived", "true", "actual-cameras")
+
+
 def success_rate(
-    run: str, task: str, seeds: range, factors: dict[str, float], true_table: bool
+    run: str, task: str, seeds: range, factors: dict[str, float], table: str = "perceived"
 ) -> dict[str, Any]:
     bundle = load_bundle(run)
     env = envs.make(task, **env_overrides(bundle))
@@ -49,9 +80,12 @@ def success_rate(
         for seed in seeds:
             obs, info = env.reset(seed=seed, options={"factors": factors} if factors else None)
             agent = bundle.make(seed=seed, task=task)
-            if true_table:
-                see_the_truth(getattr(agent, "system1", agent).scene, env.unwrapped)
+            scene = getattr(agent, "system1", agent).scene
             agent.reset(info["instruction"])
+            if table == "true":
+                see_the_truth(scene, env.unwrapped)
+            elif table == "actual-cameras":
+                see_through_actual_cameras(scene, env.unwrapped)
             done = False
             while not done:
                 obs, _, terminated, truncated, info = env.step(agent.act(obs))
@@ -71,18 +105,22 @@ def main() -> None:
     parser.add_argument(
         "--factors", default="", help="NAME=M[,NAME=M...]; a family's name or `all` sets many"
     )
+    parser.add_argument(
+        "--tables", default="perceived,true", help=f"which of {', '.join(TABLES)} (comma-separated)"
+    )
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    tables = [t for t in args.tables.split(",") if t]
+    unknown = [t for t in tables if t not in TABLES]
+    if unknown or not tables:
+        parser.error(f"unknown --tables {unknown or args.tables!r}; accepted: {', '.join(TABLES)}")
     torch.set_num_threads(1)
     factors = factor_groups(args.factors, args.task)
     seeds = range(args.seed, args.seed + args.episodes)
     result: dict[str, Any] = {"task": args.task, "seeds": f"{seeds.start}..{seeds.stop - 1}",
                               "factors": factors, "runs": {}}  # fmt: skip
     for run in args.runs:
-        row = {
-            table: success_rate(run, args.task, seeds, factors, table == "true")
-            for table in ("perceived", "true")
-        }
+        row = {table: success_rate(run, args.task, seeds, factors, table) for table in tables}
         result["runs"][portable_path(run)] = row
         print(run, {k: v["success_rate"] for k, v in row.items()}, flush=True)
         write_json_atomic(args.out, result)

@@ -37,6 +37,7 @@ from policies.bc_config import BCPixelsConfig, BCStateConfig
 from policies.chunking import ActionChunkQueue
 from policies.config import POLICIES, POLICY_BUILDERS
 from policies.fusion import random_shift
+from policies.history import StepMemory, history_shape
 from world_models.checkpoint import CheckpointError, save_checkpoint
 
 KIND = "agent"
@@ -86,19 +87,20 @@ class BCStatePolicy(nn.Module):
         super().__init__()
         self.config = config
         self.action_dim = action_dim
-        input_dim += action_dim if config.previous_action else 0
+        self.history = history_shape(config)
+        """The past steps it reads after the features (:mod:`policies.history`)."""
+        self.feature_dim = input_dim
+        input_dim += self.history.width(input_dim, action_dim)
         self.normalizer = Normalizer(input_dim)
         self.net = mlp([input_dim, *config.hidden, action_dim])
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.net(self.normalizer(features))
 
-    def input_of(self, features: np.ndarray, previous: np.ndarray) -> np.ndarray:
-        """What this policy reads when acting: ``features``, and the previous action after them
-        when ``config.previous_action`` is on."""
-        if not self.config.previous_action:
-            return features
-        return np.concatenate([features, previous]).astype(np.float32)
+    def memory(self) -> StepMemory:
+        """A new episode's memory of the steps this policy reads (empty for a policy that reads
+        none): :meth:`StepMemory.inputs` builds what it reads when acting."""
+        return StepMemory(self.history, self.action_dim)
 
     def embed(self, features: torch.Tensor) -> torch.Tensor:
         """The last hidden layer ``(B, hidden[-1])``: what a residual policy reads."""
@@ -109,12 +111,11 @@ class BCStatePolicy(nn.Module):
         device = self.normalizer.mean.device
         features = torch.as_tensor(batch["features"], device=device)
         target = torch.as_tensor(batch["actions"], device=device)
-        if self.training and self.config.previous_action_dropout:  # the last A columns
+        if self.training and self.config.previous_action_dropout:  # the history's columns
             keep = torch.rand(len(features), 1, generator=generator, device=device)
             keep = (keep >= self.config.previous_action_dropout).to(features.dtype)
-            features = torch.cat(
-                [features[:, : -self.action_dim], features[:, -self.action_dim :] * keep], 1
-            )
+            now = features.shape[1] - self.history.width(self.feature_dim, self.action_dim)
+            features = torch.cat([features[:, :now], features[:, now:] * keep], 1)
         pred = self(features)
         loss = F.mse_loss(pred, target)
         grip_ok = (torch.sign(pred[:, GRIPPER]) == torch.sign(target[:, GRIPPER])).float().mean()
@@ -248,12 +249,17 @@ class BCStateAgent:
     def reset(self, instruction: str) -> None:
         self.instruction = instruction
         self.state.reset(instruction)
-        self.previous = np.zeros(self.policy.action_dim, dtype=np.float32)
-        """The last action :meth:`act` returned (zeros at the start): with
-        ``config.previous_action`` the policy reads it beside the state."""
+        self.memory = self.policy.memory()
+        """The steps :meth:`act` took this episode, as far back as the policy reads them
+        (``config.previous_action``, ``config.history``)."""
+
+    @property
+    def previous(self) -> np.ndarray:
+        """The last action :meth:`act` returned (zeros at the start)."""
+        return self.memory.last_action
 
     def _run(self, obs: dict[str, Any], fn) -> np.ndarray:
-        features = self.policy.input_of(self.state(obs), self.previous)
+        features = self.memory.inputs(self.state(obs))
         with torch.no_grad():
             device = self.policy.normalizer.mean.device
             return fn(torch.from_numpy(features)[None].to(device))[0].cpu().numpy()
@@ -264,7 +270,7 @@ class BCStateAgent:
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         action = executable(self.raw_action(obs))
-        self.previous = action.astype(np.float32)
+        self.memory.record(self.state(obs), action)
         return action
 
     def embed(self, obs: dict[str, Any]) -> np.ndarray:

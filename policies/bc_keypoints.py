@@ -236,6 +236,7 @@ class BCKeypointsPolicy(nn.Module):
             BCStateConfig(
                 hidden=config.state_hidden,
                 previous_action=config.previous_action,
+                history=config.history,
                 previous_action_dropout=config.previous_action_dropout,
             ),
             action_dim,
@@ -296,9 +297,14 @@ class BCKeypointsAgent:
         self.state.reset(instruction)
         self.scene.reset()
         self._perceived: tuple[Any, np.ndarray] | None = None
-        self.previous = np.zeros(self.policy.action_dim, dtype=np.float32)
-        """The last action :meth:`act` returned (zeros at the start), which the state policy
-        reads with ``config.previous_action``."""
+        self.memory = self.policy.state.memory()
+        """The steps :meth:`act` took this episode, as far back as the state policy reads them
+        (``config.previous_action``, ``config.history``)."""
+
+    @property
+    def previous(self) -> np.ndarray:
+        """The last action :meth:`act` returned (zeros at the start)."""
+        return self.memory.last_action
 
     def features(self, obs: dict[str, Any]) -> np.ndarray:
         """The task features of what perception sees in ``obs``; perceived once per observation
@@ -315,9 +321,9 @@ class BCKeypointsAgent:
         return features
 
     def decision_input(self, obs: dict[str, Any]) -> np.ndarray:
-        """What the state policy reads: :meth:`features`, and the previous action when the
-        policy was trained with it."""
-        return self.policy.state.input_of(self.features(obs), self.previous)
+        """What the state policy reads: :meth:`features`, and the past steps when the policy
+        was trained with them (:mod:`policies.history`)."""
+        return self.memory.inputs(self.features(obs))
 
     def raw_action(self, obs: dict[str, Any]) -> np.ndarray:
         with torch.no_grad():
@@ -326,7 +332,7 @@ class BCKeypointsAgent:
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         action = executable(self.raw_action(obs))
-        self.previous = action.astype(np.float32)
+        self.memory.record(self.features(obs), action)
         return action
 
     def embed(self, obs: dict[str, Any]) -> np.ndarray:

@@ -227,12 +227,32 @@ def test_bc_state_run_loads_and_acts_identically(state_run):
     assert report["rounds"][0]["steps"] == bc_preset("bc-state", "debug").train.steps
 
 
-def test_previous_actions_shift_within_each_episode_only():
-    from embodied.data.dataset import previous_actions
+def test_history_block_sees_only_its_own_episode_and_matches_acting():
+    from policies.history import HistoryShape, StepMemory, history_block
 
     actions = np.arange(10, dtype=np.float32).reshape(5, 2) + 1  # episodes of 2 and 3 steps
-    prev = previous_actions(actions, np.array([2, 3]))
+    prev = history_block(
+        np.zeros((5, 3), np.float32), actions, np.array([2, 3]), HistoryShape(0, 1)
+    )
     np.testing.assert_array_equal(prev, [[0, 0], [1, 2], [0, 0], [5, 6], [7, 8]])
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(5, 3)).astype(np.float32)
+    shape = HistoryShape(2, 2)
+    block = history_block(features, actions, np.array([2, 3]), shape)
+    assert block.shape == (5, shape.width(3, 2)) == (5, 10)
+    for start, n in ((0, 2), (2, 3)):  # acting rebuilds the same rows, step by step
+        memory = StepMemory(shape, 2)
+        for t in range(start, start + n):
+            row = memory.inputs(features[t])
+            np.testing.assert_allclose(row, np.concatenate([features[t], block[t]]), atol=1e-6)
+            memory.record(features[t], actions[t])
+        memory.reset()
+        np.testing.assert_array_equal(memory.last_action, 0.0)
+    # the third row is an episode's first: its past frames are itself, its past actions zeros
+    np.testing.assert_array_equal(block[2], 0.0)
+    np.testing.assert_allclose(block[4, :3], features[3] - features[4], atol=1e-6)
+    np.testing.assert_allclose(block[4, 3:6], features[2] - features[4], atol=1e-6)
+    np.testing.assert_array_equal(block[4, 6:], [7, 8, 5, 6])  # a_{t-1}, a_{t-2}
 
 
 def test_bc_state_reading_its_previous_action_trains_saves_and_remembers(

@@ -336,14 +336,3 @@ class SequenceLoader:
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         while True:
             yield self.sample()
-
-
-def previous_actions(actions: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """``(N, A)``: each step's previous action label in its episode (zeros at the first step),
-    for rows laid out episode after episode (``lengths`` steps each)."""
-    out = np.zeros_like(actions)
-    start = 0
-    for n in lengths:
-        out[start + 1 : start + n] = actions[start : start + n - 1]
-        start += n
-    return out

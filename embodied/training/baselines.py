@@ -30,7 +30,7 @@ import torch
 
 import envs
 from embodied.data.collect import collect_rollouts, expert_teacher
-from embodied.data.dataset import DatasetError, EpisodeDataset, FrameStack, previous_actions
+from embodied.data.dataset import DatasetError, EpisodeDataset, FrameStack
 from embodied.training import keypoints
 from embodied.training.keypoints import KEYPOINT_KINDS
 from embodied.training.layered import data_summary, one_layout, split_episodes
@@ -39,6 +39,7 @@ from envs.language import SUBTASK_VOCAB
 from envs.task_features import PROPRIO_USED, TaskFeatures, instruction_vector
 from policies.bc import BC_KINDS, BCBundle, BCStateAgent
 from policies.bc_config import bc_preset
+from policies.history import history_block, history_shape
 from policies.perception import identity_table
 from policies.perception_geometry import camera_rig
 from sandbox_common.atomic import atomic_write, write_json_atomic
@@ -222,11 +223,11 @@ def _fit_round(
     torch.manual_seed(seed)
     if kind == "bc-state":
         policy = config.build()
-        if config.previous_action:
+        past = history_shape(config)
+        if past:
             for part in (demos, val):
-                part.features = np.concatenate(
-                    [part.features, previous_actions(part.actions, part.lengths)], 1
-                )
+                block = history_block(part.features, part.actions, part.lengths, past)
+                part.features = np.concatenate([part.features, block], 1)
     else:
         keys = tuple(sorted(demos.images))
         policy = config.build(keys, int(demos.images[keys[0]].shape[1]))
@@ -250,7 +251,7 @@ def _fit_round(
                     part,
                     part.tables,
                     slot_order=keypoints.slot_order_of(config),
-                    previous_action=getattr(config, "previous_action", False),
+                    history=history_shape(config),
                 )  # fmt: skip
             )
         train_sample, val_sample = (

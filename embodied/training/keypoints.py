@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from embodied.data.dataset import previous_actions
 from envs.base import IMAGE_PREFIX
 from envs.language import SUBTASK_VOCAB
 from envs.task_features import TaskFeatures
 from policies.bc_keypoints import hand_yaw, perceived_tables, table_features
 from policies.hand_reference import hand_table
 from policies.hierarchical_keypoints import subtask_features
+from policies.history import HistoryShape, history_block, history_shape
 from policies.object_planner import CODE_DIM, candidates
 from policies.perception import object_state_from_table, slot_identities
 from policies.perception_geometry import camera_rig, cell_labels
@@ -109,7 +109,7 @@ def decision_arrays(
     tables: np.ndarray,
     from_perception: bool = False,
     slot_order: str = "active",
-    previous_action: bool = False,
+    history: HistoryShape = HistoryShape(),
 ) -> dict[str, np.ndarray]:
     """The decision networks' inputs computed from ``tables (N_obs, K, 4)`` (module docstring);
     ``features`` lay out the links in ``slot_order`` (System 2's ``planner_slots``).
@@ -148,9 +148,9 @@ def decision_arrays(
             )
         targets.append([where[i] for i in plan])
     out = {"features": np.concatenate(features).astype(np.float32)}
-    if previous_action:  # bc-keypoints' option: each step's previous expert label beside it
-        previous = previous_actions(demos.actions, demos.lengths)
-        out["features"] = np.concatenate([out["features"], previous], 1)
+    if history:  # bc-keypoints' option: past steps (their features, their expert labels)
+        past = history_block(out["features"], demos.actions, demos.lengths, history)
+        out["features"] = np.concatenate([out["features"], past], 1)
     if kind == "bc-keypoints":
         return out
     width = max(len(c) for c in codes)
@@ -246,9 +246,9 @@ def fit_decision_on_perception(
     start = time.perf_counter()
     policy.cpu().eval()
     order = slot_order_of(config)
-    previous = getattr(config, "previous_action", False)
-    train_arrays = decision_arrays(kind, demos, perceived(policy, demos), True, order, previous)
-    val_arrays = decision_arrays(kind, val, perceived(policy, val), True, order, previous)
+    past = history_shape(config)
+    train_arrays = decision_arrays(kind, demos, perceived(policy, demos), True, order, past)
+    val_arrays = decision_arrays(kind, val, perceived(policy, val), True, order, past)
     seconds = time.perf_counter() - start
     settings = replace(
         config.train, steps=config.state_steps, batch_size=config.state_batch,
