@@ -36,6 +36,10 @@ class HistoryShape:
         return bool(self.feature_steps or self.action_steps)
 
 
+NO_HISTORY = HistoryShape()
+"""A policy that reads the current step alone."""
+
+
 def history_shape(config) -> HistoryShape:
     """A state policy config's history: ``history`` past steps of both, or with
     ``previous_action`` the last action alone."""

@@ -51,3 +51,23 @@ def check_remembers_previous_action(agent, obs, instruction: str) -> None:
     agent.reset(instruction)
     np.testing.assert_array_equal(agent.previous, 0.0)
     np.testing.assert_array_equal(agent.raw_action(obs), first)
+
+
+def check_reads_its_last_steps(bundle, env, task: str) -> None:
+    """An agent trained with ``history``: what it does now depends on the steps it took before
+    (another agent of the same bundle, fresh on the same frame, acts otherwise), and ``reset``
+    forgets them (the first frame gives the first action again)."""
+    obs, info = env.reset(seed=3)
+    agent = bundle.make(task=task)
+    agent.reset(info["instruction"])
+    first = agent.raw_action(obs)
+    later = obs
+    for _ in range(2):
+        later, *_ = env.step(agent.act(later))
+    fresh = bundle.make(task=task)
+    fresh.reset(info["instruction"])
+    fresh.raw_action(obs)  # binds the instruction on the same first frame
+    assert not np.allclose(fresh.raw_action(later), agent.raw_action(later))
+    agent.reset(info["instruction"])
+    np.testing.assert_array_equal(agent.previous, 0.0)
+    np.testing.assert_array_equal(agent.raw_action(obs), first)

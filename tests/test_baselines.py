@@ -266,6 +266,28 @@ def test_bc_state_reading_its_previous_action_trains_saves_and_remembers(
     env.close()
 
 
+def test_bc_state_reading_its_last_steps_trains_saves_and_remembers(
+    state_demos, tmp_path, monkeypatch
+):
+    from policies.bc_config import BCStateConfig
+    from tests.conftest import check_reads_its_last_steps, train_debug_variant
+
+    train_debug_variant("bc-state", state_demos, tmp_path / "run", monkeypatch, history=2)
+    bundle = load_bundle(tmp_path / "run")
+    assert bundle.policy.config.history == 2
+    assert bundle.policy.normalizer.mean.shape == (
+        3 * STATE_DIM + 2 * 5,
+    )  # now, 2 diffs, 2 actions
+    env = envs.make("pick-place", obs_mode="state")
+    check_reads_its_last_steps(bundle, env, "pick-place")
+    env.close()
+    with pytest.raises(ValueError, match="already includes the previous action"):
+        BCStateConfig(history=2, previous_action=True)
+    with pytest.raises(ValueError, match="history must be >= 0"):
+        BCStateConfig(history=-1)
+    assert BCStateConfig(history=1, previous_action_dropout=0.5).history == 1
+
+
 def test_bc_state_refuses_other_tasks_and_truncated_files(state_run, tmp_path):
     with pytest.raises(CheckpointError, match="trained on tasks"):
         agent_factory_from_run(state_run, "stack")

@@ -329,3 +329,21 @@ def test_bc_keypoints_reading_its_previous_action_trains_and_remembers(
     env.close()
     with pytest.raises(ValueError, match="previous_action"):
         HierarchicalKeypointsConfig(previous_action=True)
+
+
+def test_bc_keypoints_reading_its_last_steps_trains_and_remembers(
+    keypoint_demos, tmp_path, monkeypatch
+):
+    from envs.task_features import STATE_DIM
+    from policies.bc_config import HierarchicalKeypointsConfig
+    from tests.conftest import check_reads_its_last_steps, train_debug_variant
+
+    out = tmp_path / "kp-history"
+    train_debug_variant("bc-keypoints", keypoint_demos, out, monkeypatch, history=2)
+    bundle = load_bundle(out)
+    assert bundle.policy.state.normalizer.mean.shape == (3 * STATE_DIM + 2 * 5,)
+    env = envs.make("pick-place", cameras=CAMERAS, image_size=32)
+    check_reads_its_last_steps(bundle, env, "pick-place")
+    env.close()
+    with pytest.raises(ValueError, match="history"):
+        HierarchicalKeypointsConfig(history=2)
