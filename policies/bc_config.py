@@ -121,7 +121,7 @@ class BCKeypointsConfig(_Serializable):
     gives on the training frames (the noise it will see when acting); 0: none."""
     previous_action: bool = False
     """The state policy also reads the action the agent chose one step earlier (``bc-state``'s
-    option of the same name; end-to-end only for now). Alone it is harmful here: on perceived
+    option of the same name; System 1 in the hierarchical agent). Alone it is harmful here: on perceived
     features the policy copies its last action (nominal 95% -> 50-80%); with
     ``previous_action_dropout`` 0.5 nominal success holds (docs/BENCHMARKS.md)."""
     weighted_rays: bool = False
@@ -130,8 +130,9 @@ class BCKeypointsConfig(_Serializable):
     quarter of a centimetre per pixel) leads the front one (a centimetre), and a moved or
     re-lit front camera's error counts for less (``policies.perception.fuse``)."""
     history: int = 0
-    """``bc-state``'s option of the same name: the state policy also reads the last ``history``
-    steps' perceived features (as differences from now) and actions (end-to-end only for now)."""
+    """``bc-state``'s option of the same name: the state policy (System 1 in the hierarchical
+    agent) also reads the last ``history`` steps' perceived features (as differences from now)
+    and actions."""
     previous_action_dropout: float = 0.0
     """``bc-state``'s option of the same name, for the state policy's training."""
     hand_reference: bool = False
@@ -193,10 +194,6 @@ class HierarchicalKeypointsConfig(BCKeypointsConfig):
             problems.append(f"planner_hidden must be positive widths, got {self.planner_hidden}")
         if self.max_subtasks < 1:
             problems.append(f"max_subtasks must be >= 1, got {self.max_subtasks}")
-        if self.previous_action or self.history:
-            problems.append(
-                "previous_action and history are for bc-keypoints (System 1 does not read them yet)"
-            )
         raise_problems(self, problems)
 
 
@@ -252,6 +249,9 @@ BC_PRESETS: dict[str, dict[str, Any]] = {
             train=_KEYPOINTS_DEBUG_TRAIN,
         ),
         "default": HierarchicalKeypointsConfig(),
+        "history-dropout-weighted-rays": HierarchicalKeypointsConfig(
+            history=2, previous_action_dropout=0.5, weighted_rays=True
+        ),
         "large": HierarchicalKeypointsConfig(width=32, train=_KEYPOINTS_LARGE_TRAIN),
     },
     "bc-pixels": {

@@ -134,7 +134,14 @@ class LayeredHeads(nn.Module):
     def __init__(self, config: HierarchicalKeypointsConfig, action_dim: int) -> None:
         super().__init__()
         self.system1 = BCStatePolicy(
-            BCStateConfig(hidden=config.state_hidden), action_dim, SYSTEM1_DIM
+            BCStateConfig(
+                hidden=config.state_hidden,
+                previous_action=config.previous_action,
+                history=config.history,
+                previous_action_dropout=config.previous_action_dropout,
+            ),
+            action_dim,
+            SYSTEM1_DIM,
         )
         self.planner = ObjectPlanner(config.planner_hidden, config.max_subtasks)
 
@@ -191,6 +198,9 @@ class KeypointSystem1:
     def reset(self, text: str) -> None:
         """A new episode (the perceived scene starts over), conditioned on ``text``."""
         self.scene.reset()
+        self.memory = self.policy.memory()
+        """The steps acted this episode, as far back as the policy reads them (its
+        ``history``; across subtasks, as in training)."""
         self.holding: str | None = None
         self.label: str | None = None
         self._binding: tuple = (None,)  # ((text, first table's id), text_binding)
@@ -233,15 +243,25 @@ class KeypointSystem1:
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         start = time.perf_counter()
+        now = self.inputs(obs)[0]
         with torch.no_grad():
-            action = self.policy(torch.from_numpy(self.inputs(obs)))[0].numpy()
+            action = executable(
+                self.policy(torch.from_numpy(self.memory.inputs(now))[None])[0].numpy()
+            )
+        self.memory.record(now, action)
         self.timings.append(_elapsed_ms(start))
         self.chunks_predicted += 1
-        return executable(action)
+        return action
+
+    @property
+    def previous(self) -> np.ndarray:
+        """The last action :meth:`act` returned (zeros at the start)."""
+        return self.memory.last_action
 
     def embed(self, obs: dict[str, Any]) -> np.ndarray:
+        x = self.memory.inputs(self.inputs(obs)[0])
         with torch.no_grad():
-            return self.policy.embed(torch.from_numpy(self.inputs(obs)))[0].numpy()
+            return self.policy.embed(torch.from_numpy(x)[None])[0].numpy()
 
 
 class ScenePlanner:

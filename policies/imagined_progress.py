@@ -17,6 +17,8 @@ skills, the comparison row without a learned planner).
 
 from __future__ import annotations
 
+import copy
+
 import time
 from typing import Any
 
@@ -132,15 +134,17 @@ class ImaginedProgress:
         batch[PERCEIVED_OBJECTS] = torch.from_numpy(scene.objects_by_colour()[None])
         z = wm.encode(batch).expand(count, -1).contiguous()  # every candidate starts here
         conditionings = [system1.conditioning(label) for label in labels]
+        memories = [copy.deepcopy(system1.memory) for _ in labels]  # each goes on from the real one
         tables, proprio = self._imagined(z)
         start = self._goal_distance(tables, proprio)
         best = start.copy()
         for _ in range(self.horizon):
-            x = np.concatenate(
-                [system1.inputs_under(tables[c][None], proprio[c][None], conditionings[c])
-                 for c in range(count)]
-            ).astype(np.float32)  # fmt: skip
+            now = [system1.inputs_under(tables[c][None], proprio[c][None], conditionings[c])[0]
+                   for c in range(count)]  # fmt: skip
+            x = np.stack([m.inputs(n) for m, n in zip(memories, now)]).astype(np.float32)
             actions = np.stack([executable(a) for a in system1.policy(torch.from_numpy(x)).numpy()])
+            for memory, n, a in zip(memories, now, actions):
+                memory.record(n, a)
             z = wm.next(z, torch.from_numpy(actions))
             tables, proprio = self._imagined(z)
             best = np.minimum(best, self._goal_distance(tables, proprio))

@@ -89,6 +89,33 @@ def test_rays_pass_through_the_points_they_come_from(scene):
         np.testing.assert_allclose(d, to_points, atol=1e-9)
 
 
+def test_weighted_rays_let_the_close_camera_lead_a_pixel_of_error_in_the_far_one():
+    target = np.array([0.1, -0.2, 0.02])
+    origins = np.array([[0.1, -0.9, 0.4], [0.1, -0.2, 0.12]])  # front, 0.8 m; wrist, 0.1 m
+    focal = np.array([72.0, 38.0])  # pixels: the rig's front (48 deg) and wrist (80 deg) at 64 px
+    shape = (2, 1, NUM_IDENTITIES)
+    aim = target - origins
+    aim[0] += np.array([0.012, 0.0, 0.0])  # the front ray a pixel (1 cm there) off, sideways
+    directions = aim / np.linalg.norm(aim, axis=-1, keepdims=True)
+    o = np.broadcast_to(origins[:, None, None], shape + (3,)).copy()
+    d = np.broadcast_to(directions[:, None, None], shape + (3,)).copy()
+    confs, heights = np.full(shape, 2.0), np.full(shape, 0.02)
+    alike = fuse(o, d, confs, heights)[:, :, 1:4]
+    weighted = fuse(o, d, confs, heights, focal=focal)[:, :, 1:4]
+    # equal weights split the front camera's centimetre; weighted, the wrist ray (0.26 cm per
+    # pixel at 10 cm against 1.1 cm) holds the point within a millimetre of where it looks
+    assert np.abs(alike[..., 0] - target[0]).min() > 0.004
+    assert np.abs(weighted[..., 0] - target[0]).max() < 0.001
+    exact = target - origins
+    d = np.broadcast_to(
+        (exact / np.linalg.norm(exact, axis=-1, keepdims=True))[:, None, None], shape + (3,)
+    )
+    np.testing.assert_allclose(  # rays that agree: both ways give the point itself
+        fuse(o, d.copy(), confs, heights, focal=focal)[0, :, 1:4],
+        np.broadcast_to(target, (NUM_IDENTITIES, 3)), atol=1e-6,
+    )  # fmt: skip
+
+
 def test_fuse_triangulates_two_seeing_cameras_and_uses_the_height_for_one():
     target = np.array([0.1, -0.2, 0.07])
     origins = np.array([[0.5, 0.0, 0.6], [0.0, 0.0, 0.3]])
@@ -315,7 +342,6 @@ def test_bc_keypoints_reading_its_previous_action_trains_and_remembers(
     keypoint_demos, tmp_path, monkeypatch
 ):
     from envs.task_features import STATE_DIM
-    from policies.bc_config import HierarchicalKeypointsConfig
     from tests.conftest import check_remembers_previous_action, train_with_previous_action
 
     out = tmp_path / "kp-previous"
@@ -327,23 +353,36 @@ def test_bc_keypoints_reading_its_previous_action_trains_and_remembers(
     check_remembers_previous_action(agent, obs, info["instruction"])
     assert agent.embed(obs).shape == (bundle.policy.config.state_hidden[-1],)
     env.close()
-    with pytest.raises(ValueError, match="previous_action"):
-        HierarchicalKeypointsConfig(previous_action=True)
 
 
-def test_bc_keypoints_reading_its_last_steps_trains_and_remembers(
+def test_keypoint_agents_reading_their_last_steps_train_and_remember(
     keypoint_demos, tmp_path, monkeypatch
 ):
     from envs.task_features import STATE_DIM
-    from policies.bc_config import HierarchicalKeypointsConfig
+    from policies.hierarchical_keypoints import SYSTEM1_DIM
     from tests.conftest import check_reads_its_last_steps, train_debug_variant
 
-    out = tmp_path / "kp-history"
-    train_debug_variant("bc-keypoints", keypoint_demos, out, monkeypatch, history=2)
-    bundle = load_bundle(out)
-    assert bundle.policy.state.normalizer.mean.shape == (3 * STATE_DIM + 2 * 5,)
     env = envs.make("pick-place", cameras=CAMERAS, image_size=32)
+    train_debug_variant("bc-keypoints", keypoint_demos, tmp_path / "e2e", monkeypatch, history=2)
+    bundle = load_bundle(tmp_path / "e2e")
+    assert bundle.policy.state.normalizer.mean.shape == (3 * STATE_DIM + 2 * 5,)
     check_reads_its_last_steps(bundle, env, "pick-place")
+    # the hierarchical agent's System 1 reads its past steps across subtasks
+    kind = "hierarchical-keypoints"
+    train_debug_variant(kind, keypoint_demos, tmp_path / "hier", monkeypatch, history=2)
+    bundle = load_bundle(tmp_path / "hier")
+    assert bundle.policy.heads.system1.normalizer.mean.shape == (3 * SYSTEM1_DIM + 2 * 5,)
+    obs, info = env.reset(seed=3)
+    agent = bundle.make(task="pick-place")
+    agent.reset(info["instruction"])
+    system1 = agent.system1
+    action = agent.act(obs)
+    first = system1.embed(obs)
+    np.testing.assert_array_equal(system1.previous, action)
+    later, *_ = env.step(action)
+    later, *_ = env.step(agent.act(later))
+    assert len(system1.memory.actions) == 2 and len(system1.memory.features) == 2
+    assert not np.allclose(system1.embed(later), first)
+    agent.reset(info["instruction"])
+    np.testing.assert_array_equal(system1.previous, 0.0)
     env.close()
-    with pytest.raises(ValueError, match="history"):
-        HierarchicalKeypointsConfig(history=2)

@@ -115,7 +115,8 @@ def measure_latency(
         out["perception_ms_median"], _ = timed(lambda: perception(images, proprio))
         out["perception_networks_ms_median"], _ = timed(lambda: perception.heatmaps(images))
         if hasattr(system1, "inputs"):  # hierarchical: the subtask's features, a batch of one
-            network, x = system1.policy, torch.from_numpy(system1.inputs(obs))
+            now = system1.memory.inputs(system1.inputs(obs)[0])  # with its past steps, if read
+            network, x = system1.policy, torch.from_numpy(now)[None]
         else:  # end-to-end: the instruction's features
             network = system1.policy.state
             x = torch.from_numpy(system1.decision_input(obs))[None]

@@ -33,7 +33,7 @@ from envs.task_features import TaskFeatures
 from policies.bc_keypoints import hand_yaw, perceived_tables, table_features
 from policies.hand_reference import hand_table
 from policies.hierarchical_keypoints import subtask_features
-from policies.history import HistoryShape, history_block, history_shape
+from policies.history import NO_HISTORY, HistoryShape, history_block, history_shape
 from policies.object_planner import CODE_DIM, candidates
 from policies.perception import object_state_from_table, slot_identities
 from policies.perception_geometry import camera_rig, cell_labels
@@ -109,7 +109,7 @@ def decision_arrays(
     tables: np.ndarray,
     from_perception: bool = False,
     slot_order: str = "active",
-    history: HistoryShape = HistoryShape(),
+    history: HistoryShape = NO_HISTORY,
 ) -> dict[str, np.ndarray]:
     """The decision networks' inputs computed from ``tables (N_obs, K, 4)`` (module docstring);
     ``features`` lay out the links in ``slot_order`` (System 2's ``planner_slots``).
@@ -148,7 +148,9 @@ def decision_arrays(
             )
         targets.append([where[i] for i in plan])
     out = {"features": np.concatenate(features).astype(np.float32)}
-    if history:  # bc-keypoints' option: past steps (their features, their expert labels)
+    # the state policy's past steps (their features, their expert labels): bc-keypoints' policy
+    # reads the instruction's features, the hierarchical agent's System 1 its subtask's
+    if history and kind == "bc-keypoints":
         past = history_block(out["features"], demos.actions, demos.lengths, history)
         out["features"] = np.concatenate([out["features"], past], 1)
     if kind == "bc-keypoints":
@@ -163,6 +165,9 @@ def decision_arrays(
     for e, t in enumerate(targets):
         out["plan_targets"][e, : len(t)] = t
     out["s1_features"] = np.concatenate(s1).astype(np.float32)
+    if history:
+        past = history_block(out["s1_features"], demos.actions, demos.lengths, history)
+        out["s1_features"] = np.concatenate([out["s1_features"], past], 1)
     return out
 
 
