@@ -31,9 +31,9 @@ import envs
 from embodied.agents import load_bundle
 from embodied.cli.common import factor_groups
 from policies.bc_keypoints import PerceivedScene
+from policies.bundles import env_overrides
 from policies.hand_reference import HandReference
 from policies.perception_geometry import camera_rig
-from policies.bundles import env_overrides
 from sandbox_common.atomic import write_json_atomic
 from sandbox_common.paths import portable_path
 

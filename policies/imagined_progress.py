@@ -18,7 +18,6 @@ skills, the comparison row without a learned planner).
 from __future__ import annotations
 
 import copy
-
 import time
 from typing import Any
 
