@@ -234,6 +234,7 @@ BC_PRESETS: dict[str, dict[str, Any]] = {
         ),
         "history": BCKeypointsConfig(history=2),
         "history-dropout": BCKeypointsConfig(history=2, previous_action_dropout=0.5),
+        "history3-dropout": BCKeypointsConfig(history=3, previous_action_dropout=0.5),
         "history-dropout-weighted-rays": BCKeypointsConfig(
             history=2, previous_action_dropout=0.5, weighted_rays=True
         ),

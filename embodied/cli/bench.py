@@ -289,8 +289,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     b.add_argument(
         "--preset",
         default="default",
-        help="the kind's training preset (see `train agent --preset`; bc-state and "
-        "bc-keypoints also have previous-action)",
+        help="the kind's training preset (see `train agent --preset`: previous-action, "
+        "history, history-dropout, ...)",
     )
     b.add_argument("--demos", type=positive, default=200, help="demos per trained agent")
     b.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")

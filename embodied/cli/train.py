@@ -259,7 +259,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--preset",
         default="default",
-        help="debug, default or large (bc-state and bc-keypoints also: previous-action)",
+        help="debug, default or large; more per kind (previous-action, history, history-dropout, history-dropout-weighted-rays, ...): an unknown name lists the kind's presets",
     )
     t.add_argument(
         "--head", choices=["discrete", "flow"], help="System 1 action head (default: the preset's)"
