@@ -145,6 +145,16 @@ class BCKeypointsConfig(_Serializable):
         checkpoint_every=250, shift=0,
     )  # fmt: skip
 
+    def state_policy(self) -> BCStateConfig:
+        """The config of the state policy that acts on the perceived features (System 1 in the
+        hierarchical agent)."""
+        return BCStateConfig(
+            hidden=self.state_hidden,
+            previous_action=self.previous_action,
+            history=self.history,
+            previous_action_dropout=self.previous_action_dropout,
+        )
+
     def __post_init__(self) -> None:
         _train_from(self)
         problems: list[str] = []

@@ -18,7 +18,7 @@ from envs.base import IMAGE_PREFIX
 from envs.task_features import GroundedState, TaskFeatures
 from policies.agents import AGENTS
 from policies.bc import PROPRIO, BCStatePolicy, executable
-from policies.bc_config import BCKeypointsConfig, BCStateConfig
+from policies.bc_config import BCKeypointsConfig
 from policies.config import POLICY_BUILDERS
 from policies.hand_reference import HandReference
 from policies.perception import ObjectPerception, object_state_from_table, slot_identities
@@ -234,15 +234,7 @@ class BCKeypointsPolicy(nn.Module):
         self._build_decision(config, action_dim)
 
     def _build_decision(self, config: BCKeypointsConfig, action_dim: int) -> None:
-        self.state = BCStatePolicy(
-            BCStateConfig(
-                hidden=config.state_hidden,
-                previous_action=config.previous_action,
-                history=config.history,
-                previous_action_dropout=config.previous_action_dropout,
-            ),
-            action_dim,
-        )
+        self.state = BCStatePolicy(config.state_policy(), action_dim)
 
     @property
     def decision(self) -> nn.Module:

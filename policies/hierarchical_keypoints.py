@@ -25,7 +25,7 @@ from envs.language import SUBTASK_VOCAB
 from envs.task_features import STATE_DIM, GroundedState, TaskFeatures
 from policies.agents import AGENTS, HierarchicalAgent, OracleHierarchicalAgent, _elapsed_ms
 from policies.bc import BCStatePolicy, executable
-from policies.bc_config import BCStateConfig, HierarchicalKeypointsConfig
+from policies.bc_config import HierarchicalKeypointsConfig
 from policies.bc_keypoints import BCKeypointsPolicy, PerceivedScene, hand_yaw
 from policies.config import POLICY_BUILDERS, PlannerConfig
 from policies.object_planner import (
@@ -133,16 +133,7 @@ class LayeredHeads(nn.Module):
 
     def __init__(self, config: HierarchicalKeypointsConfig, action_dim: int) -> None:
         super().__init__()
-        self.system1 = BCStatePolicy(
-            BCStateConfig(
-                hidden=config.state_hidden,
-                previous_action=config.previous_action,
-                history=config.history,
-                previous_action_dropout=config.previous_action_dropout,
-            ),
-            action_dim,
-            SYSTEM1_DIM,
-        )
+        self.system1 = BCStatePolicy(config.state_policy(), action_dim, SYSTEM1_DIM)
         self.planner = ObjectPlanner(config.planner_hidden, config.max_subtasks)
 
     def loss(self, batch: dict[str, Any], generator: torch.Generator | None = None):
