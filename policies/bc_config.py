@@ -46,8 +46,8 @@ class BCStateConfig(_Serializable):
     """Also read the last ``history`` steps: each one's features as a difference from now, and
     the action taken then (``policies.history``; zeros before an episode's start). It includes
     the previous action, so it replaces ``previous_action``. Under lags, noise and a changed
-    plant at once, 2 steps take the combined cell of domain-randomised pick-place from 73% to
-    100% for this policy (docs/BENCHMARKS.md, issue 13)."""
+    plant at once, 2 steps take this policy's relative drop with every factor of domain-randomised
+    pick-place at 0.5 from 33% to 14% (3 seeds; docs/BENCHMARKS.md, issue 13)."""
     previous_action_dropout: float = 0.0
     """In training, the share of samples whose previous action (or whole history) is zeroed, as
     at an episode's start, so the policy cannot lean on it alone (imitation's copycat problem)."""
