@@ -258,24 +258,26 @@ class BCStateAgent:
         """The last action :meth:`act` returned (zeros at the start)."""
         return self.memory.last_action
 
-    def _run(self, obs: dict[str, Any], fn) -> np.ndarray:
-        features = self.memory.inputs(self.state(obs))
+    def _run(self, features: np.ndarray, fn) -> np.ndarray:
+        """``fn`` (the policy or its embedding) on ``features`` and the remembered steps."""
+        x = self.memory.inputs(features)
         with torch.no_grad():
             device = self.policy.normalizer.mean.device
-            return fn(torch.from_numpy(features)[None].to(device))[0].cpu().numpy()
+            return fn(torch.from_numpy(x)[None].to(device))[0].cpu().numpy()
 
     def raw_action(self, obs: dict[str, Any]) -> np.ndarray:
         """The network's action before snapping (a DAgger teacher's label)."""
-        return self._run(obs, self.policy)
+        return self._run(self.state(obs), self.policy)
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
-        action = executable(self.raw_action(obs))
-        self.memory.record(self.state(obs), action)
+        features = self.state(obs)
+        action = executable(self._run(features, self.policy))
+        self.memory.record(features, action)
         return action
 
     def embed(self, obs: dict[str, Any]) -> np.ndarray:
         """The policy's last hidden layer for ``obs``: what a residual policy reads."""
-        return self._run(obs, self.policy.embed)
+        return self._run(self.state(obs), self.policy.embed)
 
     @property
     def subtask(self) -> str:

@@ -70,6 +70,16 @@ def history_block(
     return np.concatenate(parts).astype(np.float32)
 
 
+def with_history(
+    features: np.ndarray, actions: np.ndarray, lengths: np.ndarray, shape: HistoryShape
+) -> np.ndarray:
+    """``features (N, F)`` followed by their :func:`history_block` (``features`` itself when
+    ``shape`` reads no past step): what a policy with that history trains on."""
+    if not shape:
+        return features
+    return np.concatenate([features, history_block(features, actions, lengths, shape)], 1)
+
+
 class StepMemory:
     """One episode's past as a policy reads it when acting: :meth:`inputs` builds the current
     step's input from the features it reads now, :meth:`record` adds the step once acted."""
@@ -95,11 +105,8 @@ class StepMemory:
         features = np.asarray(features, dtype=np.float32)
         parts = [features]
         for i in range(self.shape.feature_steps):
-            past = (
-                self.features[i]
-                if i < len(self.features)
-                else (self.features[-1] if self.features else features)
-            )
+            # before the episode's first step, a past frame is the first one (or this one)
+            past = self.features[min(i, len(self.features) - 1)] if self.features else features
             parts.append(past - features)
         zeros = np.zeros(self.action_dim, np.float32)
         parts += [self.actions[i] if i < len(self.actions) else zeros

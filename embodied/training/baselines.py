@@ -39,7 +39,7 @@ from envs.language import SUBTASK_VOCAB
 from envs.task_features import PROPRIO_USED, TaskFeatures, instruction_vector
 from policies.bc import BC_KINDS, BCBundle, BCStateAgent
 from policies.bc_config import bc_preset
-from policies.history import history_block, history_shape
+from policies.history import history_shape, with_history
 from policies.perception import identity_table
 from policies.perception_geometry import camera_rig
 from sandbox_common.atomic import atomic_write, write_json_atomic
@@ -223,11 +223,10 @@ def _fit_round(
     torch.manual_seed(seed)
     if kind == "bc-state":
         policy = config.build()
-        past = history_shape(config)
-        if past:
-            for part in (demos, val):
-                block = history_block(part.features, part.actions, part.lengths, past)
-                part.features = np.concatenate([part.features, block], 1)
+        for part in (demos, val):
+            part.features = with_history(
+                part.features, part.actions, part.lengths, history_shape(config)
+            )
     else:
         keys = tuple(sorted(demos.images))
         policy = config.build(keys, int(demos.images[keys[0]].shape[1]))

@@ -33,7 +33,7 @@ from envs.task_features import TaskFeatures
 from policies.bc_keypoints import hand_yaw, perceived_tables, table_features
 from policies.hand_reference import hand_table
 from policies.hierarchical_keypoints import subtask_features
-from policies.history import NO_HISTORY, HistoryShape, history_block, history_shape
+from policies.history import NO_HISTORY, HistoryShape, history_shape, with_history
 from policies.object_planner import CODE_DIM, candidates
 from policies.perception import object_state_from_table, slot_identities
 from policies.perception_geometry import camera_rig, cell_labels
@@ -150,10 +150,8 @@ def decision_arrays(
     out = {"features": np.concatenate(features).astype(np.float32)}
     # the state policy's past steps (their features, their expert labels): bc-keypoints' policy
     # reads the instruction's features, the hierarchical agent's System 1 its subtask's
-    if history and kind == "bc-keypoints":
-        past = history_block(out["features"], demos.actions, demos.lengths, history)
-        out["features"] = np.concatenate([out["features"], past], 1)
     if kind == "bc-keypoints":
+        out["features"] = with_history(out["features"], demos.actions, demos.lengths, history)
         return out
     width = max(len(c) for c in codes)
     out["codes"] = np.zeros((len(codes), width, CODE_DIM), dtype=np.float32)
@@ -164,10 +162,8 @@ def decision_arrays(
     out["plan_length"] = np.array([len(t) - 1 for t in targets], dtype=np.int64)
     for e, t in enumerate(targets):
         out["plan_targets"][e, : len(t)] = t
-    out["s1_features"] = np.concatenate(s1).astype(np.float32)
-    if history:
-        past = history_block(out["s1_features"], demos.actions, demos.lengths, history)
-        out["s1_features"] = np.concatenate([out["s1_features"], past], 1)
+    s1_features = np.concatenate(s1).astype(np.float32)
+    out["s1_features"] = with_history(s1_features, demos.actions, demos.lengths, history)
     return out
 
 
