@@ -17,6 +17,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
+from envs.instructions import GENERATED_SPLITS, describe
 from envs.language import (
     COLOR_NAMES,
     COLORS,
@@ -326,7 +327,13 @@ class ManipulationEnv(Variation, SubtaskTracking, ObservationsAndRendering, gym.
         split = self.config.language
         for _ in range(attempts):
             episode = self._sample_episode(rng)
-            if split == "all":
+            if split in ("all", "templates"):
+                return episode
+            if split in GENERATED_SPLITS:
+                scene = [f"{episode.colors[o.name]}_{o.kind}" for o in self.objects]
+                episode.instruction, self._phenomena = describe(
+                    self.task_name, episode.plan, scene, rng, split
+                )
                 return episode
             pairs = plan_pairs(episode.plan)
             if split == "unseen-composition" and not pairs:
@@ -348,6 +355,7 @@ class ManipulationEnv(Variation, SubtaskTracking, ObservationsAndRendering, gym.
             self._seed = int(seed)
         self._begin_variation(options)
         m, d = self.model, self.data
+        self._phenomena: dict[str, str] = {}
         episode = self._vary_episode(self._draw_episode(self.np_random))
         self._episode = episode
         self._semantic = {}
@@ -478,6 +486,7 @@ class ManipulationEnv(Variation, SubtaskTracking, ObservationsAndRendering, gym.
             "links_completed": self.links_completed(),
             "num_links": len(self._require_episode().link_ends),
             "instruction": self.instruction,
+            "phenomena": dict(self._phenomena),
             "seed": self._seed,
             "reward_dense": float(dense),
             "reward_sparse": float(success),

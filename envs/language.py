@@ -139,7 +139,14 @@ HELDOUT_TEMPLATES: dict[str, tuple[str, ...]] = {
 these, to measure whether an agent understood the words or memorised the sentences."""
 JOINERS: tuple[str, ...] = (", then ", " and then ", ". After that, ", ", next ")
 
-LANGUAGE_SPLITS: tuple[str, ...] = ("all", "train", "unseen-paraphrase", "unseen-composition")
+TEMPLATE_SPLITS: tuple[str, ...] = ("all", "templates", "train", "unseen-paraphrase", "unseen-composition")
+"""The splits of the four-template language (``templates`` is another name of ``all``)."""
+GENERATED: tuple[str, ...] = (
+    "varied", "heldout-passive", "heldout-where", "heldout-relative", "heldout-job",
+    "heldout-synonym",
+)  # fmt: skip
+"""The splits of the varied generator (``envs.instructions.GENERATED_SPLITS``)."""
+LANGUAGE_SPLITS: tuple[str, ...] = TEMPLATE_SPLITS + GENERATED
 HELDOUT_SPLITS: tuple[str, ...] = ("unseen-paraphrase", "unseen-composition")
 """The splits an evaluation measures beside ``all``."""
 NO_COMPOSITION: tuple[str, ...] = ("reach", "sort")
@@ -148,6 +155,8 @@ NO_COMPOSITION: tuple[str, ...] = ("reach", "sort")
 
 def has_split(task: str, split: str) -> bool:
     """Whether ``task`` can draw instructions of language ``split``."""
+    if split == "heldout-synonym":
+        return True
     return split != "unseen-composition" or task not in NO_COMPOSITION
 
 
