@@ -30,7 +30,7 @@ import torch
 import envs
 from embodied.agents import load_bundle
 from embodied.cli.common import factor_groups
-from policies.bc_keypoints import PerceivedScene
+from policies.bc_keypoints import ParsedScene as PerceivedScene
 from policies.bundles import env_overrides
 from policies.hand_reference import HandReference
 from policies.perception_geometry import camera_rig

@@ -60,7 +60,7 @@ LOCAL = "local"
 LOCAL_CPUS = 2
 """CPUs of a local Ray (recent Ray has no ``local_mode``; a 2-CPU local cluster stands in)."""
 
-BC_KINDS = ("bc-state", "bc-pixels", "bc-keypoints", "hierarchical-keypoints")
+BC_KINDS = ("bc-state", "bc-pixels", "bc-keypoints", "hierarchical-keypoints", "grounded-vla")
 """Kinds trained by :func:`embodied.training.baselines.train_bc`; the others by ``train_agent``."""
 
 

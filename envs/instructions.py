@@ -56,23 +56,25 @@ LEXICON: dict[str, tuple[str, ...]] = {
     "carry": ("put", "place", "set", "move", "carry", "bring", "drop"),
     "stack": ("stack", "put", "place", "set", "pile"),
     "push": ("push", "slide", "shove", "nudge"),
-    "reach": ("reach", "touch", "go to", "tap"),
+    "reach": ("reach", "touch", "go to", "tap", "move to"),
 }
 """Words per role; the first of each is the plain one."""
 HELDOUT_SYNONYMS: dict[str, frozenset[str]] = {
     "pick-place": frozenset({"block", "mat", "carry"}),
-    "stack": frozenset({"box", "pile"}),
+    "stack": frozenset({"box", "set"}),
     "push": frozenset({"tile", "shove", "brick"}),
     "chain": frozenset({"square", "bring", "nudge"}),
     "sort": frozenset({"brick", "drop"}),
-    "reach": frozenset({"tap"}),
+    "reach": frozenset({"move to"}),
 }
-"""Per task, the synonyms its training instructions never use; each is used by other tasks'."""
+"""Per task, the synonyms its training instructions never use; each word of them is in other
+tasks' training instructions (reach's "move to": "move" carries cubes elsewhere)."""
 PARTICIPLE = {
     "put": "put", "place": "placed", "set": "set", "move": "moved", "carry": "carried",
     "bring": "brought", "drop": "dropped", "stack": "stacked", "pile": "piled",
     "push": "pushed", "slide": "slid", "shove": "shoved", "nudge": "nudged",
     "reach": "reached", "touch": "touched", "go to": "visited", "tap": "tapped",
+    "move to": "approached",
 }  # fmt: skip
 DIRECTION_WORDS: dict[str, tuple[str, ...]] = {
     "left": ("to the left", "left", "leftwards", "towards the left"),
@@ -129,7 +131,7 @@ class _Speaker:
         held = HELDOUT_SYNONYMS.get(task, frozenset())
         self.synonym_mode = "heldout" if forced == "synonym" else "train"
         self.held = held
-        pick = lambda axis, names: (  # noqa: E731
+        pick = lambda axis, names: (
             forced if forced in names else self.choice([n for n in names if n not in HELDOUT[axis]])
         )
         self.order = pick("order", ORDERS)

@@ -25,19 +25,18 @@ import numpy as np
 import torch
 
 from envs.task_features import subtasks_named_by
+from policies.agent_registry import AGENTS
 from policies.chunking import ActionChunkQueue
 from policies.config import PlannerConfig, VLAConfig
 from policies.imagination import WorldModelCheck
 from policies.planner import PlanView, SubtaskPlanner
 from policies.tokenizer import WordTokenizer
 from policies.vla import VLAPolicy
-from sandbox_common.registry import Registry
 from world_models.checkpoint import CheckpointError, save_checkpoint
 from world_models.config import LatentWorldModelConfig, ObsSpec
 from world_models.latent import LatentWorldModel
 
 KIND = "agent"
-AGENTS: Registry = Registry("agent")
 """Agent kind -> class; both are assembled from an :class:`AgentBundle` by ``bundle.make(seed)``."""
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from envs.task_features import SLOT_ORDERS
+from envs.link_features import SLOT_ORDERS
 from policies.config import POLICIES, POLICY_BUILDERS, TrainConfig, _Serializable
+from policies.grounded_vla.config import PRESETS as GROUNDED_VLA_PRESETS
 from sandbox_common.validation import raise_problems
 
 
@@ -277,6 +278,7 @@ BC_PRESETS: dict[str, dict[str, Any]] = {
             ),
         ),
     },
+    "grounded-vla": GROUNDED_VLA_PRESETS,
 }  # fmt: skip
 """``debug`` for tests, ``default`` for the benchmarks and the demo, ``large`` for real runs."""
 

@@ -15,113 +15,57 @@ import torch
 from torch import nn
 
 from envs.base import IMAGE_PREFIX
-from envs.task_features import GroundedState, TaskFeatures
+from envs.link_features import KINDS, object_slices
+from envs.task_features import GroundedState, TaskFeatures, parse_mentions
 from policies.agents import AGENTS
 from policies.bc import PROPRIO, BCStatePolicy, executable
 from policies.bc_config import BCKeypointsConfig
 from policies.config import POLICY_BUILDERS
-from policies.hand_reference import HandReference
-from policies.perception import ObjectPerception, object_state_from_table, slot_identities
-
-PRESENCE_CLIP = 5.0
-"""Presence logits are clipped to +-5 before they are summed over an episode's frames."""
-PRESENCE_LATCH = 12
-"""Frames in a row of a positive vote after which an identity stays present for the episode."""
-OBJECTS_BY_COLOUR = "objects_by_colour"
-"""The observation key of every identity's ``[present, x, y, z]`` (``ManipulationEnv``'s)."""
-CELL_LABELS = ("cells", "seen", "hand_cells", "hand_seen")
-"""Perception's label keys in a training batch (``<key>/<camera>``)."""
-PERCEIVED_OBJECTS = "perceived_objects"
-"""Where a trained object perception puts each object, in ``objects_by_colour``'s layout."""
-
-
-def frame_inputs(perception: ObjectPerception, obs: dict[str, Any]):
-    """One observation as perception reads it: the cameras' images ``{camera: (1, H, W, 3)}``
-    and the proprioception ``(1, P)``."""
-    images = {
-        c: torch.from_numpy(np.ascontiguousarray(obs[f"{IMAGE_PREFIX}{c}"]))[None]
-        for c in perception.cameras
-    }
-    return images, np.asarray(obs[PROPRIO], dtype=np.float32)[None]
+from policies.perceived_scene import (  # noqa: F401  (re-exported)
+    CELL_LABELS,
+    OBJECTS_BY_COLOUR,
+    PERCEIVED_OBJECTS,
+    PRESENCE_LATCH,
+    PerceivedScene,
+    PresenceVote,
+    frame_inputs,
+    hand_yaw,
+    perceived_tables,
+)
+from policies.perception import NUM_IDENTITIES, ObjectPerception, identity, object_state_from_table
 
 
-class PresenceVote:
-    """Which identities a scene holds, causally, from each frame's presence logits ``(K,)``: an
-    identity is present while the sum of its clipped logits so far is positive, and for good
-    once that sum has stayed positive for :data:`PRESENCE_LATCH` frames in a row.
+def slot_identities(table: np.ndarray, kinds: tuple[str, ...], instruction: str) -> np.ndarray:
+    """``(len(kinds),) int``: the identity each object slot of ``kinds`` takes from ``table``:
+    per kind, the identities the instruction names first (in the order it names them), then the
+    most present others.
 
-    Which objects a scene holds does not change within an episode, while a frame's presence
-    does err both ways: a wrist camera close to a cube can see an absent identity of a similar
-    colour for a frame or two (the vote outweighs such phantoms), and a cube the hand closes
-    over goes unseen for the 20-30 frames it is carried, which outvoted its first sightings
-    (the held cube went missing mid-carry in 2 of 6 held-out pick-place episodes). The latch
-    keeps it: objects do not vanish. 12 frames was chosen on 60 episodes no world model is
-    judged on (docs/DECISIONS.md)."""
-
-    def __init__(self) -> None:
-        self.votes: np.ndarray | None = None
-        self.run: np.ndarray | None = None
-        self.latched: np.ndarray | None = None
-
-    def update(self, logits: np.ndarray) -> np.ndarray:
-        """Add one frame's logits ``(K,)``; return the identities present so far ``(K,) bool``."""
-        vote = np.clip(logits, -PRESENCE_CLIP, PRESENCE_CLIP)
-        if self.votes is None:
-            self.votes, self.run = vote, np.zeros(len(vote), int)
-            self.latched = np.zeros(len(vote), bool)
-        else:
-            self.votes = self.votes + vote
-        self.run = np.where(self.votes > 0, self.run + 1, 0)
-        self.latched |= self.run >= PRESENCE_LATCH
-        return self.present
-
-    @property
-    def present(self) -> np.ndarray:
-        if self.votes is None:
-            raise RuntimeError("PresenceVote.present before the first update")
-        return (self.votes > 0) | self.latched
+    An agent draws this once per episode, from its first table (the env's scene order is fixed
+    for an episode too), and passes it to :func:`object_state_from_table` for every later table.
+    Drawn again per frame it was not stable: a named cube half hidden by the approaching hand
+    loses presence, the other named cube takes its slot, and the instruction bound at the first
+    frame then reads the wrong cube (chain and sort: System 2 believed ``pick`` done before any
+    grasp; docs/DECISIONS.md).
+    """
+    mentions = [identity(m.color, m.kind) for m in parse_mentions(instruction)]
+    rank = {ident: i for i, ident in reversed(list(enumerate(mentions)))}  # first mention
+    out, used = [], set()
+    for kind, _, _ in object_slices(tuple(kinds)):
+        k = KINDS.index(kind)
+        candidates = [i for i in range(k, NUM_IDENTITIES, len(KINDS)) if i not in used]
+        candidates.sort(key=lambda i: (rank.get(i, len(mentions)), -float(table[i, 0])))
+        used.add(candidates[0])
+        out.append(candidates[0])
+    return np.asarray(out, dtype=np.int64)
 
 
-def voted_objects(present: np.ndarray, where: np.ndarray) -> np.ndarray:
-    """``(..., K * 4)`` in ``objects_by_colour``'s layout from which identities are present
-    ``(..., K) bool`` (:class:`PresenceVote`) and tables ``where (..., K, 4)``: a present
-    identity where the table puts it, zeros for the others."""
-    present = np.asarray(present, np.float32)[..., None]
-    out = np.concatenate([present, where[..., 1:] * present], -1)
-    return out.reshape(*out.shape[:-2], -1).astype(np.float32)
 
-
-def hand_yaw(proprio: np.ndarray) -> float:
-    return float(np.arctan2(proprio[3], proprio[4]))
-
-
-def remember(table: np.ndarray, memory: np.ndarray | None) -> np.ndarray:
-    """``table`` with each identity no camera sees now (presence logit <= 0) taken from
-    ``memory``, the last table, where it was seen."""
-    table = table.copy()
-    if memory is not None:
-        unseen = (table[:, 0] <= 0) & (memory[:, 0] > 0)
-        table[unseen] = memory[unseen]
-    return table
-
-
-class PerceivedScene:
-    """One episode's perceived objects: the identity table of the latest observation, with the
-    objects no camera sees now kept where they were last seen, and the episode's first table
-    (where an instruction is bound, and pushes are measured from). Perceives each observation
-    once, however many parts of an agent read it."""
-
-    def __init__(self, perception: ObjectPerception) -> None:
-        self.perception = perception
-        self.reset()
+class ParsedScene(PerceivedScene):
+    """A :class:`PerceivedScene` whose object slots are filled by the instruction parser's
+    mentions (the parsed-language agents)."""
 
     def reset(self) -> None:
-        self.memory: np.ndarray | None = None
-        self.presence = PresenceVote()
-        self.reference = HandReference()
-        self.initial: np.ndarray | None = None
-        self.initial_yaw = 0.0
-        self._last: dict[str, Any] | None = None
+        super().reset()
         self._slots: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
 
     def slots(self, text: str, kinds: tuple[str, ...]) -> np.ndarray:
@@ -134,49 +78,6 @@ class PerceivedScene:
             self._slots[key] = slot_identities(self.initial, kinds, text)
         return self._slots[key]
 
-    def observe(self, obs: dict[str, Any]) -> np.ndarray:
-        """The table ``(K, 4)`` of ``obs`` (cached: the same observation is perceived once)."""
-        if obs is self._last:
-            return self.memory
-        images, proprio = frame_inputs(self.perception, obs)
-        with torch.no_grad():
-            table = self.perception(images, proprio, self.reference)[0]
-        return self.take(obs, table)
-
-    def take(self, obs: dict[str, Any], table: np.ndarray) -> np.ndarray:
-        """Hold ``table (K, 4)`` as what ``obs`` shows (memory, presence vote, the episode's
-        first table): :meth:`observe` after perceiving, or a reference table given instead of
-        perception (``benchmarks/true_table.py``)."""
-        self.memory = remember(table, self.memory)
-        self.presence.update(table[:, 0])
-        if self.initial is None:
-            proprio = np.asarray(obs[PROPRIO], dtype=np.float32)
-            self.initial, self.initial_yaw = self.memory.copy(), hand_yaw(proprio)
-        self._last = obs
-        return self.memory
-
-    def objects_by_colour(self) -> np.ndarray:
-        """``(K * 4,)``: the scene so far in ``objects_by_colour``'s layout, as a world model's
-        slots start from it: the identities :class:`PresenceVote` holds present, where last seen
-        (zeros for the others); see :func:`embodied.training.world_model.perceived_objects`,
-        its offline twin."""
-        if self.memory is None:
-            raise RuntimeError("PerceivedScene.objects_by_colour before the first observe")
-        return voted_objects(self.presence.present, self.memory)
-
-
-def perceived_tables(
-    perception: ObjectPerception, images: dict[str, np.ndarray], proprio: np.ndarray
-) -> np.ndarray:
-    """``(T, K, 4)``: the tables an agent holds at each of an episode's ``T`` frames (``images``
-    per camera name), step by step as it acts: what it sees, and where it last saw the rest."""
-    images = {c: torch.from_numpy(v) for c, v in images.items()}
-    tables = perception(images, proprio, HandReference())
-    memory, remembered = None, []
-    for table in tables:
-        memory = remember(table, memory)
-        remembered.append(memory)
-    return np.stack(remembered)
 
 
 def episode_features(
@@ -254,23 +155,11 @@ class BCKeypointsPolicy(nn.Module):
         """``batch``: per camera ``obs/image_<cam>`` with ``cells/<cam>`` and ``seen/<cam>``,
         ``proprio``, ``table`` (for the heights and the validation error in cm); the inputs of
         :attr:`decision` (``features`` and ``actions``: a batch of its own size)."""
-        device = self.normalizer.mean.device
-        tensor = lambda x: torch.as_tensor(x, device=device)
-        images = {c: tensor(batch[f"obs/{IMAGE_PREFIX}{c}"]) for c in self.perception.cameras}
-        labels = {k: tensor(v) for k, v in batch.items() if k.split("/")[0] in CELL_LABELS}
-        labels["heights"] = tensor(batch["table"])[..., 3]
-        perception_loss, info = self.perception.loss(images, labels)
+        perception_loss, info = self.perception.batch_loss(batch, self.normalizer.mean.device)
         decision_loss, decision_info = self.decision.loss(batch)
         loss = perception_loss + decision_loss
         info |= {("state_loss" if k == "loss" else k): v for k, v in decision_info.items()}
         info |= {"loss": float(loss.detach()), "perception_loss": float(perception_loss.detach())}
-        if not self.training:  # validation: where the perceived objects are, in centimetres
-            table = np.asarray(batch["table"])
-            present = table[..., 0] > 0
-            seen = self.perception(images, np.asarray(batch["proprio"]))
-            err = np.linalg.norm(seen[..., 1:4] - table[..., 1:4], axis=-1)[present]
-            info["position_error_cm"] = float(err.mean() * 100)
-            info["presence_accuracy"] = float(((seen[..., 0] > 0) == present).mean())
         return loss, info
 
 
@@ -283,7 +172,7 @@ class BCKeypointsAgent:
         self.policy = policy.eval()
         self.kinds = features.kinds
         self.state = GroundedState(features.kinds)
-        self.scene = PerceivedScene(policy.perception)
+        self.scene = ParsedScene(policy.perception)
         self.reset("")
 
     def reset(self, instruction: str) -> None:

@@ -26,7 +26,7 @@ from envs.task_features import STATE_DIM, GroundedState, TaskFeatures
 from policies.agents import AGENTS, HierarchicalAgent, OracleHierarchicalAgent, _elapsed_ms
 from policies.bc import BCStatePolicy, executable
 from policies.bc_config import HierarchicalKeypointsConfig
-from policies.bc_keypoints import BCKeypointsPolicy, PerceivedScene, hand_yaw
+from policies.bc_keypoints import BCKeypointsPolicy, ParsedScene, hand_yaw, slot_identities
 from policies.config import POLICY_BUILDERS, PlannerConfig
 from policies.object_planner import (
     NO_SCORE,
@@ -36,7 +36,7 @@ from policies.object_planner import (
     split_label,
     verb_code,
 )
-from policies.perception import object_state_from_table, slot_identities
+from policies.perception import object_state_from_table
 from policies.planner import PlanView
 
 SYSTEM1_DIM = STATE_DIM + len(VERB_NAMES)
@@ -177,7 +177,7 @@ class KeypointSystem1:
     """System 1 for one episode: the subtask's features of the perceived scene -> an action each
     step (a chunk of one). Same interface as :class:`policies.agents.System1`."""
 
-    def __init__(self, policy: BCStatePolicy, scene: PerceivedScene, kinds: tuple[str, ...]):
+    def __init__(self, policy: BCStatePolicy, scene: ParsedScene, kinds: tuple[str, ...]):
         self.policy = policy.eval()
         self.scene = scene
         self.features = TaskFeatures(kinds)
@@ -262,7 +262,7 @@ class ScenePlanner:
     def __init__(
         self,
         planner: ObjectPlanner,
-        scene: PerceivedScene,
+        scene: ParsedScene,
         kinds: tuple[str, ...],
         slot_order: str = "active",
     ) -> None:
@@ -316,7 +316,7 @@ class HierarchicalKeypointsAgent(HierarchicalAgent):
         config: PlannerConfig | None = None,
     ) -> None:
         self.policy = policy.eval()
-        self.scene = PerceivedScene(policy.perception)
+        self.scene = ParsedScene(policy.perception)
         system1 = KeypointSystem1(policy.heads.system1, self.scene, features.kinds)
         planner = ScenePlanner(
             policy.heads.planner, self.scene, features.kinds, policy.config.planner_slots
@@ -342,7 +342,7 @@ class HierarchicalKeypointsAgent(HierarchicalAgent):
         given), its System 1 under the oracle System 2, or under imagination alone
         (``planner="imagined"``, which needs ``world_model``)."""
         if planner == "oracle":
-            scene = PerceivedScene(policy.perception)
+            scene = ParsedScene(policy.perception)
             return OracleHierarchicalAgent(
                 KeypointSystem1(policy.heads.system1, scene, features.kinds)
             )

@@ -24,6 +24,7 @@ proprioception) composed with the camera's fixed offset, so it is calibrated onc
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from envs.language import COLOR_NAMES
-from envs.task_features import KINDS, object_slices, object_state_dim, parse_mentions
+from envs.link_features import KINDS, object_slices, object_state_dim
 from policies.hand_reference import HandReference, hand_offsets, reference_weight
 from policies.perception_geometry import camera_poses, rays
 
@@ -50,6 +51,8 @@ right ones came within 5 mm on reach's held-out first frames, misplaced ones 16-
 SAME_PLACE_PX = 2.0
 """Two identities of one kind peaking this close (pixels) in one camera are one object."""
 FLOATING_KINDS: tuple[str, ...] = ("target",)
+CELL_LABELS = ("cells", "seen", "hand_cells", "hand_seen")
+"""Perception's label keys in a training batch (``<key>/<camera>``)."""
 """Kinds that float in the air: no table under them to fix a single ray's depth."""
 
 
@@ -82,35 +85,11 @@ def identity_table(object_state: np.ndarray, kinds: tuple[str, ...]) -> np.ndarr
     return out
 
 
-def slot_identities(table: np.ndarray, kinds: tuple[str, ...], instruction: str) -> np.ndarray:
-    """``(len(kinds),) int``: the identity each object slot of ``kinds`` takes from ``table``:
-    per kind, the identities the instruction names first (in the order it names them), then the
-    most present others.
-
-    An agent draws this once per episode, from its first table (the env's scene order is fixed
-    for an episode too), and passes it to :func:`object_state_from_table` for every later table.
-    Drawn again per frame it was not stable: a named cube half hidden by the approaching hand
-    loses presence, the other named cube takes its slot, and the instruction bound at the first
-    frame then reads the wrong cube (chain and sort: System 2 believed ``pick`` done before any
-    grasp; docs/DECISIONS.md).
-    """
-    mentions = [identity(m.color, m.kind) for m in parse_mentions(instruction)]
-    rank = {ident: i for i, ident in reversed(list(enumerate(mentions)))}  # first mention
-    out, used = [], set()
-    for kind, _, _ in object_slices(tuple(kinds)):
-        k = KINDS.index(kind)
-        candidates = [i for i in range(k, NUM_IDENTITIES, len(KINDS)) if i not in used]
-        candidates.sort(key=lambda i: (rank.get(i, len(mentions)), -float(table[i, 0])))
-        used.add(candidates[0])
-        out.append(candidates[0])
-    return np.asarray(out, dtype=np.int64)
-
-
 def object_state_from_table(
     table: np.ndarray, kinds: tuple[str, ...], identities: np.ndarray, hand_yaw: float
 ) -> np.ndarray:
     """An ``object_state`` in the env's layout for ``kinds`` from a table of identities: slot
-    ``j`` holds identity ``identities[j]`` (the episode's :func:`slot_identities`, drawn from its
+    ``j`` holds identity ``identities[j]`` (e.g. :func:`policies.bc_keypoints.slot_identities`, drawn from its
     first table). Cube orientations are set to the hand's yaw (perception does not estimate
     yaw; the grasp does not need it) and velocities to zero."""
     out = np.zeros(object_state_dim(tuple(kinds)), np.float32)
@@ -281,6 +260,24 @@ class ObjectPerception(nn.Module):
                 total = total + hand
                 info.update({f"{cam}_hand_{k}": v for k, v in hand_info.items()})
         return total, info
+
+    def batch_loss(self, batch: dict[str, Any], device: torch.device):
+        """:meth:`loss` on a training batch: per camera ``obs/image_<cam>``, its ``cells/<cam>``
+        and ``seen/<cam>`` labels, ``table`` (heights; in validation, the error in cm) and
+        ``proprio``. Returns ``(loss, info)``."""
+        tensor = lambda x: torch.as_tensor(x, device=device)
+        images = {c: tensor(batch[f"obs/image_{c}"]) for c in self.cameras}
+        labels = {k: tensor(v) for k, v in batch.items() if k.split("/")[0] in CELL_LABELS}
+        labels["heights"] = tensor(batch["table"])[..., 3]
+        loss, info = self.loss(images, labels)
+        if not self.training:  # validation: where the perceived objects are, in centimetres
+            table = np.asarray(batch["table"])
+            present = table[..., 0] > 0
+            seen = self(images, np.asarray(batch["proprio"]))
+            err = np.linalg.norm(seen[..., 1:4] - table[..., 1:4], axis=-1)[present]
+            info["position_error_cm"] = float(err.mean() * 100)
+            info["presence_accuracy"] = float(((seen[..., 0] > 0) == present).mean())
+        return loss, info
 
     @torch.no_grad()
     def forward(

@@ -18,10 +18,10 @@ from embodied.training import keypoints
 from embodied.training.baselines import load_demos, open_datasets, train_bc
 from envs.language import COLOR_NAMES, SUBTASK_VOCAB
 from envs.task_features import STATE_DIM, TaskFeatures
-from policies.bc_keypoints import table_features
+from policies.bc_keypoints import slot_identities, table_features
 from policies.hierarchical_keypoints import subtask_features, system1_text
 from policies.object_planner import CODE_DIM, ObjectPlanner, candidates
-from policies.perception import identity_table, object_state_from_table, slot_identities
+from policies.perception import identity_table, object_state_from_table
 
 CAMERAS = ("front", "wrist")
 
@@ -59,7 +59,7 @@ def test_candidates_are_the_named_objects_in_the_scene_with_colour_free_codes():
     assert codes_a.shape == (len(index_a), CODE_DIM)
     b = "put the green cube on the yellow pad"
     index_b, codes_b = candidates(b, _bound(b, kinds, ["red", "green", "blue", "yellow"]))
-    code_of = lambda index, codes, label: codes[list(index).index(SUBTASK_VOCAB.index(label))]  # noqa: E731
+    code_of = lambda index, codes, label: codes[list(index).index(SUBTASK_VOCAB.index(label))]
     assert np.array_equal(
         code_of(index_a, codes_a, "pick(red_cube)"), code_of(index_b, codes_b, "pick(green_cube)")
     )

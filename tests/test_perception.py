@@ -18,7 +18,7 @@ from embodied.training import keypoints
 from embodied.training.baselines import load_demos, open_datasets, train_bc
 from envs.task_features import TaskFeatures
 from policies.bc_config import bc_preset
-from policies.bc_keypoints import table_features
+from policies.bc_keypoints import slot_identities, table_features
 from policies.perception import (
     FLOATING,
     NUM_IDENTITIES,
@@ -29,7 +29,6 @@ from policies.perception import (
     identity_table,
     object_state_from_table,
     one_per_place,
-    slot_identities,
 )
 from policies.perception_geometry import camera_poses, camera_rig, project, rays
 

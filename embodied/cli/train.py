@@ -15,7 +15,7 @@ from embodied.cli.common import (
     positive,
 )
 
-BC_KINDS = ("bc-state", "bc-pixels", "bc-keypoints", "hierarchical-keypoints")
+BC_KINDS = ("bc-state", "bc-pixels", "bc-keypoints", "hierarchical-keypoints", "grounded-vla")
 
 
 def _training_options(args: argparse.Namespace) -> dict:

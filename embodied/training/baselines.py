@@ -241,7 +241,7 @@ def _fit_round(
         arrays = []  # the decision networks first learn on the true tables
         for part, pairs in ((demos, train_pairs), (val, val_pairs)):
             rigs = None  # a hand reference learns on each episode's actual cameras
-            if config.hand_reference:
+            if getattr(config, "hand_reference", False):
                 rigs = keypoints.episode_rigs(datasets, pairs, policy.perception.cameras, rig)
             keypoints.label_cells(part, rig, rigs)
             arrays.append(
@@ -254,7 +254,7 @@ def _fit_round(
                 )  # fmt: skip
             )
         train_sample, val_sample = (
-            keypoints.sampler(kind, part, a, config.train.batch_size, config.state_batch)
+            keypoints.sampler(kind, part, a, config.train.batch_size, config.state_batch, config)
             for part, a in zip((demos, val), arrays)
         )
     else:
@@ -267,7 +267,7 @@ def _fit_round(
     elif kind == "bc-pixels":
         policy.normalizer.fit(demos.proprio[:, list(PROPRIO_USED)])
     elif kind in KEYPOINT_KINDS:
-        policy.fit_normalizers(arrays[0])
+        policy.fit_normalizers(arrays[0][0] if kind == "grounded-vla" else arrays[0])
     else:
         policy.normalizer.fit(demos.features)
     data_info = data_summary(datasets, train_pairs, val_pairs, demos.lengths)

@@ -30,16 +30,17 @@ import torch
 from envs.base import IMAGE_PREFIX
 from envs.language import SUBTASK_VOCAB
 from envs.task_features import TaskFeatures
-from policies.bc_keypoints import hand_yaw, perceived_tables, table_features
+from policies.bc_keypoints import hand_yaw, perceived_tables, slot_identities, table_features
+from policies.grounded_vla import training as grounded_vla_training
 from policies.hand_reference import hand_table
 from policies.hierarchical_keypoints import subtask_features
 from policies.history import NO_HISTORY, HistoryShape, history_shape, with_history
 from policies.object_planner import CODE_DIM, candidates
-from policies.perception import object_state_from_table, slot_identities
+from policies.perception import object_state_from_table
 from policies.perception_geometry import camera_rig, cell_labels
 from world_models import Trainer
 
-KEYPOINT_KINDS = ("bc-keypoints", "hierarchical-keypoints")
+KEYPOINT_KINDS = ("bc-keypoints", "hierarchical-keypoints", "grounded-vla")
 
 
 def slot_order_of(config) -> str:
@@ -119,6 +120,8 @@ def decision_arrays(
     cube hidden by the arm; 1 of 6,000 six-task demos) takes its candidates from the true table
     instead; on true tables that is a data error and raises.
     """
+    if kind == "grounded-vla":
+        return grounded_vla_training.decision_arrays(demos, tables, history)
     features, s1, codes, targets = [], [], [], []
     for e, (instruction, kinds) in enumerate(demos.episodes):
         rows = _episode_rows(demos, e)
@@ -183,8 +186,15 @@ def task_balanced(demos, rows_per_episode: np.ndarray):
     return lambda rng, n: np.minimum(np.searchsorted(cdf, rng.random(n), "right"), len(cdf) - 1)
 
 
-def decision_sampler(kind: str, demos, arrays: dict[str, np.ndarray], batch_size: int):
+def decision_sampler(
+    kind: str, demos, arrays: dict[str, np.ndarray], batch_size: int, config: Any = None
+):
     """``sample(rng) -> batch`` for the decision networks' ``loss``."""
+    if kind == "grounded-vla":
+        arrays, meanings = arrays
+        return grounded_vla_training.decision_sampler(
+            demos, arrays, meanings, config, task_balanced
+        )
     episode_of = np.repeat(np.arange(len(demos.lengths)), demos.lengths)
     draw = task_balanced(demos, demos.lengths)
 
@@ -209,9 +219,12 @@ def decision_sampler(kind: str, demos, arrays: dict[str, np.ndarray], batch_size
     return sample
 
 
-def sampler(kind: str, demos, arrays: dict[str, np.ndarray], batch_size: int, decision_batch: int):
+def sampler(
+    kind: str, demos, arrays: dict[str, np.ndarray], batch_size: int, decision_batch: int,
+    config: Any = None,
+):  # fmt: skip
     """Stage one: ``batch_size`` frames for perception, ``decision_batch`` steps for the rest."""
-    decision = decision_sampler(kind, demos, arrays, decision_batch)
+    decision = decision_sampler(kind, demos, arrays, decision_batch, config)
     draw = task_balanced(demos, demos.lengths + 1)
 
     def sample(rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -256,11 +269,11 @@ def fit_decision_on_perception(
         learning_rate=1e-3, warmup=0, eval_every=max(1, config.state_steps // 4),
         checkpoint_every=max(1, config.state_steps // 4),
     )  # fmt: skip
-    val_sample = decision_sampler(kind, val, val_arrays, config.state_batch)
+    val_sample = decision_sampler(kind, val, val_arrays, config.state_batch, config)
     trainer = Trainer(
         policy.decision,
         out,
-        decision_sampler(kind, demos, train_arrays, config.state_batch),
+        decision_sampler(kind, demos, train_arrays, config.state_batch, config),
         kind=f"{kind}-decision-training",
         settings=settings,
         identity={"agent": kind, "stage": "decision_on_perception"},

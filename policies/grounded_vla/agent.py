@@ -1,0 +1,96 @@
+"""The ``grounded-vla`` agent: perceives the objects every step, reads the instruction once (at
+the episode's first observation, pointing its links at the objects it then sees), and acts with
+the action head on those objects' geometry and its last steps.
+
+Nothing here, nor anything it imports, reads the instruction by hand: ``envs.task_features``
+(the parser) is never imported on this path (``tests/test_grounded_vla.py`` checks the import
+graph).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from envs.base import PROPRIO
+from envs.link_features import Link
+from policies.agent_registry import AGENTS
+from policies.grounded_vla.links import features_of_links, identity_name
+from policies.grounded_vla.model import GroundedVLAPolicy
+from policies.grounded_vla.tokenizer import InstructionError
+from policies.perceived_scene import PerceivedScene
+from policies.state_mlp import executable
+
+
+@AGENTS.register("grounded-vla")
+class GroundedVLAAgent:
+    """``reset(instruction)``, ``act(obs)``. An instruction with no words, or longer than the
+    model's context, raises :class:`InstructionError` at ``reset``. One that names no object of
+    the scene still acts: each link points at the present object it finds most likely
+    (:attr:`grounding` says which, with the pointer's probability)."""
+
+    def __init__(self, policy: GroundedVLAPolicy, features: Any = None) -> None:
+        self.policy = policy.eval()
+        self.scene = PerceivedScene(policy.perception)
+        self.memory = policy.state.memory()
+        self.instruction = ""
+        self.tokens: np.ndarray | None = None
+        self.links: list[Link] | None = None
+
+    def reset(self, instruction: str) -> None:
+        if not instruction or not instruction.strip():
+            raise InstructionError("the instruction is empty: say what to do")
+        self.tokens = self.policy.grounder.encode([instruction])[0]
+        self.instruction = instruction
+        self.scene.reset()
+        self.memory.reset()
+        self.links = None
+        self._perceived: tuple[Any, np.ndarray] | None = None
+
+    @property
+    def grounding(self) -> list[str]:
+        """The links this episode's instruction was read as, in words (after the first act)."""
+        if self.links is None:
+            return []
+        out = []
+        for link in self.links:
+            where = identity_name(link.dest) if link.dest is not None else link.direction
+            verb = "push" if link.pushed else ("reach" if where is None else "move")
+            out.append(f"{verb} {identity_name(link.obj)}" + (f" -> {where}" if where else ""))
+        return out
+
+    def features(self, obs: dict[str, Any]) -> np.ndarray:
+        """The link features of what perception sees in ``obs`` (perceived once per ``obs``)."""
+        if self.tokens is None:
+            raise RuntimeError("act before reset(instruction)")
+        if self._perceived is not None and self._perceived[0] is obs:
+            return self._perceived[1]
+        table = self.scene.observe(obs)
+        if self.links is None:
+            self.links = self.policy.grounder.links(self.tokens, self.scene.initial)
+        proprio = np.asarray(obs[PROPRIO], dtype=np.float32)
+        features = features_of_links(table[None], proprio[None], self.scene.initial, self.links)[0]
+        self._perceived = (obs, features)
+        return features
+
+    def decision_input(self, obs: dict[str, Any]) -> np.ndarray:
+        return self.memory.inputs(self.features(obs))
+
+    def act(self, obs: dict[str, Any]) -> np.ndarray:
+        with torch.no_grad():
+            x = torch.from_numpy(self.decision_input(obs))[None]
+            action = executable(self.policy.state(x)[0].numpy())
+        self.memory.record(self.features(obs), action)
+        return action
+
+    def embed(self, obs: dict[str, Any]) -> np.ndarray:
+        """The action head's last hidden layer: what a residual policy reads."""
+        with torch.no_grad():
+            x = torch.from_numpy(self.decision_input(obs))[None]
+            return self.policy.state.embed(x)[0].numpy()
+
+    @property
+    def subtask(self) -> str:
+        return "none"

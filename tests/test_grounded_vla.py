@@ -1,0 +1,262 @@
+"""The grounded VLA (``policies.grounded_vla``) and the instruction generator it learns from."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import envs
+from embodied.agents import agent_factory_from_run, load_bundle
+from embodied.data.collect import collect
+from embodied.evaluation.harness import evaluate
+from embodied.training.baselines import train_bc
+from envs.instructions import GENERATED_SPLITS, HELDOUT, HELDOUT_SYNONYMS, LEXICON, describe
+from envs.task_features import TaskFeatures
+from policies.grounded_vla.config import PRESETS, GroundedVLAConfig
+from policies.grounded_vla.links import features_of_links, link_targets, plan_links
+from policies.grounded_vla.model import TARGET_KEYS, LanguageGrounder
+from policies.grounded_vla.tokenizer import InstructionError, PieceTokenizer
+from policies.perception import identity_table
+from tests.test_architecture import ROOT, _imports, _modules
+
+TASKS = ("reach", "push", "pick-place", "stack", "sort", "chain")
+CAMERAS = ("front", "wrist")
+
+
+# ---------------------------------------------------------------------- the generator
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_split_says_every_task_deterministically(task):
+    for split in GENERATED_SPLITS:
+        texts = []
+        for _ in range(2):
+            env = envs.make(task, obs_mode="state", language=split)
+            _, info = env.reset(seed=3)
+            texts.append(info["instruction"])
+            env.close()
+        assert texts[0] == texts[1] and texts[0].strip()
+        held = split.removeprefix("heldout-")
+        if held in ("passive", "where"):
+            assert info["phenomena"]["order"] == held
+        elif held == "relative":
+            assert info["phenomena"]["noun"] == held
+        elif held == "synonym":
+            assert info["phenomena"]["synonym"] == "heldout"
+
+
+def _episodes(task, n):
+    env = envs.make(task, obs_mode="state")
+    out = []
+    for seed in range(n):
+        env.reset(seed=seed)
+        names = [f"{env._episode.colors[o.name]}_{o.kind}" for o in env.objects]
+        out.append((list(env.plan), names))
+    env.close()
+    return out
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_training_split_never_draws_a_heldout_phenomenon(task):
+    rng = np.random.default_rng(0)
+    held_words = HELDOUT_SYNONYMS[task]
+    for plan, names in _episodes(task, 5):
+        for _ in range(40):
+            text, phenomena = describe(task, plan, names, rng, "varied")
+            assert phenomena["order"] not in HELDOUT["order"]
+            assert phenomena["noun"] not in HELDOUT["noun"]
+            assert phenomena["frame"] not in HELDOUT["frame"]
+            assert phenomena["synonym"] == "train"
+            assert not held_words & set(text.replace(".", " ").replace(",", " ").split())
+
+
+def test_each_heldout_synonym_is_seen_in_another_tasks_training():
+    uses = {"reach": {"target", "reach"}, "push": {"cube", "pad", "push"},
+            "pick-place": {"cube", "pad", "carry"}, "stack": {"cube", "stack"},
+            "sort": {"cube", "pad", "carry"}, "chain": {"cube", "pad", "carry", "push"}}  # fmt: skip
+    trained = {
+        t: {w for r in roles for phrase in LEXICON[r] if phrase not in HELDOUT_SYNONYMS[t]
+            for w in phrase.split()}
+        for t, roles in uses.items()
+    }  # fmt: skip
+    for task, held in HELDOUT_SYNONYMS.items():
+        for phrase in held:
+            assert any(phrase in LEXICON[r] for r in uses[task]), f"{task} never says {phrase}"
+            for word in set(phrase.split()) - {"to"}:  # "to": a preposition every task says
+                assert any(word in trained[t] for t in TASKS if t != task), (
+                    f"{word!r} (held out of {task}) is in no other task's training"
+                )
+
+
+# ---------------------------------------------------------------------- tokenizer
+
+
+def test_tokenizer_shares_pieces_of_unseen_words_and_refuses_bad_text():
+    tok = PieceTokenizer(buckets=4096, max_words=8)
+    block, blocks, cube = (set(tok.pieces(w)) for w in ("block", "blocks", "cube"))
+    assert len(block & blocks) >= len(block) // 2 and len(block & cube) <= 2
+    assert tok.encode("put the red cube").shape == (8, tok.max_pieces)
+    with pytest.raises(InstructionError, match="no words"):
+        tok.encode(" ,. ")
+    with pytest.raises(InstructionError, match="at most 8"):
+        tok.encode("put the red cube on the blue pad right now")
+
+
+def test_config_refuses_bad_values():
+    with pytest.raises(ValueError, match="d_model"):
+        GroundedVLAConfig(d_model=30, heads=4)
+    with pytest.raises(ValueError, match="language must be one of"):
+        GroundedVLAConfig(language="heldout-where")
+    with pytest.raises(ValueError, match="previous_action_dropout needs history"):
+        GroundedVLAConfig(previous_action_dropout=0.5)
+
+
+# ---------------------------------------------------------------------- links and features
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_plan_links_give_the_parsed_agents_features(task):
+    """The action head reads the same features as the parsed-language agents when its links
+    are right: the plan's links on the identity layout == the parser's on the scene layout."""
+    env = envs.make(task, obs_mode="state")
+    obs, info = env.reset(seed=5)
+    kinds = tuple(o.kind for o in env.objects)
+    states, proprio = [obs["object_state"]], [obs["proprio"]]
+    for _ in range(3):
+        obs, *_ = env.step(env.action_space.sample())
+        states.append(obs["object_state"])
+        proprio.append(obs["proprio"])
+    env.close()
+    states, proprio = np.stack(states), np.stack(proprio)
+    tables = identity_table(states, kinds)
+    links = plan_links([s.label for s in env.plan])
+    ours = features_of_links(tables, proprio, tables[0], links)
+    tf = TaskFeatures(kinds)
+    from policies.bc_keypoints import table_features
+
+    parsed = table_features(tables, proprio, info["instruction"], kinds)
+    assert tf.links(tf.bind(info["instruction"], states[0]))  # the template parses
+    np.testing.assert_allclose(ours, parsed, atol=1e-5)
+
+
+def test_no_module_the_vla_agent_loads_imports_the_parser():
+    mods = _modules()
+
+    def resolve(name):
+        while name and name not in mods:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    seen, todo = set(), ["policies.grounded_vla.agent"]
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        parts = module.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # the packages' __init__
+        todo += [t for n in _imports(mods[module]) if (t := resolve(n)) and t not in seen]
+    assert "policies.grounded_vla.model" in seen and "policies.perception" in seen
+    assert "envs.task_features" not in seen, sorted(seen)
+    tree = ast.parse((ROOT / "policies/grounded_vla/agent.py").read_text())
+    assert not any("parse_mentions" in ast.unparse(n) for n in ast.walk(tree) if isinstance(n, ast.Call))
+
+
+# ---------------------------------------------------------------------- the language path
+
+
+def _grounding_batch(model, n=16, seed=0):
+    rng = np.random.default_rng(seed)
+    episodes = _episodes("pick-place", 4)
+    texts, tables, targets = [], [], []
+    env = envs.make("pick-place", obs_mode="state")
+    kinds = tuple(o.kind for o in env.objects)
+    for i in range(n):
+        obs, _ = env.reset(seed=i % 4)
+        plan, names = episodes[i % 4]
+        texts.append(describe("pick-place", plan, names, rng, "varied")[0])
+        tables.append(identity_table(obs["object_state"], kinds)[0])
+        targets.append(link_targets(plan_links([s.label for s in plan])))
+    env.close()
+    batch = {"tokens": model.encode(texts), "first_table": np.stack(tables)}
+    batch |= {f"link_{k}": np.stack([t[k] for t in targets]) for k in TARGET_KEYS}
+    return batch
+
+
+def test_grounder_shapes_gradients_and_a_falling_loss():
+    torch.manual_seed(0)
+    model = LanguageGrounder(PRESETS["debug"])
+    batch = _grounding_batch(model)
+    out = model(torch.as_tensor(batch["tokens"]), torch.as_tensor(batch["first_table"]))
+    assert out["obj"].shape == (16, 4, 18) and out["dest"].shape == (16, 4, 19)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(60):
+        loss, info = model.loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+        opt.step()
+        first = first if first is not None else float(loss.detach())
+    assert float(loss.detach()) < 0.5 * first
+    # absent objects are never pointed at
+    table = batch["first_table"][0]
+    links = model.links(batch["tokens"][0], table)
+    assert all(table[link.obj, 0] > 0 for link in links)
+
+
+# ---------------------------------------------------------------------- train, save, load, act
+
+
+@pytest.fixture(scope="module")
+def vla_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vla")
+    collect("pick-place", 3, root / "data", seed=100, noise=0.1, progress=False, image_size=32)
+    out = root / "run"
+    report = train_bc("grounded-vla", [root / "data"], out, preset="debug", progress=False,
+                      tensorboard=False)  # fmt: skip
+    return out, report
+
+
+def test_vla_trains_saves_loads_and_acts_like_the_trained_one(vla_run):
+    out, report = vla_run
+    final = report["rounds"][0]["final"]
+    assert "val_instruction_accuracy" in final and "val_position_error_cm" in final
+    bundle, again = load_bundle(out), load_bundle(out)
+    assert bundle.kind == "grounded-vla"
+    env = envs.make("pick-place", cameras=CAMERAS, image_size=32, language="heldout-where")
+    obs, info = env.reset(seed=7)
+    agents = [b.make(task="pick-place") for b in (bundle, again)]
+    trained = torch.load(out / "round_0" / "agent.pt", weights_only=False)
+    assert set(trained["state"]) == set(bundle.policy.state_dict())
+    for agent in agents:
+        agent.reset(info["instruction"])
+    blind = {k: v for k, v in obs.items() if k != "object_state"}
+    first, second = (a.act(blind) for a in agents)
+    np.testing.assert_array_equal(first, second)
+    assert first.shape == (5,) and np.isfinite(first).all() and abs(first[4]) == 1.0
+    assert agents[0].grounding and all(" " in g for g in agents[0].grounding)
+    with pytest.raises(InstructionError, match="empty"):
+        agents[0].reset("   ")
+    with pytest.raises(InstructionError, match="at most"):
+        agents[0].reset("put " * 200)
+    env.close()
+    make, overrides = agent_factory_from_run(out, "pick-place")
+    result = evaluate(make, "pick-place", 2, seed=0, **overrides)
+    assert result.episodes == 2 and 0.0 <= result.success_rate <= 1.0
+
+
+def test_vla_weights_are_the_trained_ones(vla_run):
+    """The loaded agent holds the weights training ended with (not a fresh network)."""
+    out, _ = vla_run
+    bundle = load_bundle(out)
+    fresh = PRESETS["debug"].build(bundle.policy.image_keys, bundle.policy.image_size)
+    loaded = bundle.policy.state_dict()
+    changed = [k for k, v in fresh.state_dict().items() if not torch.equal(v, loaded[k])]
+    assert any(k.startswith("decision.grounder") for k in changed)
+    assert any(k.startswith("perception") for k in changed)
+    assert Path(out / "agent.pt").exists()
