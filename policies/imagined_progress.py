@@ -29,7 +29,7 @@ from envs.language import SUBTASK_VOCAB
 from envs.task_features import LINK_DIM, MAX_LINKS, PROPRIO_USED
 from policies.agents import TwoSystems, _elapsed_ms
 from policies.bc import executable
-from policies.bc_keypoints import OBJECTS_BY_COLOUR, PERCEIVED_OBJECTS, hand_yaw
+from policies.perceived_scene import OBJECTS_BY_COLOUR, PERCEIVED_OBJECTS, hand_yaw
 from policies.perception import NUM_IDENTITIES, object_state_from_table
 from world_models.latent import LatentWorldModel
 

@@ -310,7 +310,7 @@ def test_bc_pixels_trains_evaluates_and_resumes(pixel_demos, tmp_path):
     assert first["resumed"] and first["steps"] == 6
     # the run's training time counts the killed call up to its checkpoint, then this one
     assert first["train_seconds"] >= round(saved["train_seconds"], 1)
-    assert first["train_seconds"] >= first["train_seconds_this_call"]
+    assert first["train_seconds"] >= first["train_seconds_this_call"] - 0.05  # rounding
     make, overrides = agent_factory_from_run(out, "reach")
     assert overrides["image_size"] == 32
     result = evaluate(make, "reach", 2, seed=0, **overrides)

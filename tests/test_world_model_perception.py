@@ -51,7 +51,7 @@ def test_presence_is_a_vote_over_the_frames_so_far_and_places_are_the_last_seen(
 
 
 def test_an_object_seen_long_enough_stays_present_while_the_hand_hides_it():
-    from policies.bc_keypoints import PRESENCE_LATCH, PresenceVote
+    from policies.perceived_scene import PRESENCE_LATCH, PresenceVote
 
     T = 40
     tables = np.zeros((T, 2, 4), np.float32)

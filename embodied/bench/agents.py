@@ -29,7 +29,7 @@ from embodied.training.baselines import train_bc
 from embodied.training.layered import AGENT_FILE, train_agent
 from envs.language import HELDOUT_SPLITS, has_split
 from policies.agents import HIERARCHICAL_KINDS, HierarchicalAgent, obs_batch
-from policies.bc_keypoints import frame_inputs
+from policies.perceived_scene import frame_inputs
 from policies.bundles import env_overrides
 from sandbox_common.atomic import write_json_atomic
 from sandbox_common.paths import portable_path

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from embodied.data.dataset import DatasetError, EpisodeDataset, SequenceLoader
-from policies.bc_keypoints import (
+from policies.perceived_scene import (
     OBJECTS_BY_COLOUR,
     PERCEIVED_OBJECTS,
     PresenceVote,
