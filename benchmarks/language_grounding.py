@@ -66,14 +66,17 @@ def main(argv=None) -> dict:
     parser.add_argument("--eval-episodes", type=int, default=300, help="per task and split")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a GroundedVLAConfig field (ints only), e.g. text_layers=2")
+    parser.add_argument("--lr", type=float, default=1e-3)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
-    config = replace(PRESETS["default"])
+    config = replace(PRESETS["default"], **{k: int(v) for k, v in (a.split("=") for a in args.set)})
     model = LanguageGrounder(config)
     train = [e for t in TASKS for e in scenes(t, range(100000, 100000 + args.train_scenes))]
     held = {t: scenes(t, range(0, 100)) for t in TASKS}
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     rng = np.random.default_rng(args.seed)
     start = time.perf_counter()
     for step in range(args.steps):
@@ -96,9 +99,12 @@ def main(argv=None) -> dict:
                     continue
                 _, info = model.loss(b)
                 results.setdefault(task, {})[split] = round(info["instruction_accuracy"], 3)
+                if split == "varied":
+                    parts = {k: round(v, 3) for k, v in info.items() if k.endswith("_accuracy")}
+                    results[task]["varied_parts"] = parts
             b = batch(model, held[task], eval_rng, "varied", 0.1, args.eval_episodes)
             results[task]["varied+typos0.1"] = round(model.loss(b)[1]["instruction_accuracy"], 3)
-    report = {"steps": args.steps, "train_seconds": round(seconds, 1), "accuracy": results,
+    report = {"steps": args.steps, "config": {a.split("=")[0]: a.split("=")[1] for a in args.set}, "train_seconds": round(seconds, 1), "accuracy": results,
               "command": "python benchmarks/language_grounding.py " + " ".join(argv or [])}  # fmt: skip
     print(json.dumps(report, indent=1))
     if args.out:

@@ -52,6 +52,7 @@ from embodied.evaluation.harness import (
 )
 from embodied.rollout import Rollout, run_episode
 from envs.experts import check_gripper_flip
+from policies.bc import BC_KINDS
 from sandbox_common.errors import InputError
 
 LOCAL = "local"
@@ -60,7 +61,6 @@ LOCAL = "local"
 LOCAL_CPUS = 2
 """CPUs of a local Ray (recent Ray has no ``local_mode``; a 2-CPU local cluster stands in)."""
 
-BC_KINDS = ("bc-state", "bc-pixels", "bc-keypoints", "hierarchical-keypoints", "grounded-vla")
 """Kinds trained by :func:`embodied.training.baselines.train_bc`; the others by ``train_agent``."""
 
 

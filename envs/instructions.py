@@ -189,7 +189,10 @@ class _Speaker:
             if o == "passive":
                 return f"{obj} should be {PARTICIPLE[verb]} {way}", False
             if o == "where":
-                return f"{DIRECTION_PLACE[c.dest]} is where {obj} should be {PARTICIPLE[verb]}", False
+                return (
+                    f"{DIRECTION_PLACE[c.dest]} is where {obj} should be {PARTICIPLE[verb]}",
+                    False,
+                )
             return f"{verb} {obj} {way}", True
         role = "push" if c.kind == "push_to" else c.kind
         verb = self.word(role)

@@ -88,7 +88,9 @@ def _check(kinds: tuple[str, ...], object_state: np.ndarray) -> np.ndarray:
     state = np.asarray(object_state, dtype=np.float32)
     dim = object_state_dim(kinds)
     if state.shape[-1] != dim:
-        raise ValueError(f"object_state has {state.shape[-1]} entries; a scene of {kinds} has {dim}")
+        raise ValueError(
+            f"object_state has {state.shape[-1]} entries; a scene of {kinds} has {dim}"
+        )
     return state
 
 

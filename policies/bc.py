@@ -45,7 +45,8 @@ from policies.state_mlp import (
 from world_models.checkpoint import CheckpointError, save_checkpoint
 
 KIND = "agent"
-BC_KINDS = ("bc-state", "bc-pixels", "bc-keypoints", "hierarchical-keypoints", "grounded-vla")
+BC_KINDS = ("bc-state", "bc-pixels", "bc-keypoints", "hierarchical-keypoints", "grounded-vla",
+            "hierarchical-vla")
 PROPRIO = "proprio"
 OBJECT_STATE = "object_state"
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from envs.link_features import SLOT_ORDERS
 from policies.config import POLICIES, POLICY_BUILDERS, TrainConfig, _Serializable
+from policies.grounded_vla.config import HIERARCHICAL_PRESETS as HIERARCHICAL_VLA_PRESETS
 from policies.grounded_vla.config import PRESETS as GROUNDED_VLA_PRESETS
 from sandbox_common.validation import raise_problems
 
@@ -279,6 +280,7 @@ BC_PRESETS: dict[str, dict[str, Any]] = {
         ),
     },
     "grounded-vla": GROUNDED_VLA_PRESETS,
+    "hierarchical-vla": HIERARCHICAL_VLA_PRESETS,
 }  # fmt: skip
 """``debug`` for tests, ``default`` for the benchmarks and the demo, ``large`` for real runs."""
 

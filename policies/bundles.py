@@ -13,6 +13,7 @@ from policies import bc_keypoints, hierarchical_keypoints  # noqa: F401  (regist
 from policies.agents import AGENTS, KIND, AgentBundle
 from policies.bc import BC_KINDS, BCBundle
 from policies.grounded_vla import agent as grounded_vla_agent  # noqa: F401
+from policies.grounded_vla import hierarchical as hierarchical_vla_agent  # noqa: F401
 from policies.rl import RL_KINDS, RLBundle
 from world_models.checkpoint import CheckpointError, load_checkpoint
 from world_models.training import load_world_model

@@ -55,6 +55,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
         overrides = {**agent_overrides, **overrides}
         num_envs = args.num_envs or 2
+        if args.subtask:
+            factory = _with_subtasks(factory, args.subtask, args.agent)
+            factory(None, 0)  # refuse a wrong agent before any episode starts
     else:
         raise UsageError(
             f"unknown agent {args.agent!r}; accepted: expert (the scripted expert, privileged "
@@ -203,6 +206,31 @@ def cmd_imagine(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_subtasks(factory, specs: list[str], run: str):
+    """``factory`` whose agents take a person's subtasks (``STEP:TEXT``) in System 2's place."""
+    schedule = []
+    for spec in specs:
+        step, sep, text = spec.partition(":")
+        if not sep or not step.strip().isdigit() or not text.strip():
+            raise UsageError(
+                f"--subtask takes STEP:TEXT (e.g. 0:'put the red cube on the blue pad'), got {spec!r}"
+            )
+        schedule.append((int(step), text.strip()))
+
+    def make(env=None, seed: int = 0):
+        agent = factory(env, seed)
+        if not hasattr(agent, "inject"):
+            raise UsageError(
+                f"--subtask speaks in System 2's place: {run} has no System 2 that reads words "
+                "(train one with --kind hierarchical-vla)"
+            )
+        for step, text in schedule:
+            agent.inject(step, text)
+        return agent
+
+    return make
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add this group's verbs to the top-level parser."""
     p = sub.add_parser(
@@ -232,6 +260,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="env worker processes (default: 2 for trained agents; the expert runs 1 in-process)",
     )
     p.add_argument("--noise", type=non_negative_float, default=0.0, help="expert action noise")
+    p.add_argument(
+        "--subtask",
+        action="append",
+        default=[],
+        metavar="STEP:TEXT",
+        help="a hierarchical VLA does TEXT (your words) from step STEP until it is done, then "
+        "System 2 resumes (repeatable); the video shows who proposed each subtask",
+    )
     add_ray_option(p, "evaluate on a Ray cluster (--num-envs: workers; no --video)")
     p.add_argument(
         "--device",

@@ -14,8 +14,7 @@ from embodied.cli.common import (
     factor_magnitudes,
     positive,
 )
-
-BC_KINDS = ("bc-state", "bc-pixels", "bc-keypoints", "hierarchical-keypoints", "grounded-vla")
+from policies.bc import BC_KINDS
 
 
 def _training_options(args: argparse.Namespace) -> dict:

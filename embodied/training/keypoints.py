@@ -40,7 +40,9 @@ from policies.perception import object_state_from_table
 from policies.perception_geometry import camera_rig, cell_labels
 from world_models import Trainer
 
-KEYPOINT_KINDS = ("bc-keypoints", "hierarchical-keypoints", "grounded-vla")
+VLA_KINDS = ("grounded-vla", "hierarchical-vla")
+"""The kinds whose language is learned (``policies.grounded_vla``)."""
+KEYPOINT_KINDS = ("bc-keypoints", "hierarchical-keypoints", *VLA_KINDS)
 
 
 def slot_order_of(config) -> str:
@@ -120,8 +122,10 @@ def decision_arrays(
     cube hidden by the arm; 1 of 6,000 six-task demos) takes its candidates from the true table
     instead; on true tables that is a data error and raises.
     """
-    if kind == "grounded-vla":
-        return grounded_vla_training.decision_arrays(demos, tables, history)
+    if kind in VLA_KINDS:
+        return grounded_vla_training.decision_arrays(
+            demos, tables, history, system2=kind == "hierarchical-vla"
+        )
     features, s1, codes, targets = [], [], [], []
     for e, (instruction, kinds) in enumerate(demos.episodes):
         rows = _episode_rows(demos, e)
@@ -190,7 +194,7 @@ def decision_sampler(
     kind: str, demos, arrays: dict[str, np.ndarray], batch_size: int, config: Any = None
 ):
     """``sample(rng) -> batch`` for the decision networks' ``loss``."""
-    if kind == "grounded-vla":
+    if kind in VLA_KINDS:
         arrays, meanings = arrays
         return grounded_vla_training.decision_sampler(
             demos, arrays, meanings, config, task_balanced

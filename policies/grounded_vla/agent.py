@@ -15,13 +15,17 @@ import numpy as np
 import torch
 
 from envs.base import PROPRIO
-from envs.link_features import Link
+from envs.link_features import PROPRIO_USED, Link
 from policies.agent_registry import AGENTS
 from policies.grounded_vla.links import features_of_links, identity_name
 from policies.grounded_vla.model import GroundedVLAPolicy
 from policies.grounded_vla.tokenizer import InstructionError
 from policies.perceived_scene import PerceivedScene
 from policies.state_mlp import executable
+
+
+PROGRESS = len(PROPRIO_USED)
+"""Where the link features hold the share of links done."""
 
 
 @AGENTS.register("grounded-vla")
@@ -38,14 +42,21 @@ class GroundedVLAAgent:
         self.instruction = ""
         self.tokens: np.ndarray | None = None
         self.links: list[Link] | None = None
+        self._perceived = None
 
     def reset(self, instruction: str) -> None:
-        if not instruction or not instruction.strip():
-            raise InstructionError("the instruction is empty: say what to do")
-        self.tokens = self.policy.grounder.encode([instruction])[0]
-        self.instruction = instruction
+        self.read(instruction)
         self.scene.reset()
         self.memory.reset()
+
+    def read(self, text: str) -> None:
+        """Take ``text`` as what to do from the next step on (a new episode's instruction, or a
+        hierarchical agent's next subtask): its links are pointed at the objects of the
+        episode's first table at the next :meth:`act`. The scene and the past steps stay."""
+        if not text or not text.strip():
+            raise InstructionError("the instruction is empty: say what to do")
+        self.tokens = self.policy.grounder.encode([text])[0]
+        self.instruction = text
         self.links = None
         self._perceived: tuple[Any, np.ndarray] | None = None
 
@@ -74,6 +85,10 @@ class GroundedVLAAgent:
         features = features_of_links(table[None], proprio[None], self.scene.initial, self.links)[0]
         self._perceived = (obs, features)
         return features
+
+    def done(self, obs: dict[str, Any]) -> bool:
+        """Whether every link of the current words is where they want it (perceived)."""
+        return bool(self.features(obs)[PROGRESS] >= 1.0)
 
     def decision_input(self, obs: dict[str, Any]) -> np.ndarray:
         return self.memory.inputs(self.features(obs))

@@ -104,15 +104,52 @@ class GroundedVLAConfig(_Serializable):
         return POLICY_BUILDERS.build(self, image_keys, image_size, action_dim)
 
 
+@POLICIES.register("hierarchical-vla")
+@dataclass(frozen=True)
+class HierarchicalVLAConfig(GroundedVLAConfig):
+    """The grounded VLA as System 1, reading one subtask in words, under a System 2 that reads
+    the instruction and the scene and says the next subtask word by word."""
+
+    decide_every: int = 5
+    """Steps between System 2's deliberations (it also speaks when the subtask is done)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.decide_every < 1:
+            raise ValueError(
+                f"invalid {type(self).__name__}: decide_every must be >= 1, got {self.decide_every}"
+            )
+
+
 PRESETS: dict[str, Any] = {
     "debug": GroundedVLAConfig(
-        width=4, d_model=16, heads=2, text_layers=1, fusion_layers=1, link_layers=1,
-        buckets=256, language_batch=8, state_hidden=(16,), state_batch=16, state_steps=4,
-        train=TrainConfig(learning_rate=2e-3, batch_size=4, steps=6, warmup=0, eval_every=3,
-                          checkpoint_every=3, shift=0),
+        width=4,
+        d_model=16,
+        heads=2,
+        text_layers=1,
+        fusion_layers=1,
+        link_layers=1,
+        buckets=256,
+        language_batch=8,
+        state_hidden=(16,),
+        state_batch=16,
+        state_steps=4,
+        train=TrainConfig(
+            learning_rate=2e-3,
+            batch_size=4,
+            steps=6,
+            warmup=0,
+            eval_every=3,
+            checkpoint_every=3,
+            shift=0,
+        ),
     ),  # fmt: skip
     "default": GroundedVLAConfig(),
     "history3-dropout": GroundedVLAConfig(history=3, previous_action_dropout=0.5),
 }
 """Named configs: ``debug`` for tests, ``default`` for the demo and the benchmarks, and the lag
 recipe that met the robustness target on the keypoint agent (three past steps, dropout)."""
+HIERARCHICAL_PRESETS: dict[str, Any] = {
+    name: HierarchicalVLAConfig(**{f: getattr(c, f) for f in c.__dataclass_fields__})
+    for name, c in PRESETS.items()
+}

@@ -30,30 +30,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from envs.base import IMAGE_PREFIX
-from envs.language import COLOR_NAMES
-from envs.link_features import KINDS, MAX_LINKS, Link
+from envs.link_features import MAX_LINKS, Link
 from policies.bc_config import BCStateConfig
 from policies.config import POLICY_BUILDERS
-from policies.grounded_vla.config import GroundedVLAConfig
+from policies.grounded_vla.config import GroundedVLAConfig, HierarchicalVLAConfig
+from policies.grounded_vla.encoder import WordsAndObjects
 from policies.grounded_vla.links import DIRECTION_CLASSES, NO_DEST
-from policies.grounded_vla.tokenizer import PieceTokenizer
-from policies.perception import NUM_IDENTITIES, ObjectPerception
+from policies.grounded_vla.speaker import SubtaskSpeaker
+from policies.perception import ObjectPerception
 from policies.state_mlp import BCStatePolicy
 
 _NEG = -1e4
 """The logit of a masked choice (finite, so a row with nothing to choose stays finite)."""
-_SAME_KIND = torch.tensor(
-    [[i % len(KINDS) == j % len(KINDS) for j in range(NUM_IDENTITIES)]
-     for i in range(NUM_IDENTITIES)]
-)  # fmt: skip
 TARGET_KEYS = ("present", "obj", "dest", "direction", "pushed")
-
-
-def _encoder(d: int, heads: int, layers: int) -> nn.TransformerEncoder:
-    layer = nn.TransformerEncoderLayer(
-        d, heads, 4 * d, dropout=0.0, batch_first=True, norm_first=True
-    )
-    return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
 
 class LanguageGrounder(nn.Module):
@@ -63,16 +52,7 @@ class LanguageGrounder(nn.Module):
     def __init__(self, config: GroundedVLAConfig) -> None:
         super().__init__()
         d = config.d_model
-        self.tokenizer = PieceTokenizer(config.buckets, config.max_words)
-        self.pieces = nn.Embedding(config.buckets, d, padding_idx=0)
-        self.position = nn.Embedding(config.max_words, d)
-        self.text = _encoder(d, config.heads, config.text_layers)
-        self.colour = nn.Embedding(len(COLOR_NAMES), d)
-        self.kind = nn.Embedding(len(KINDS), d)
-        self.rank = nn.Embedding(NUM_IDENTITIES, d)
-        self.where = nn.Linear(3, d)
-        self.token_type = nn.Embedding(2, d)
-        self.fusion = _encoder(d, config.heads, config.fusion_layers)
+        self.encoder = WordsAndObjects(config)
         self.queries = nn.Parameter(torch.randn(MAX_LINKS, d) * 0.5)
         layer = nn.TransformerDecoderLayer(
             d, config.heads, 4 * d, dropout=0.0, batch_first=True, norm_first=True
@@ -84,26 +64,9 @@ class LanguageGrounder(nn.Module):
         self.no_dest = nn.Linear(2 * d, 1)
         self.direction = nn.Linear(2 * d, len(DIRECTION_CLASSES))
         self.pushed = nn.Linear(2 * d, 1)
-        ident = torch.arange(NUM_IDENTITIES)
-        self.register_buffer("_colour_ids", ident // len(KINDS), persistent=False)
-        self.register_buffer("_kind_ids", ident % len(KINDS), persistent=False)
-        self.register_buffer("_same_kind", _SAME_KIND, persistent=False)
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """``(B, L, G)`` piece ids of ``texts`` (:class:`InstructionError` on an unreadable one)."""
-        return self.tokenizer.encode_batch(texts)
-
-    def objects(self, tables: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Object tokens ``(B, K, d)`` and which are present ``(B, K)`` of tables ``(B, K, 4)``."""
-        present = tables[..., 0] > 0
-        y = tables[..., 2]
-        left_of = (y[:, None, :] > y[:, :, None]) & present[:, None, :] & self._same_kind
-        rank = left_of.sum(-1).clamp_max(NUM_IDENTITIES - 1)
-        tokens = (
-            self.colour(self._colour_ids) + self.kind(self._kind_ids) + self.rank(rank)
-            + self.where(tables[..., 1:4] * 5.0) + self.token_type.weight[1]
-        )  # fmt: skip
-        return tokens, present
+        return self.encoder.encode(texts)
 
     def forward(
         self, tokens: torch.Tensor, tables: torch.Tensor, chosen: torch.Tensor | None = None
@@ -112,18 +75,8 @@ class LanguageGrounder(nn.Module):
         (the last: no destination object), ``direction (B, M, 5)``, ``pushed (B, M)``.
         ``chosen (B, M)``: the objects the destinations are conditioned on (training: the true
         ones); default: the most likely."""
-        words = tokens > 0
-        word_mask = words.any(-1)
-        length = max(int(word_mask.sum(1).max()), 1)
-        tokens, words, word_mask = tokens[:, :length], words[:, :length], word_mask[:, :length]
-        emb = (self.pieces(tokens) * words[..., None]).sum(2) / words.sum(2, keepdim=True).clamp_min(1)
-        emb = emb + self.position.weight[:length] + self.token_type.weight[0]
-        text = self.text(emb, src_key_padding_mask=~word_mask)
-        objs, present = self.objects(tables)
-        fused = self.fusion(
-            torch.cat([text, objs], 1), src_key_padding_mask=~torch.cat([word_mask, present], 1)
-        )
-        memory_mask = ~torch.cat([word_mask, present], 1)
+        fused, memory_mask, length = self.encoder(tokens, tables)
+        present = ~memory_mask[:, length:]
         q = self.decoder(
             self.queries.expand(len(tokens), -1, -1), fused, memory_key_padding_mask=memory_mask
         )
@@ -170,13 +123,16 @@ class LanguageGrounder(nn.Module):
                * on).sum() / n
         )  # fmt: skip
         with torch.no_grad():
-            right = (
-                ((out["present"] > 0) == on)
-                & (~on | ((out["obj"].argmax(-1) == t["obj"]) & (out["dest"].argmax(-1) == t["dest"])
-                          & (out["direction"].argmax(-1) == t["direction"])
-                          & ((out["pushed"] > 0) == (t["pushed"] > 0))))
-            )  # fmt: skip
-        return loss, {
+            parts = {
+                "present": (out["present"] > 0) == on,
+                "obj": ~on | (out["obj"].argmax(-1) == t["obj"]),
+                "dest": ~on | (out["dest"].argmax(-1) == t["dest"]),
+                "direction": ~on | (out["direction"].argmax(-1) == t["direction"]),
+                "pushed": ~on | ((out["pushed"] > 0) == (t["pushed"] > 0)),
+            }
+            right = torch.stack(list(parts.values())).all(0)
+        info = {f"{k}_accuracy": float(v.all(-1).float().mean()) for k, v in parts.items()}
+        return loss, info | {
             "language_loss": float(loss.detach()),
             "instruction_accuracy": float(right.all(-1).float().mean()),
         }
@@ -208,11 +164,13 @@ class LanguageGrounder(nn.Module):
 
 
 class VLADecision(nn.Module):
-    """What acts on perceived tables: the language path and the action head (trained together;
-    the second stage of training fits it on what perception reports)."""
+    """What acts on perceived tables: the language path and the action head, and System 2 when
+    ``system2`` (trained together; the second stage of training fits them on what perception
+    reports)."""
 
-    def __init__(self, config: GroundedVLAConfig, action_dim: int) -> None:
+    def __init__(self, config: GroundedVLAConfig, action_dim: int, system2: bool = False) -> None:
         super().__init__()
+        self.speaker = SubtaskSpeaker(config) if system2 else None
         self.grounder = LanguageGrounder(config)
         self.state = BCStatePolicy(
             BCStateConfig(
@@ -224,9 +182,14 @@ class VLADecision(nn.Module):
 
     def loss(self, batch: dict[str, Any], generator: torch.Generator | None = None):
         state_loss, info = self.state.loss(batch, generator)
-        language_loss, language_info = self.grounder.loss(batch)
-        loss = state_loss + language_loss
-        info = {"state_loss": info.pop("loss"), **info, **language_info}
+        info = {"state_loss": info.pop("loss"), **info}
+        loss = state_loss
+        if "tokens" in batch:
+            language_loss, language_info = self.grounder.loss(batch)
+            loss, info = loss + language_loss, info | language_info
+        if self.speaker is not None and "s2_tokens" in batch:
+            speaker_loss, speaker_info = self.speaker.loss(batch)
+            loss, info = loss + speaker_loss, info | speaker_info
         return loss, info | {"loss": float(loss.detach())}
 
 
@@ -248,7 +211,7 @@ class GroundedVLAPolicy(nn.Module):
         self.action_dim = action_dim
         cameras = tuple(k[len(IMAGE_PREFIX) :] for k in self.image_keys)
         self.perception = ObjectPerception(cameras, image_size, config.width)
-        self.decision = VLADecision(config, action_dim)
+        self.decision = VLADecision(config, action_dim, isinstance(config, HierarchicalVLAConfig))
 
     @property
     def grounder(self) -> LanguageGrounder:
@@ -274,3 +237,6 @@ class GroundedVLAPolicy(nn.Module):
         info |= decision_info
         info |= {"loss": float(loss.detach()), "perception_loss": float(perception_loss.detach())}
         return loss, info
+
+
+POLICY_BUILDERS.register(HierarchicalVLAConfig)(GroundedVLAPolicy)

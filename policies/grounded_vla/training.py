@@ -1,16 +1,20 @@
-"""The arrays and batches the ``grounded-vla`` decision network trains on, from the demos
+"""The arrays and batches the grounded VLA's decision networks train on, from the demos
 (:class:`embodied.training.baselines.Demos`) and a set of identity tables (true in the first
 stage, perceived in the second).
 
-Every update draws fresh instructions for its episodes from the generator
+The language path learns on *units*: an episode and its whole plan (the end-to-end agent, which
+reads the full instruction), or one link of an episode (System 1 of the hierarchical agent,
+which reads one subtask). Every update draws fresh words for its units from the generator
 (:func:`envs.instructions.describe`, the config's ``language`` split; a quarter of the time the
-demo's own recorded instruction) with misspellings (``typo_rate``), so the language path meets
-thousands of phrasings of each scene while the action head learns from the same demos.
+unit's own words: the demo's recorded instruction, or the subtask as System 2 says it), with
+misspellings (``typo_rate``), so the language path meets thousands of phrasings of each scene
+while the action head learns from the same demos. System 2 learns, at every step, to say the
+link the expert was working on from a fresh wording of the whole instruction.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,18 +22,14 @@ import numpy as np
 from envs.instructions import describe
 from envs.language import SUBTASK_VOCAB, Subtask
 from policies.grounded_vla.config import GroundedVLAConfig
-from policies.grounded_vla.links import (
-    features_of_links,
-    link_targets,
-    plan_links,
-    scene_names,
-)
+from policies.grounded_vla.links import features_of_links, link_targets, plan_links, scene_names
 from policies.grounded_vla.model import TARGET_KEYS
+from policies.grounded_vla.speaker import motion_tables, said_ids, subtask_text
 from policies.grounded_vla.tokenizer import PieceTokenizer, add_typos
 from policies.history import HistoryShape, with_history
 
 RECORDED_SHARE = 0.25
-"""The share of drawn instructions that are the demo's own recorded one."""
+"""The share of drawn words that are the unit's own (recorded instruction or System 2's words)."""
 
 
 def plan_subtasks(labels: list[str]) -> list[Subtask]:
@@ -46,40 +46,93 @@ def plan_subtasks(labels: list[str]) -> list[Subtask]:
     return out
 
 
-@dataclass
-class EpisodeMeanings:
-    """What each episode means, for drawing its instructions: task, plan, scene, recorded text."""
+def link_of_position(plan: list[Subtask]) -> np.ndarray:
+    """``(len(plan) + 1,)``: the link each plan position works on (the last link once done)."""
+    done, out = 0, []
+    for s in plan:
+        out.append(done)
+        done += s.verb != "pick"
+    out.append(max(done - 1, 0))
+    return np.asarray(out, np.int64)
 
-    tasks: list[str]
-    plans: list[list[Subtask]]
-    scenes: list[list[str]]
-    recorded: list[str]
+
+def link_plans(plan: list[Subtask]) -> list[list[Subtask]]:
+    """The plan cut into its links' subtasks."""
+    cuts, current = [], []
+    for s in plan:
+        current.append(s)
+        if s.verb != "pick":
+            cuts.append(current)
+            current = []
+    return cuts
+
+
+@dataclass
+class Units:
+    """What each unit means, for drawing its words: task, plan, scene, its own words."""
+
+    tasks: list[str] = field(default_factory=list)
+    plans: list[list[Subtask]] = field(default_factory=list)
+    scenes: list[list[str]] = field(default_factory=list)
+    own: list[str] = field(default_factory=list)
+    episode: list[int] = field(default_factory=list)
+
+    def add(self, task: str, plan: list[Subtask], scene: list[str], own: str, episode: int):
+        for part, value in zip(
+            (self.tasks, self.plans, self.scenes, self.own, self.episode),
+            (task, plan, scene, own, episode),
+        ):
+            part.append(value)
+
+
+@dataclass
+class Meanings:
+    """The language units (System 1's) and, for a hierarchical agent, the episodes (System 2's)."""
+
+    units: Units
+    episodes: Units | None = None
 
 
 def decision_arrays(
-    demos, tables: np.ndarray, history: HistoryShape
-) -> tuple[dict[str, np.ndarray], EpisodeMeanings]:
-    """``features (N_act, F)`` of the plan's links on ``tables (N_obs, K, 4)``, with the history
-    block; per episode its first table (the true one where the given first table misses an
-    object the plan names) and its link targets ``link_<key> (E, M)``."""
-    features, firsts, targets = [], [], []
-    meanings = EpisodeMeanings([], [], [], [])
+    demos, tables: np.ndarray, history: HistoryShape, system2: bool = False
+) -> tuple[dict[str, np.ndarray], Meanings]:
+    """``features (N_act, F)``: the action head's input at each step (the plan's links; with
+    ``system2``, the link the expert was working on), with the history block; per unit its
+    first table (the true one where the given one misses an object the unit names) and link
+    targets ``link_<key> (U, M)``; with ``system2``, per step the unit it works on
+    (``row_unit``), System 2's tables and the words it should say (``said (U, MAX_SAID)``)."""
+    features, firsts, targets, row_unit, said, s2_tables = [], [], [], [], [], []
+    units, episodes = Units(), Units()
     for e, (instruction, _) in enumerate(demos.episodes):
         rows = slice(demos.obs_start[e], demos.obs_start[e] + demos.lengths[e])
         labels = [SUBTASK_VOCAB[i] for i in demos.plans[e]]
-        links = plan_links(labels)
-        t = tables[rows]
-        features.append(features_of_links(t, demos.proprio[rows], t[0], links))
-        first = t[0]
-        named = [i for link in links for i in (link.obj, link.dest) if i is not None]
-        if any(first[i, 0] <= 0 for i in named):
-            first = demos.tables[rows.start]
-        firsts.append(first)
-        targets.append(link_targets(links))
-        meanings.tasks.append(demos.tasks[e])
-        meanings.plans.append(plan_subtasks(labels))
-        meanings.scenes.append(scene_names(demos.tables[rows.start]))
-        meanings.recorded.append(instruction)
+        plan, links = plan_subtasks(labels), plan_links(labels)
+        task, t, proprio = demos.tasks[e], tables[rows], demos.proprio[rows]
+        scene = scene_names(demos.tables[rows.start])
+        episodes.add(task, plan, scene, instruction, e)
+        if system2:
+            parts = list(zip(links, link_plans(plan)))
+            pointer = demos.pointer[rows]
+            which = link_of_position(plan)[np.minimum(pointer, len(plan))]
+            step_features = np.zeros((len(t), 0), np.float32)
+            for k, (link, subplan) in enumerate(parts):
+                f = features_of_links(t, proprio, t[0], [link])
+                step_features = f if k == 0 else np.where((which == k)[:, None], f, step_features)
+            features.append(step_features)
+            row_unit.append(len(units.tasks) + which)
+            s2_tables.append(motion_tables(t, t[0]))
+            for link, subplan in parts:
+                # sort says its links as pick-place does ("put the red cube on the red pad")
+                units.add("pick-place" if task == "sort" else task, subplan, scene,
+                          subtask_text(link), e)  # fmt: skip
+                said.append(said_ids(subtask_text(link)))
+                firsts.append(_first_table(t[0], demos.tables[rows.start], [link]))
+                targets.append(link_targets([link]))
+        else:
+            features.append(features_of_links(t, proprio, t[0], links))
+            units.add(task, plan, scene, instruction, e)
+            firsts.append(_first_table(t[0], demos.tables[rows.start], links))
+            targets.append(link_targets(links))
     out = {
         "features": with_history(
             np.concatenate(features).astype(np.float32), demos.actions, demos.lengths, history
@@ -88,44 +141,66 @@ def decision_arrays(
     }
     for key in TARGET_KEYS:
         out[f"link_{key}"] = np.stack([t[key] for t in targets])
-    return out, meanings
+    if system2:
+        out["row_unit"] = np.concatenate(row_unit)
+        out["said"] = np.stack(said)
+        out["s2_tables"] = np.concatenate(s2_tables)
+    return out, Meanings(units, episodes if system2 else None)
 
 
-def draw_instructions(
-    meanings: EpisodeMeanings, episodes: np.ndarray, rng: np.random.Generator,
-    config: GroundedVLAConfig,
-) -> list[str]:  # fmt: skip
-    """One fresh instruction per episode index."""
+def _first_table(first: np.ndarray, true_first: np.ndarray, links) -> np.ndarray:
+    named = [i for link in links for i in (link.obj, link.dest) if i is not None]
+    return true_first if any(first[i, 0] <= 0 for i in named) else first
+
+
+def draw_words(
+    units: Units, picks: np.ndarray, rng: np.random.Generator, config: GroundedVLAConfig
+) -> list[str]:
+    """Fresh words for each picked unit."""
     texts = []
-    for e in episodes:
+    for u in picks:
         if rng.random() < RECORDED_SHARE:
-            text = meanings.recorded[e]
+            text = units.own[u]
         else:
-            text, _ = describe(
-                meanings.tasks[e], meanings.plans[e], meanings.scenes[e], rng, config.language
-            )
+            text, _ = describe(units.tasks[u], units.plans[u], units.scenes[u], rng, config.language)
         texts.append(add_typos(text, rng, config.typo_rate))
     return texts
 
 
 def decision_sampler(
-    demos, arrays: dict[str, np.ndarray], meanings: EpisodeMeanings,
-    config: GroundedVLAConfig, balanced,
+    demos, arrays: dict[str, np.ndarray], meanings: Meanings, config: GroundedVLAConfig,
+    balanced, language: bool = True,
 ):  # fmt: skip
     """``sample(rng) -> batch`` of ``state_batch`` steps (every task equally likely:
-    ``balanced(demos, rows_per_episode)``) and ``language_batch`` freshly worded episodes."""
+    ``balanced(demos, rows_per_episode)``) and, with ``language``, ``language_batch`` freshly
+    worded units (and System 2's steps, for a hierarchical agent)."""
     draw_rows = balanced(demos, demos.lengths)
     draw_episodes = balanced(demos, np.ones(len(demos.lengths), np.int64))
     tokenizer = PieceTokenizer(config.buckets, config.max_words)
+    units = meanings.units
+    units_of = [[] for _ in demos.lengths]
+    for u, e in enumerate(units.episode):
+        units_of[e].append(u)
+    episode_start = np.concatenate([[0], np.cumsum(demos.lengths)[:-1]])
 
     def sample(rng: np.random.Generator) -> dict[str, Any]:
         rows = draw_rows(rng, config.state_batch)
         batch = {"features": arrays["features"][rows], "actions": demos.actions[rows]}
+        if not language:
+            return batch
         eps = draw_episodes(rng, config.language_batch)
-        batch["tokens"] = tokenizer.encode_batch(draw_instructions(meanings, eps, rng, config))
-        batch["first_table"] = arrays["first_table"][eps]
+        picks = np.array([units_of[e][int(rng.integers(len(units_of[e])))] for e in eps])
+        batch["tokens"] = tokenizer.encode_batch(draw_words(units, picks, rng, config))
+        batch["first_table"] = arrays["first_table"][picks]
         for key in TARGET_KEYS:
-            batch[f"link_{key}"] = arrays[f"link_{key}"][eps]
+            batch[f"link_{key}"] = arrays[f"link_{key}"][picks]
+        if meanings.episodes is not None:  # System 2: a step of each episode drawn
+            steps = (rng.random(len(eps)) * demos.lengths[eps]).astype(np.int64)
+            step_rows = episode_start[eps] + steps
+            words = draw_words(meanings.episodes, eps, rng, config)
+            batch["s2_tokens"] = tokenizer.encode_batch(words)
+            batch["s2_tables"] = arrays["s2_tables"][step_rows]
+            batch["s2_said"] = arrays["said"][arrays["row_unit"][step_rows]]
         return batch
 
     return sample

@@ -1,0 +1,88 @@
+"""The hierarchical VLA agent: System 2 (:class:`~policies.grounded_vla.speaker.SubtaskSpeaker`)
+says the next subtask in words; System 1 (the grounded VLA) reads those words as it would read
+a person's, and acts. System 2 speaks at the first step, every ``decide_every`` steps and when
+System 1 perceives its subtask done. A person can speak in its place (:meth:`inject`): their
+subtask holds until it is done, then System 2 resumes.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from policies.agent_registry import AGENTS
+from policies.grounded_vla.agent import GroundedVLAAgent
+from policies.grounded_vla.model import GroundedVLAPolicy
+from policies.grounded_vla.speaker import motion_tables
+from policies.grounded_vla.tokenizer import InstructionError
+
+SYSTEM2, PERSON = "System 2", "you"
+"""Who proposed the current subtask (shown in videos)."""
+
+
+@AGENTS.register("hierarchical-vla")
+class HierarchicalVLAAgent:
+    """``reset(instruction)``, ``act(obs)``; :attr:`subtask` says the current subtask and who
+    proposed it."""
+
+    def __init__(self, policy: GroundedVLAPolicy, features: Any = None) -> None:
+        if policy.decision.speaker is None:
+            raise ValueError("a hierarchical VLA needs a policy with System 2 (hierarchical-vla)")
+        self.policy = policy.eval()
+        self.speaker = policy.decision.speaker
+        self.system1 = GroundedVLAAgent(policy)
+        self.decide_every = policy.config.decide_every
+        self.schedule: dict[int, str] = {}
+        self.deliberation_ms: list[float] = []
+        self.words: str | None = None
+
+    def inject(self, step: int, text: str) -> None:
+        """From step ``step`` of every episode, do ``text`` until it is done (a person's
+        subtask in place of System 2's)."""
+        if not text.strip():
+            raise InstructionError("an injected subtask is empty: say what to do")
+        self.schedule[int(step)] = text
+
+    def reset(self, instruction: str) -> None:
+        if not instruction or not instruction.strip():
+            raise InstructionError("the instruction is empty: say what to do")
+        self.tokens = self.speaker.encoder.encode([instruction])[0]
+        self.instruction = instruction
+        self.system1.scene.reset()
+        self.system1.memory.reset()
+        self.words, self.proposer, self.step, self.spoke_at = None, SYSTEM2, 0, 0
+
+    @property
+    def subtask(self) -> str:
+        return f"{self.proposer}: {self.words}" if self.words else "none"
+
+    def _say(self, words: str, who: str) -> None:
+        if words != self.words or who != self.proposer:
+            self.system1.read(words)
+            self.words, self.proposer = words, who
+
+    def _deliberate(self) -> None:
+        start = time.perf_counter()
+        scene = self.system1.scene
+        words = self.speaker.say(self.tokens, motion_tables(scene.memory, scene.initial))
+        self.deliberation_ms.append((time.perf_counter() - start) * 1000)
+        self._say(words or "reach the red target", SYSTEM2)
+        self.spoke_at = self.step
+
+    def act(self, obs: dict[str, Any]) -> np.ndarray:
+        self.system1.scene.observe(obs)
+        if self.step in self.schedule:
+            self._say(self.schedule[self.step], PERSON)
+        elif self.words is None:
+            self._deliberate()
+        elif self.system1.done(obs) or (
+            self.proposer == SYSTEM2 and self.step - self.spoke_at >= self.decide_every
+        ):
+            self._deliberate()
+        self.step += 1
+        return self.system1.act(obs)
+
+    def embed(self, obs: dict[str, Any]) -> np.ndarray:
+        return self.system1.embed(obs)
