@@ -260,3 +260,87 @@ def test_vla_weights_are_the_trained_ones(vla_run):
     assert any(k.startswith("decision.grounder") for k in changed)
     assert any(k.startswith("perception") for k in changed)
     assert Path(out / "agent.pt").exists()
+
+
+# ---------------------------------------------------------------------- the hierarchical VLA
+
+
+def test_speaker_learns_to_say_a_subtask_and_decodes_known_words():
+    from policies.grounded_vla.config import HIERARCHICAL_PRESETS
+    from policies.grounded_vla.speaker import (
+        SPEAKER_WORDS,
+        SubtaskSpeaker,
+        motion_tables,
+        said_ids,
+        subtask_text,
+    )
+
+    torch.manual_seed(0)
+    speaker = SubtaskSpeaker(HIERARCHICAL_PRESETS["debug"])
+    model = LanguageGrounder(PRESETS["debug"])
+    grounding = _grounding_batch(model, n=8)
+    links = [plan_links([s.label for s in plan])[0] for plan, _ in _episodes("pick-place", 4)]
+    said = np.stack([said_ids(subtask_text(links[i % 4])) for i in range(8)])
+    batch = {
+        "s2_tokens": grounding["tokens"],
+        "s2_tables": motion_tables(grounding["first_table"], grounding["first_table"]),
+        "s2_said": said,
+    }
+    opt = torch.optim.Adam(speaker.parameters(), lr=3e-3)
+    for step in range(80):
+        loss, info = speaker.loss(batch)
+        first = float(loss.detach()) if step == 0 else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < 0.3 * first
+    words = speaker.say(batch["s2_tokens"][0], batch["s2_tables"][0])
+    assert words and all(w in SPEAKER_WORDS for w in words.split())
+    assert subtask_text(links[0]).startswith("put the ") and " on the " in subtask_text(links[0])
+
+
+@pytest.fixture(scope="module")
+def hierarchical_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hvla")
+    collect("pick-place", 3, root / "data", seed=100, noise=0.1, progress=False, image_size=32)
+    out = root / "run"
+    report = train_bc("hierarchical-vla", [root / "data"], out, preset="debug", progress=False,
+                      tensorboard=False)  # fmt: skip
+    return out, report
+
+
+def test_hierarchical_vla_speaks_and_a_person_can_speak_in_its_place(hierarchical_run):
+    out, report = hierarchical_run
+    assert "val_system2_accuracy" in report["rounds"][0]["final"]
+    bundle = load_bundle(out)
+    assert bundle.kind == "hierarchical-vla"
+    agent = bundle.make(task="pick-place")
+    env = envs.make("pick-place", cameras=CAMERAS, image_size=32)
+    obs, info = env.reset(seed=2)
+    agent.inject(2, "grab the blue block and set it on the red mat")
+    agent.reset(info["instruction"])
+    said = []
+    for _ in range(4):
+        action = agent.act(obs)
+        said.append(agent.subtask)
+        obs, *_ = env.step(action)
+    env.close()
+    assert said[0].startswith("System 2: ") and said[2] == (
+        "you: grab the blue block and set it on the red mat"
+    )
+    assert said[3] == said[2] or agent.system1.done(obs)  # a person's subtask holds until done
+    assert agent.deliberation_ms and max(agent.deliberation_ms) < 1000
+    with pytest.raises(InstructionError, match="empty"):
+        agent.inject(0, " ")
+
+
+def test_eval_subtask_needs_a_system2_that_reads_words(vla_run, tmp_path, capsys):
+    from embodied.cli import main
+
+    out, _ = vla_run
+    argv = ["eval", "--agent", str(out), "--task", "pick-place", "--episodes", "1",
+            "--out", str(tmp_path), "--subtask", "0:put the red cube on the blue pad"]  # fmt: skip
+    assert main(argv) == 2
+    assert "no System 2 that reads words" in capsys.readouterr().err
+    assert main([*argv[:-2], "--subtask", "no-step"]) == 2
+    assert "--subtask takes STEP:TEXT" in capsys.readouterr().err
