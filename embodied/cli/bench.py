@@ -237,6 +237,20 @@ def cmd_bench_vision_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_language(args: argparse.Namespace) -> int:
+    import torch
+
+    from embodied.bench.language import bench_language, table
+
+    torch.set_num_threads(1)
+    results = bench_language(
+        args.run, args.out, episodes=args.episodes, seed=args.seed, tasks=args.tasks,
+        num_envs=args.num_envs, progress=not args.quiet,
+    )  # fmt: skip
+    print(table(results))
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add this group's verbs to the top-level parser."""
     p = sub.add_parser("bench", help="benchmarks")
@@ -439,6 +453,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_bench_rl)
+    b = bench.add_parser(
+        "language",
+        help="an agent's success per task in its training words and under every held-out "
+        "language phenomenon (word orders, relative clauses, frames, per-task synonyms)",
+    )
+    b.add_argument("run", help="a trained agent's run directory")
+    b.add_argument("--out", required=True, help="JSON file for the results (resumed)")
+    b.add_argument("--episodes", type=positive, default=50, help="episodes per task and split")
+    b.add_argument("--seed", type=int, default=0, help="first seed")
+    b.add_argument("--tasks", nargs="+", help="tasks (default: every task the agent knows)")
+    b.add_argument("--num-envs", type=positive, default=2, help="env worker processes")
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.set_defaults(func=cmd_bench_language)
     b = bench.add_parser(
         "vision-probe", help="can System 1's backbone locate the instructed cube? (metres)"
     )
