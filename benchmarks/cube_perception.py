@@ -20,8 +20,8 @@ from embodied.agent import ExpertAgent
 from embodied.agents import load_bundle
 from embodied.cli.common import factor_groups
 from envs.task_features import KINDS
-from policies.perceived_scene import frame_inputs
 from policies.bundles import env_overrides
+from policies.perceived_scene import frame_inputs
 from sandbox_common.atomic import write_json_atomic
 from sandbox_common.paths import portable_path
 

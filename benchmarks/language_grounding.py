@@ -75,7 +75,7 @@ def main(argv=None) -> dict:
     config = replace(PRESETS["default"], **{k: int(v) for k, v in (a.split("=") for a in args.set)})
     model = LanguageGrounder(config)
     train = [e for t in TASKS for e in scenes(t, range(100000, 100000 + args.train_scenes))]
-    held = {t: scenes(t, range(0, 100)) for t in TASKS}
+    held = {t: scenes(t, range(100)) for t in TASKS}
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     rng = np.random.default_rng(args.seed)
     start = time.perf_counter()

@@ -27,7 +27,7 @@ from embodied.agents import agent_factory_from_run, load_bundle
 from embodied.evaluation.harness import evaluate
 from embodied.training import keypoints
 from embodied.training.baselines import load_demos, open_datasets
-from embodied.training.layered import split_episodes
+from embodied.training.data_split import split_episodes
 from envs.task_features import SLOT_ORDERS
 from policies.object_planner import ObjectPlanner
 from sandbox_common.atomic import atomic_write, write_json_atomic

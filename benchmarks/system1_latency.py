@@ -26,8 +26,8 @@ import torch
 import envs
 from embodied.agents import load_bundle
 from embodied.bench.agents import measure_latency
-from policies.perceived_scene import frame_inputs
 from policies.bundles import env_overrides
+from policies.perceived_scene import frame_inputs
 from sandbox_common.atomic import write_json_atomic
 
 

@@ -23,8 +23,8 @@ import envs
 from embodied.agents import load_bundle
 from envs.task_features import parse_mentions
 from policies import perception as P
-from policies.perceived_scene import frame_inputs
 from policies.bundles import env_overrides
+from policies.perceived_scene import frame_inputs
 from sandbox_common.atomic import write_json_atomic
 
 

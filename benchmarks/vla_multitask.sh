@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The VLA agents with learned language, one network per kind across all six tasks: per task
 # 1,000 pixel demos (expert noise 0.1, reach 0.3; seeds from 100000; language=train), then
-# `train agent --kind KIND --steps STEPS` for KIND in grounded-vla (end-to-end) and
-# hierarchical-vla (System 2 speaking words over it), one process per core, then each agent
-# evaluated per task on EPISODES held-out seeds (0..) in distribution and on every held-out
+# `train agent --kind KIND --steps STEPS` for KIND in end-to-end (end-to-end) and
+# hierarchical (System 2 speaking words over it), one process per core, then each agent
+# evaluated per task on EPISODES (25) held-out seeds (0..) in distribution and on every held-out
 # language phenomenon (`bench language`). Writes WORK/KIND/ and
 # benchmarks/results/vla-multitask-KIND.json. Resumable: rerun after a kill (collection and
 # training resume; finished evaluations are kept).
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 WORK="${WORK:-runs/vla-mt}"
 PY="${PY:-.venv/bin/python}"
 STEPS="${STEPS:-16000}"
-EPISODES="${EPISODES:-50}"
+EPISODES="${EPISODES:-25}"
 DATA=()
 for TASK in reach push pick-place stack sort chain; do
   NOISE=0.1 DIR="$WORK/$TASK"
@@ -30,7 +30,7 @@ run_kind() {
   $PY -m embodied bench language "$WORK/$1" --episodes "$EPISODES" \
     --out "benchmarks/results/vla-multitask-$1.json" --quiet
 }
-read -r -a KINDS <<< "${KINDS:-grounded-vla hierarchical-vla}"
+read -r -a KINDS <<< "${KINDS:-end-to-end hierarchical}"
 PIDS=()
 for KIND in "${KINDS[@]}"; do
   run_kind "$KIND" > "$WORK/$KIND.log" 2>&1 &

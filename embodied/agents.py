@@ -7,10 +7,10 @@ from typing import Any
 
 import envs
 from embodied.evaluation.harness import AgentFactory
-from embodied.training.layered import AGENT_FILE
-from policies.agents import IMAGINING_KINDS, AgentBundle, check_planner
+from embodied.training.data_split import AGENT_FILE
 from policies.bc import BCBundle
 from policies.bundles import env_overrides, load_agent
+from policies.two_systems import IMAGINING_KINDS, check_planner
 from world_models.checkpoint import CheckpointError
 from world_models.trainer import resolve_device
 from world_models.training import load_world_model
@@ -22,7 +22,7 @@ def agent_file(path: str | Path) -> Path:
     return path / AGENT_FILE if path.is_dir() else path
 
 
-def load_bundle(path: str | Path) -> AgentBundle | BCBundle:
+def load_bundle(path: str | Path) -> BCBundle:
     """An agent from a run directory (``RUN/agent.pt``) or a checkpoint file."""
     path = Path(path)
     file = agent_file(path)

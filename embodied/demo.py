@@ -61,8 +61,8 @@ LIVE_KINDS = ("bc-state",)
 """Trained live by every demo: the privileged-state baseline (a competent agent within a minute of
 training, and the reference the pixel agents are read against)."""
 LAYERED_KINDS = ("end-to-end", "hierarchical")
-"""The pixel-fusion layered agents, trained live with ``layered=True`` (``demo --layered``): about
-ten more minutes on 2 cores, and near 0% at the demo's budget (docs/BENCHMARKS.md)."""
+"""The VLA agents with learned language, trained live on the demo's pixel demos with
+``layered=True`` (``demo --layered``; the demo's budget is far below the benchmarks')."""
 SHIPPED_AGENTS = Path(__file__).resolve().parent.parent / "assets" / "agents"
 """Pixel agents the project trained with its own benchmark command (``benchmarks/keypoints.sh``
 at its former default of 4,000 updates; docs/BENCHMARKS.md) and ships, each a run directory
@@ -79,9 +79,7 @@ def demo_agents(
     out: Path,
     data: list[Path],
     state_data: list[Path],
-    world_model: Path | None,
     steps: int,
-    planner_steps: int,
     episodes: int,
     seed: int,
     progress: bool,
@@ -97,7 +95,6 @@ def demo_agents(
     from embodied.evaluation.compare import compare_runs
     from embodied.media.report import write_report
     from embodied.training.baselines import train_bc
-    from embodied.training.layered import train_agent
 
     runs = []
     for kind in LIVE_KINDS + (LAYERED_KINDS if layered else ()):
@@ -105,17 +102,7 @@ def demo_agents(
         if kind == "bc-state":
             train_bc(kind, state_data, run, preset=preset, seed=seed, progress=progress)
         else:
-            train_agent(
-                kind,
-                data,
-                run,
-                preset=preset,
-                world_model=world_model if kind == "hierarchical" else None,
-                seed=seed,
-                steps=steps,
-                planner_steps=planner_steps,
-                progress=progress,
-            )
+            train_bc(kind, data, run, preset=preset, seed=seed, steps=steps, progress=progress)
         runs.append(run)
     tasks = {path.name for path in data}
     runs += [run for run in shipped_runs() if tasks & set(load_bundle(run).tasks)]
@@ -145,7 +132,6 @@ def demo_agents(
     return {
         "episodes": episodes,
         "steps": steps,
-        "planner_steps": planner_steps,
         "layered": layered,
         "report": str(paths["html"].relative_to(out)),
         "agents": rows,
@@ -166,7 +152,6 @@ def run_demo(
     world_model_steps: int = 600,
     agents: bool = True,
     agent_steps: int = 1500,
-    agent_planner_steps: int = 500,
     agent_episodes: int = 10,
     agent_preset: str = "default",
     baseline_episodes: int = 200,
@@ -211,7 +196,6 @@ def run_demo(
             out, world_model_task, world_model_episodes, world_model_steps, seed, progress, workers
         )
     if agents:
-        wm_run = out / "world_model" / f"run-{world_model_task}" if world_model_task else None
         state_data = []
         for task in rows:  # state-only demos are cheap (no rendering): more of them for bc-state
             state_data.append(out / "data-state" / task)
@@ -221,9 +205,7 @@ def run_demo(
             out,
             [out / "data" / task for task in rows],
             state_data,
-            wm_run,
             agent_steps,
-            agent_planner_steps,
             agent_episodes,
             seed,
             progress,
@@ -272,11 +254,10 @@ def run_demo(
         names = list(agents_rows)
         tasks_seen = list(dict.fromkeys(t for r in agents_rows.values() for t in r["tasks"]))
         layered = (
-            f"; the layered agents trained live read pixels ({episodes} demos per task, "
-            f"{comparison['steps']} System 1 updates, the planner's {comparison['planner_steps']} "
-            "going to the end-to-end System 1 too)"
+            f"; the VLA agents trained live read pixels and words ({episodes} demos per task, "
+            f"{comparison['steps']} updates)"
             if comparison["layered"]
-            else " (`demo --layered` also trains the pixel-fusion layered agents live)"
+            else " (`demo --layered` also trains the VLA agents live)"
         )
         layered += (
             "; `+oracle` rows are a hierarchical agent's System 1 under the env's own subtask "

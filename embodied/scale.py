@@ -52,7 +52,6 @@ from embodied.evaluation.harness import (
 )
 from embodied.rollout import Rollout, run_episode
 from envs.experts import check_gripper_flip
-from policies.bc import BC_KINDS
 from sandbox_common.errors import InputError
 
 LOCAL = "local"
@@ -60,9 +59,6 @@ LOCAL = "local"
 
 LOCAL_CPUS = 2
 """CPUs of a local Ray (recent Ray has no ``local_mode``; a 2-CPU local cluster stands in)."""
-
-"""Kinds trained by :func:`embodied.training.baselines.train_bc`; the others by ``train_agent``."""
-
 
 class RayUnavailableError(InputError):
     """Ray is asked for but not installed."""
@@ -289,7 +285,7 @@ def _evaluate_block(
     import torch
 
     from embodied.agents import agent_factory_from_run
-    from embodied.training.layered import AGENT_FILE
+    from embodied.training.data_split import AGENT_FILE
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="wm-sandbox-agent-") as tmp:
@@ -406,14 +402,10 @@ def _absolute(kwargs: dict[str, Any]) -> dict[str, Any]:
 def train_one(
     kind: str, data: list[str], out: str, seed: int, kwargs: dict[str, Any]
 ) -> dict[str, Any]:
-    """One training run: ``train_bc`` for the baselines, ``train_agent`` for layered agents."""
-    if kind in BC_KINDS:
-        from embodied.training.baselines import train_bc
+    """One training run (``train_bc``; an unknown kind is refused there)."""
+    from embodied.training.baselines import train_bc
 
-        return train_bc(kind, data, out, seed=seed, **kwargs)
-    from embodied.training.layered import train_agent
-
-    return train_agent(kind, data, out, seed=seed, **kwargs)
+    return train_bc(kind, data, out, seed=seed, **kwargs)
 
 
 def _train_remote(
@@ -459,7 +451,7 @@ def train_sweep_ray(
 ) -> dict[int, dict[str, Any]]:
     """One remote training per seed into ``OUT/seed_<k>`` (each with one torch thread, one CPU,
     one GPU when ``device="cuda"``); their reports by seed. ``kwargs`` go to ``train_bc`` /
-    ``train_agent`` (``progress`` is off in workers). Each run resumes as a local one does."""
+    ``train_bc`` (``progress`` is off in workers). Each run resumes as a local one does."""
     _check_seeds(seeds)
     import_ray()
     files = [str(Path(d).resolve()) for d in data]

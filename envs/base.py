@@ -480,6 +480,7 @@ class ManipulationEnv(Variation, SubtaskTracking, ObservationsAndRendering, gym.
             "is_success": bool(success),
             "subtask": current.label if current is not None else "none",
             "subtask_index": int(self._progress),
+            "plan": [s.label for s in plan],
             "num_subtasks": len(plan),
             "subtasks_completed": completed,
             "subtasks_reverted": reverted,

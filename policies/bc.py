@@ -30,11 +30,10 @@ from envs.task_features import (
     TaskFeatures,
     instruction_vector,
 )
-from policies.agents import AGENTS, HIERARCHICAL_KINDS, IMAGINING_KINDS, check_planner
+from policies.agent_registry import AGENTS
 from policies.bc_config import BCPixelsConfig
 from policies.chunking import ActionChunkQueue
 from policies.config import POLICIES, POLICY_BUILDERS
-from policies.fusion import random_shift
 from policies.state_mlp import (
     GRIPPER,
     BCStatePolicy,
@@ -42,16 +41,36 @@ from policies.state_mlp import (
     executable,
     mlp,
 )
+from policies.two_systems import HIERARCHICAL_KINDS, IMAGINING_KINDS, check_planner
 from world_models.checkpoint import CheckpointError, save_checkpoint
 
 KIND = "agent"
-BC_KINDS = ("bc-state", "bc-pixels", "bc-keypoints", "hierarchical-keypoints", "grounded-vla",
-            "hierarchical-vla")
+BC_KINDS = ("bc-state", "bc-pixels", "bc-keypoints", "hierarchical-keypoints", "end-to-end",
+            "hierarchical")
 PROPRIO = "proprio"
 OBJECT_STATE = "object_state"
 
 
 # ---------------------------------------------------------------------- networks
+
+
+def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | None) -> torch.Tensor:
+    """DrQ-style augmentation: pad ``(B, H, W, 3)`` images by replicating edges, crop back at a
+    random offset per image."""
+    if pad <= 0:
+        return images
+    b, h, w, _ = images.shape
+    dev = images.device
+    padded = nn.functional.pad(images.permute(0, 3, 1, 2).float(), (pad,) * 4, mode="replicate")
+    offsets = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator).to(dev)  # (y, x)
+    rows = offsets[:, :1] + torch.arange(h, device=dev)[None]  # (B, H)
+    cols = offsets[:, 1:] + torch.arange(w, device=dev)[None]  # (B, W)
+    batch = torch.arange(b, device=dev)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
+    return out.to(images.dtype)
+
+
+
 
 
 class FiLMConvStem(nn.Module):

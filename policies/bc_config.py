@@ -279,8 +279,8 @@ BC_PRESETS: dict[str, dict[str, Any]] = {
             ),
         ),
     },
-    "grounded-vla": GROUNDED_VLA_PRESETS,
-    "hierarchical-vla": HIERARCHICAL_VLA_PRESETS,
+    "end-to-end": GROUNDED_VLA_PRESETS,
+    "hierarchical": HIERARCHICAL_VLA_PRESETS,
 }  # fmt: skip
 """``debug`` for tests, ``default`` for the benchmarks and the demo, ``large`` for real runs."""
 

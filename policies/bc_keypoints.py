@@ -17,7 +17,7 @@ from torch import nn
 from envs.base import IMAGE_PREFIX
 from envs.link_features import KINDS, object_slices
 from envs.task_features import GroundedState, TaskFeatures, parse_mentions
-from policies.agents import AGENTS
+from policies.agent_registry import AGENTS
 from policies.bc import PROPRIO, BCStatePolicy, executable
 from policies.bc_config import BCKeypointsConfig
 from policies.config import POLICY_BUILDERS

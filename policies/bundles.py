@@ -1,6 +1,7 @@
 """Load any trained agent from the one checkpoint format (``kind = "agent"``), whatever it is:
-an end-to-end or hierarchical :class:`~policies.agents.AgentBundle`, a ``bc-state`` /
-``bc-pixels`` / ``bc-keypoints`` :class:`~policies.bc.BCBundle`, or an ``rl`` / ``residual``
+an imitation agent (:class:`~policies.bc.BCBundle`: ``end-to-end`` and ``hierarchical``, the
+VLA kinds of :mod:`policies.grounded_vla`, and the reference kinds ``bc-state``, ``bc-pixels``,
+``bc-keypoints``, ``hierarchical-keypoints``) or an ``rl`` / ``residual`` / ``dream``
 :class:`~policies.rl.RLBundle`. Importing this module registers every agent kind."""
 
 from __future__ import annotations
@@ -10,18 +11,26 @@ from pathlib import Path
 from typing import Any
 
 from policies import bc_keypoints, hierarchical_keypoints  # noqa: F401  (register their kinds)
-from policies.agents import AGENTS, KIND, AgentBundle
+from policies.agent_registry import AGENTS
 from policies.bc import BC_KINDS, BCBundle
 from policies.grounded_vla import agent as grounded_vla_agent  # noqa: F401
 from policies.grounded_vla import hierarchical as hierarchical_vla_agent  # noqa: F401
 from policies.rl import RL_KINDS, RLBundle
+from policies.two_systems import KIND
+
+RETIRED = (
+    "is from the retired pixel-fusion family (raw pixels and word tokens to action chunks, "
+    "0-28% on pick-place); this code's end-to-end and hierarchical kinds are the grounded VLA "
+    "(policies/grounded_vla): retrain it with `train agent --kind {kind}`"
+)
+"""What loading a checkpoint of the retired family says."""
 from world_models.checkpoint import CheckpointError, load_checkpoint
 from world_models.training import load_world_model
 
 __all__ = ["AGENTS", "BC_KINDS", "env_overrides", "load_agent"]
 
 
-def env_overrides(bundle: AgentBundle | BCBundle | RLBundle) -> dict[str, Any]:
+def env_overrides(bundle: BCBundle | RLBundle) -> dict[str, Any]:
     """The env settings an agent was trained with (its observation layout), as ``envs.make``
     takes them: camera names as a tuple (the checkpoint's JSON gave a list)."""
     overrides = dict(bundle.env)
@@ -38,14 +47,14 @@ def _load_bytes(blob: bytes, loader=None):
         return (loader or load_agent)(file)
 
 
-def load_agent(path: str | Path) -> AgentBundle | BCBundle | RLBundle:
+def load_agent(path: str | Path) -> BCBundle | RLBundle:
     """The agent bundle in ``path``; a clear :class:`CheckpointError` when it is not readable."""
     record = load_checkpoint(path, KIND)
     kind = record.get("agent")
     if kind not in AGENTS:
         raise CheckpointError(f"{path}: unknown agent kind {kind!r}; known: {AGENTS.names()}")
-    if kind not in (*BC_KINDS, *RL_KINDS):
-        return AgentBundle.from_record(record, path)
+    if "system1" in record and "tokenizer" in record:
+        raise CheckpointError(f"{path}: this {kind!r} agent " + RETIRED.format(kind=kind))
     try:
         if kind in RL_KINDS:
             base = _load_bytes(record["base"]) if record["base"] else None

@@ -23,11 +23,11 @@ from torch import nn
 from envs.base import PROPRIO
 from envs.language import SUBTASK_VOCAB
 from envs.task_features import STATE_DIM, GroundedState, TaskFeatures
-from policies.agents import AGENTS, HierarchicalAgent, OracleHierarchicalAgent, _elapsed_ms
+from policies.agent_registry import AGENTS
 from policies.bc import BCStatePolicy, executable
 from policies.bc_config import HierarchicalKeypointsConfig
 from policies.bc_keypoints import BCKeypointsPolicy, ParsedScene, hand_yaw, slot_identities
-from policies.config import POLICY_BUILDERS, PlannerConfig
+from policies.config import POLICY_BUILDERS
 from policies.object_planner import (
     NO_SCORE,
     VERB_NAMES,
@@ -37,7 +37,13 @@ from policies.object_planner import (
     verb_code,
 )
 from policies.perception import object_state_from_table
-from policies.planner import PlanView
+from policies.two_systems import (
+    HierarchicalAgent,
+    OracleHierarchicalAgent,
+    PlanRules,
+    PlanView,
+    _elapsed_ms,
+)
 
 SYSTEM1_DIM = STATE_DIM + len(VERB_NAMES)
 """System 1's input: the subtask's task-relative features and its verb."""
@@ -175,7 +181,7 @@ class HierarchicalKeypointsPolicy(BCKeypointsPolicy):
 
 class KeypointSystem1:
     """System 1 for one episode: the subtask's features of the perceived scene -> an action each
-    step (a chunk of one). Same interface as :class:`policies.agents.System1`."""
+    step (a chunk of one). Same interface as the System 1 :class:`~policies.two_systems.HierarchicalAgent` drives."""
 
     def __init__(self, policy: BCStatePolicy, scene: ParsedScene, kinds: tuple[str, ...]):
         self.policy = policy.eval()
@@ -303,7 +309,7 @@ class ScenePlanner:
 
 @AGENTS.register("hierarchical-keypoints")
 class HierarchicalKeypointsAgent(HierarchicalAgent):
-    """:class:`~policies.agents.HierarchicalAgent`'s System 2 logic (advance, step back, give up
+    """:class:`~policies.two_systems.HierarchicalAgent`'s System 2 logic (advance, step back, give up
     after ``patience``) over :class:`ScenePlanner` and :class:`KeypointSystem1`, which share one
     perceived scene. Given a world model of the perceived objects (:meth:`create`), System 2
     adds each candidate's imagined progress toward the instruction's goal to its planner's
@@ -313,7 +319,7 @@ class HierarchicalKeypointsAgent(HierarchicalAgent):
         self,
         policy: HierarchicalKeypointsPolicy,
         features: TaskFeatures,
-        config: PlannerConfig | None = None,
+        config: PlanRules | None = None,
     ) -> None:
         self.policy = policy.eval()
         self.scene = ParsedScene(policy.perception)
@@ -325,10 +331,10 @@ class HierarchicalKeypointsAgent(HierarchicalAgent):
         # subtask that is already done (states it was not trained on), and steps back only when
         # the previous subtask looks undone on 3 calls in a row (on the six-task network its
         # belief flickers at a link's end; docs/DECISIONS.md)
-        config = config or PlannerConfig(
+        config = config or PlanRules(
             max_subtasks=policy.config.max_subtasks, decide_every=1, step_back_after=3
         )
-        super().__init__(planner, system1, None, SUBTASK_VOCAB, config, None, ())
+        super().__init__(planner, system1, SUBTASK_VOCAB, config)
 
     @classmethod
     def create(
@@ -363,11 +369,11 @@ class HierarchicalKeypointsAgent(HierarchicalAgent):
         self.planner.reset(instruction)
         self._allowed = np.ones(len(SUBTASK_VOCAB), dtype=bool)
 
-    def _assess(self, obs: dict[str, Any], batch: dict) -> PlanView:
+    def _assess(self, obs: dict[str, Any]) -> PlanView:
         view = self.planner.assess(obs, self.index)
         self._allowed = self.planner.allowed()
         self._obs = obs  # what a deliberation that follows imagines from
         return view
 
-    def _imagined_progress(self, batch: dict, candidates: list[int]) -> np.ndarray:
+    def _imagined_progress(self, candidates: list[int]) -> np.ndarray:
         return self.check.progress(self._obs, [SUBTASK_VOCAB[i] for i in candidates])

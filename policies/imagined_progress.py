@@ -27,10 +27,10 @@ import torch
 from envs.base import IMAGE_PREFIX, PROPRIO
 from envs.language import SUBTASK_VOCAB
 from envs.task_features import LINK_DIM, MAX_LINKS, PROPRIO_USED
-from policies.agents import TwoSystems, _elapsed_ms
 from policies.bc import executable
 from policies.perceived_scene import OBJECTS_BY_COLOUR, PERCEIVED_OBJECTS, hand_yaw
 from policies.perception import NUM_IDENTITIES, object_state_from_table
+from policies.two_systems import TwoSystems, _elapsed_ms
 from world_models.latent import LatentWorldModel
 
 PROGRESS_UNIT = 0.05

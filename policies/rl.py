@@ -32,7 +32,8 @@ import torch
 from envs.base import ACTION_DIM
 from envs.goal_view import GoalView
 from envs.task_features import PROPRIO_USED, STATE_DIM, GroundedState
-from policies.agents import AGENTS, check_planner
+from policies.agent_registry import AGENTS
+from policies.two_systems import check_planner
 from world_models.checkpoint import CheckpointError, save_checkpoint
 
 KIND = "agent"

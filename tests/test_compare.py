@@ -12,7 +12,6 @@ import pytest
 from embodied.cli import main
 from embodied.data.collect import collect
 from embodied.training.baselines import train_bc
-from embodied.training.layered import train_agent
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -22,13 +21,9 @@ def runs(tmp_path_factory):
     data = tmp_path_factory.mktemp("demos") / "pick-place"
     collect("pick-place", 3, data, seed=0, noise=0.1, progress=False, image_size=32)
     out = {}
-    for kind in ("end-to-end", "hierarchical"):
+    for kind in ("end-to-end", "hierarchical", "bc-pixels"):
         out[kind] = tmp_path_factory.mktemp(kind) / kind
-        train_agent(kind, [data], out[kind], preset="debug", progress=False, tensorboard=False)
-    out["bc-pixels"] = tmp_path_factory.mktemp("bc") / "bc-pixels"
-    train_bc(
-        "bc-pixels", [data], out["bc-pixels"], preset="debug", progress=False, tensorboard=False
-    )
+        train_bc(kind, [data], out[kind], preset="debug", progress=False, tensorboard=False)
     return out
 
 

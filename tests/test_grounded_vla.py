@@ -217,7 +217,7 @@ def vla_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("vla")
     collect("pick-place", 3, root / "data", seed=100, noise=0.1, progress=False, image_size=32)
     out = root / "run"
-    report = train_bc("grounded-vla", [root / "data"], out, preset="debug", progress=False,
+    report = train_bc("end-to-end", [root / "data"], out, preset="debug", progress=False,
                       tensorboard=False)  # fmt: skip
     return out, report
 
@@ -227,7 +227,7 @@ def test_vla_trains_saves_loads_and_acts_like_the_trained_one(vla_run):
     final = report["rounds"][0]["final"]
     assert "val_instruction_accuracy" in final and "val_position_error_cm" in final
     bundle, again = load_bundle(out), load_bundle(out)
-    assert bundle.kind == "grounded-vla"
+    assert bundle.kind == "end-to-end"
     env = envs.make("pick-place", cameras=CAMERAS, image_size=32, language="heldout-where")
     obs, info = env.reset(seed=7)
     agents = [b.make(task="pick-place") for b in (bundle, again)]
@@ -304,7 +304,7 @@ def hierarchical_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("hvla")
     collect("pick-place", 3, root / "data", seed=100, noise=0.1, progress=False, image_size=32)
     out = root / "run"
-    report = train_bc("hierarchical-vla", [root / "data"], out, preset="debug", progress=False,
+    report = train_bc("hierarchical", [root / "data"], out, preset="debug", progress=False,
                       tensorboard=False)  # fmt: skip
     return out, report
 
@@ -313,7 +313,7 @@ def test_hierarchical_vla_speaks_and_a_person_can_speak_in_its_place(hierarchica
     out, report = hierarchical_run
     assert "val_system2_accuracy" in report["rounds"][0]["final"]
     bundle = load_bundle(out)
-    assert bundle.kind == "hierarchical-vla"
+    assert bundle.kind == "hierarchical"
     agent = bundle.make(task="pick-place")
     env = envs.make("pick-place", cameras=CAMERAS, image_size=32)
     obs, info = env.reset(seed=2)
@@ -344,3 +344,15 @@ def test_eval_subtask_needs_a_system2_that_reads_words(vla_run, tmp_path, capsys
     assert "no System 2 that reads words" in capsys.readouterr().err
     assert main([*argv[:-2], "--subtask", "no-step"]) == 2
     assert "--subtask takes STEP:TEXT" in capsys.readouterr().err
+
+
+def test_a_checkpoint_of_the_retired_pixel_fusion_family_says_so(tmp_path):
+    from policies.bundles import load_agent
+    from world_models.checkpoint import CheckpointError, save_checkpoint
+
+    path = save_checkpoint(
+        tmp_path / "agent.pt", "agent",
+        {"agent": "end-to-end", "system1": {"config": {}}, "tokenizer": {"vocab": []}},
+    )  # fmt: skip
+    with pytest.raises(CheckpointError, match="retired pixel-fusion family.*--kind end-to-end"):
+        load_agent(path)

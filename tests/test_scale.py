@@ -15,7 +15,7 @@ from embodied.cli import main
 from embodied.data.collect import collect
 from embodied.data.dataset import META_FILE, SUMMARY_FILE, episode_path
 from embodied.evaluation.harness import evaluate, expert_factory
-from embodied.training.layered import AGENT_FILE
+from embodied.training.data_split import AGENT_FILE
 
 STATE = {"obs_mode": "state"}
 TIMED = ("latency_ms", "seconds", "num_envs")

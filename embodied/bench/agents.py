@@ -1,15 +1,12 @@
-"""Benchmark of the layered agent: end-to-end vs hierarchical, both action heads, several training
-seeds, every task, the world-model ablation, and the latency of System 1 and System 2.
+"""Benchmark of agent kinds side by side: end-to-end vs hierarchical, several training seeds,
+every task, and the latency of System 1 and System 2.
 
-Four rows in every comparison: ``end-to-end``; ``hierarchical`` with its learned System 2;
-``hierarchical`` under the oracle System 2 (the env's own subtask sequence: how much of the gap
-is System 1, how much planning); and ``bc-pixels`` (the pixel imitation floor, trained with the
-same demos). Each is also evaluated on held-out language (``language_splits``: unseen
-paraphrases, unseen colour/destination compositions) beside the in-distribution seeds.
-
-Every agent is trained from the same demos with the same update budget (see ``train_agent``) and
-evaluated by the one harness on the same seed list. Results are written after each evaluation,
-so a killed benchmark resumes where it stopped.
+Every hierarchical kind is also evaluated under the oracle System 2 (the env's own plan: how
+much of the gap is System 1, how much planning), and every kind on held-out language
+(``language_splits``) beside the in-distribution seeds. Every agent is trained from the same
+demos with the same update budget (``train_bc``) and evaluated by the one harness on the same
+seed list. Results are written after each evaluation, so a killed benchmark resumes where it
+stopped.
 """
 
 from __future__ import annotations
@@ -26,37 +23,33 @@ from embodied.agents import agent_factory_from_run, load_bundle
 from embodied.evaluation.compare import training_cost
 from embodied.evaluation.harness import evaluate
 from embodied.training.baselines import train_bc
-from embodied.training.layered import AGENT_FILE, train_agent
+from embodied.training.data_split import AGENT_FILE
 from envs.language import HELDOUT_SPLITS, has_split
-from policies.agents import HIERARCHICAL_KINDS, HierarchicalAgent, obs_batch
-from policies.perceived_scene import frame_inputs
 from policies.bundles import env_overrides
+from policies.perceived_scene import frame_inputs
+from policies.two_systems import HIERARCHICAL_KINDS, HierarchicalAgent
 from sandbox_common.atomic import write_json_atomic
 from sandbox_common.paths import portable_path
 from world_models.checkpoint import load_checkpoint
 
 LONG_HORIZON = ("sort", "chain")
-LAYERED = ("end-to-end", "hierarchical")
+VLA = ("end-to-end", "hierarchical")
+"""The VLA kinds (learned language); ``bc-keypoints`` / ``hierarchical-keypoints`` are the same
+pair on parsed language, ``bc-pixels`` the pixel floor."""
 FLOOR = "bc-pixels"
-BASELINES = (FLOOR, "bc-keypoints", "hierarchical-keypoints")
-"""Rows trained by ``train_bc`` (one run per seed, no action-head choice): the pixel floor, and
-the two agents on learned object perception: end-to-end (``bc-keypoints``: System 1 on the whole
-instruction) and layered (``hierarchical-keypoints``)."""
 
 
-def variants(kind: str, world_model: bool, language_splits: tuple[str, ...]):
+def variants(kind: str, language_splits: tuple[str, ...]):
     """(label, evaluation settings) of every evaluation a run of ``kind`` gets."""
     out = [("eval", {})]
     if kind in HIERARCHICAL_KINDS:
         out.append(("eval_oracle", {"planner": "oracle"}))
-        if world_model:
-            out.append(("eval_no_world_model", {"world_model_check": False}))
     out += [(f"eval_{split}", {"language": split}) for split in language_splits]
     return out
 
 
-def run_name(kind: str, head: str, seed: int) -> str:
-    return f"{kind}-{head}-s{seed}" if kind in LAYERED else f"{kind}-s{seed}"
+def run_name(kind: str, seed: int) -> str:
+    return f"{kind}-s{seed}"
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -99,42 +92,39 @@ def measure_latency(
 
     system1 = getattr(agent, "system1", agent)  # an end-to-end agent is all System 1
     out: dict[str, float] = {}
-    if hasattr(system1.policy, "predict_chunk"):
-        batch1 = obs_batch(obs, system1.keys)
-        tokens = system1._tokens
-        out["system1_chunk_ms_median"], out["system1_chunk_ms_p95"] = timed(
-            lambda: system1.policy.predict_chunk(batch1, tokens, system1.generator)
-        )
-    else:  # on perceived objects: a chunk is one step, perceiving a new frame included
-        out["system1_chunk_ms_median"], out["system1_chunk_ms_p95"] = timed(
-            lambda: system1.act(dict(obs))
-        )
-        perception = system1.scene.perception
-        images, proprio = frame_inputs(perception, obs)
-        # the parts: perceiving the frame (its heatmap networks alone), then System 1's network
-        out["perception_ms_median"], _ = timed(lambda: perception(images, proprio))
-        out["perception_networks_ms_median"], _ = timed(lambda: perception.heatmaps(images))
-        if hasattr(system1, "inputs"):  # hierarchical: the subtask's features, a batch of one
-            now = system1.memory.inputs(system1.inputs(obs)[0])  # with its past steps, if read
-            network, x = system1.policy, torch.from_numpy(now)[None]
-        else:  # end-to-end: the instruction's features
-            network = system1.policy.state
-            x = torch.from_numpy(system1.decision_input(obs))[None]
-        with torch.no_grad():
-            out["system1_network_ms_median"], _ = timed(lambda: network(x))
+    # on perceived objects a chunk is one step, perceiving a new frame included
+    out["system1_chunk_ms_median"], out["system1_chunk_ms_p95"] = timed(
+        lambda: system1.act(dict(obs))
+    )
+    perception = system1.scene.perception
+    images, proprio = frame_inputs(perception, obs)
+    # the parts: perceiving the frame (its heatmap networks alone), then System 1's network
+    out["perception_ms_median"], _ = timed(lambda: perception(images, proprio))
+    out["perception_networks_ms_median"], _ = timed(lambda: perception.heatmaps(images))
+    if hasattr(system1, "inputs"):  # parsed hierarchical: the subtask's features
+        now = system1.memory.inputs(system1.inputs(obs)[0])  # with its past steps, if read
+        network, x = system1.policy, torch.from_numpy(now)[None]
+    else:  # the instruction's (or the subtask's) link features
+        network = system1.policy.state
+        x = torch.from_numpy(system1.decision_input(obs))[None]
+    with torch.no_grad():
+        out["system1_network_ms_median"], _ = timed(lambda: network(x))
     if isinstance(agent, HierarchicalAgent):
-        batch = obs_batch(obs, agent.keys)
         agent.index = 0
 
         def deliberate():
-            view = agent._assess(obs, batch)
-            return agent._deliberate(batch, view.log_probs[1])
+            view = agent._assess(obs)
+            return agent._deliberate(view.log_probs[1])
 
         out["system2_monitor_ms_median"], out["system2_monitor_ms_p95"] = timed(
-            lambda: agent._assess(obs, batch)
+            lambda: agent._assess(obs)
         )
         out["system2_decision_ms_median"], out["system2_decision_ms_p95"] = timed(deliberate)
         out["system2_world_model_check"] = agent.check is not None
+    elif hasattr(agent, "speaker"):  # System 2 says the next subtask, word by word
+        out["system2_decision_ms_median"], out["system2_decision_ms_p95"] = timed(
+            agent._deliberate
+        )
     return out
 
 
@@ -142,13 +132,10 @@ def bench_agents(
     data: list[str | Path],
     out: str | Path,
     seeds: tuple[int, ...] = (0, 1, 2),
-    heads: tuple[str, ...] = ("discrete", "flow"),
-    kinds: tuple[str, ...] = (*LAYERED, FLOOR),
+    kinds: tuple[str, ...] = (*VLA, FLOOR),
     episodes: int = 20,
-    world_model: str | Path | None = None,
     preset: str = "default",
     steps: int | None = None,
-    planner_steps: int | None = None,
     floor_steps: int | None = None,
     tasks: tuple[str, ...] | None = None,
     language_splits: tuple[str, ...] = HELDOUT_SPLITS,
@@ -156,11 +143,8 @@ def bench_agents(
     progress: bool = True,
     device: str = "cpu",
 ) -> dict[str, Any]:
-    """Train and evaluate every (kind, head, seed); returns and writes ``OUT/results.json``.
-
-    ``bc-pixels`` has no action-head choice: one run per seed. Held-out language is evaluated
-    on the tasks that have such instructions (no unseen composition exists for reach or sort).
-    """
+    """Train and evaluate every (kind, seed); returns and writes ``OUT/results.json``. Held-out
+    language is evaluated on the tasks that have such instructions."""
     out = Path(out)
     results_path = out / "results.json"
     results = _read(results_path)
@@ -168,76 +152,46 @@ def bench_agents(
     results["settings"] = {
         "data": [portable_path(d) for d in data],
         "seeds": list(seeds),
-        "heads": list(heads),
         "kinds": list(kinds),
         "episodes": episodes,
-        "world_model": portable_path(world_model) if world_model else None,
         "preset": preset,
         "language_splits": list(language_splits),
         "eval_seeds": f"0..{episodes - 1} (skipping starts that are already a success)",
     }
     for seed in seeds:
         for kind in kinds:
-            for head in heads if kind in LAYERED else heads[:1]:
-                name = run_name(kind, head, seed)
-                run_dir = out / "runs" / name
-                entry = results["runs"].setdefault(name, {"kind": kind, "seed": seed})
-                if kind in LAYERED:
-                    entry["head"] = head
-                if not (run_dir / AGENT_FILE).exists():
-                    _train(kind, head, data, run_dir, preset, world_model, seed, steps,
-                           planner_steps, floor_steps, progress, device)  # fmt: skip
-                _record_training(entry, run_dir)
-                trained_tasks = load_checkpoint(run_dir / AGENT_FILE, "agent")["tasks"]
-                for label, settings in variants(kind, bool(world_model), language_splits):
-                    split = settings.get("language")
-                    for task in tasks or trained_tasks:
-                        if task in entry.get(label, {}) or (split and not has_split(task, split)):
-                            continue
-                        entry.setdefault(label, {})[task] = _evaluate(
-                            run_dir, task, episodes, num_envs, progress, settings
-                        )
-                        write_json_atomic(results_path, results)
-                        r = entry[label][task]
-                        print(
-                            f"{name} {label} {task}: success {r['success_rate']:.0%}, "
-                            f"links {r['mean_chain_length']:.2f}",
-                            flush=True,
-                        )
+            name = run_name(kind, seed)
+            run_dir = out / "runs" / name
+            entry = results["runs"].setdefault(name, {"kind": kind, "seed": seed})
+            if not (run_dir / AGENT_FILE).exists():
+                train_bc(kind, list(data), run_dir, preset=preset, seed=seed,
+                         steps=floor_steps if kind == FLOOR else steps,
+                         progress=progress, device=device)  # fmt: skip
+            _record_training(entry, run_dir)
+            trained_tasks = load_checkpoint(run_dir / AGENT_FILE, "agent")["tasks"]
+            for label, settings in variants(kind, language_splits):
+                split = settings.get("language")
+                for task in tasks or trained_tasks:
+                    if task in entry.get(label, {}) or (split and not has_split(task, split)):
+                        continue
+                    entry.setdefault(label, {})[task] = _evaluate(
+                        run_dir, task, episodes, num_envs, progress, settings
+                    )
+                    write_json_atomic(results_path, results)
+                    r = entry[label][task]
+                    print(
+                        f"{name} {label} {task}: success {r['success_rate']:.0%}, "
+                        f"links {r['mean_chain_length']:.2f}",
+                        flush=True,
+                    )
     torch.set_num_threads(1)
     results["latency"] = {}
-    for head in heads:
-        for kind in (k for k in kinds if k in LAYERED):
-            run_dir = out / "runs" / run_name(kind, head, seeds[0])
-            results["latency"][f"{kind}-{head}"] = measure_latency(run_dir)
-    if "hierarchical-keypoints" in kinds:  # System 2 reads the scene System 1 perceived
-        run_dir = out / "runs" / run_name("hierarchical-keypoints", "", seeds[0])
-        results["latency"]["hierarchical-keypoints"] = measure_latency(run_dir)
+    for kind in kinds:
+        if kind != FLOOR:
+            results["latency"][kind] = measure_latency(out / "runs" / run_name(kind, seeds[0]))
     results["summary"] = summarize(results)
     write_json_atomic(results_path, results)
     return results
-
-
-def _train(kind, head, data, run_dir, preset, world_model, seed, steps, planner_steps,
-           floor_steps, progress, device) -> None:  # fmt: skip
-    if kind in BASELINES:
-        train_bc(kind, list(data), run_dir, preset=preset, seed=seed,
-                 steps=floor_steps if kind == FLOOR else steps,
-                 progress=progress, device=device)  # fmt: skip
-        return
-    train_agent(
-        kind,
-        list(data),
-        run_dir,
-        preset=preset,
-        head=head,
-        world_model=world_model if kind == "hierarchical" else None,
-        seed=seed,
-        steps=steps,
-        planner_steps=planner_steps,
-        progress=progress,
-        device=device,
-    )
 
 
 def _record_training(entry: dict[str, Any], run_dir: Path) -> None:
@@ -282,7 +236,7 @@ def merge_results(paths: list[str | Path]) -> dict[str, Any]:
         merged["latency"].update(part.get("latency", {}))
         settings = dict(part["settings"])
         if "settings" in merged:
-            for key in ("seeds", "heads", "kinds"):
+            for key in ("seeds", "kinds"):
                 settings[key] = sorted(set(merged["settings"][key]) | set(settings[key]))
         merged["settings"] = settings
     merged["summary"] = summarize(merged)
@@ -292,14 +246,13 @@ def merge_results(paths: list[str | Path]) -> dict[str, Any]:
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
     """Mean and std over seeds per (kind, head, variant, task), and the hierarchical margin."""
     table: dict[str, dict[str, dict[str, float]]] = {}
-    suffix = {"eval": "", "eval_no_world_model": "-no-wm", "eval_oracle": "-oracle"}
+    suffix = {"eval": "", "eval_oracle": "-oracle"}
     for entry in results["runs"].values():
         for label in entry:
             if not label.startswith("eval"):
                 continue
             for task, r in entry[label].items():
-                base = entry["kind"] if "head" not in entry else f"{entry['kind']}-{entry['head']}"
-                key = base + suffix.get(label, "-" + label.removeprefix("eval_"))
+                key = entry["kind"] + suffix.get(label, "-" + label.removeprefix("eval_"))
                 cell = table.setdefault(key, {}).setdefault(task, {"success": [], "links": []})
                 cell["success"].append(r["success_rate"])
                 cell["links"].append(r["mean_chain_length"])
@@ -314,8 +267,8 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
             }
             for task, c in per_task.items()
         }
-    pairs = [(h, f"end-to-end-{h}", f"hierarchical-{h}") for h in results["settings"]["heads"]]
-    pairs.append(("keypoints", "bc-keypoints", "hierarchical-keypoints"))  # perceived objects
+    pairs = [("vla", "end-to-end", "hierarchical"),
+             ("keypoints", "bc-keypoints", "hierarchical-keypoints")]  # fmt: skip
     margins = {}
     for name, e2e_key, hier_key in pairs:
         e2e, hier = summary.get(e2e_key, {}), summary.get(hier_key, {})

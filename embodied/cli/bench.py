@@ -154,18 +154,14 @@ def cmd_bench_world_model(args: argparse.Namespace) -> int:
 def cmd_bench_agents(args: argparse.Namespace) -> int:
     import torch
 
-    from embodied.bench.agents import BASELINES, HELDOUT_SPLITS, LAYERED, bench_agents, format_table
+    from embodied.bench.agents import HELDOUT_SPLITS, bench_agents, format_table
+    from policies.bc import BC_KINDS
 
     torch.set_num_threads(1)
     tasks = tuple(check_task(t.strip()) for t in args.tasks.split(",")) if args.tasks else None
-    for head in args.heads:
-        if head not in ("discrete", "flow"):
-            raise UsageError(f"unknown action head {head!r}; accepted: discrete, flow")
     for kind in args.kinds:
-        if kind not in (*LAYERED, *BASELINES):
-            raise UsageError(
-                f"unknown agent kind {kind!r}; accepted: {', '.join((*LAYERED, *BASELINES))}"
-            )
+        if kind not in BC_KINDS:
+            raise UsageError(f"unknown agent kind {kind!r}; accepted: {', '.join(BC_KINDS)}")
     language = HELDOUT_SPLITS if args.language is None else tuple(args.language)
     for split in language:
         if split not in HELDOUT_SPLITS:
@@ -176,13 +172,10 @@ def cmd_bench_agents(args: argparse.Namespace) -> int:
         args.data,
         args.out,
         seeds=tuple(args.seeds),
-        heads=tuple(args.heads),
         kinds=tuple(args.kinds),
         episodes=args.episodes,
-        world_model=args.world_model,
         preset=args.preset,
         steps=args.steps,
-        planner_steps=args.planner_steps,
         floor_steps=args.floor_steps,
         tasks=tasks,
         language_splits=language,
@@ -220,20 +213,6 @@ def cmd_bench_rl(args: argparse.Namespace) -> int:
         factors=factor_magnitudes(args.factors) if args.factors else None,
     )
     print(format_summary(results))
-    return 0
-
-
-def cmd_bench_vision_probe(args: argparse.Namespace) -> int:
-    import torch
-
-    from embodied.bench.vision_probe import run_vision_probe
-    from sandbox_common.atomic import write_json_atomic
-
-    torch.set_num_threads(1)
-    result = run_vision_probe(args.data, steps=args.steps)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(Path(args.out), result)
-    print(json.dumps(result, indent=1))
     return 0
 
 
@@ -381,22 +360,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     b.set_defaults(func=cmd_bench_world_model)
     b = bench.add_parser(
         "agents",
-        help="end-to-end vs hierarchical agents: both heads, several seeds, every task, latency",
+        help="end-to-end vs hierarchical agents: several seeds, every task, latency",
     )
     b.add_argument("--data", required=True, nargs="+", help="demo dataset directories")
     b.add_argument("--out", required=True, help="directory for runs/ and results.json (resumes)")
-    b.add_argument("--world-model", help="world-model run for the hierarchical agents")
     b.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
-    b.add_argument("--heads", nargs="+", default=["discrete", "flow"], help="action heads")
     b.add_argument("--episodes", type=positive, default=20, help="evaluation episodes per task")
     b.add_argument("--preset", default="default", help="debug, default or large")
     b.add_argument(
         "--steps",
         type=positive,
-        help="System 1 updates; for the keypoint kinds, perception's (default: the preset's)",
-    )
-    b.add_argument(
-        "--planner-steps", type=positive, help="System 2 updates (default: the preset's)"
+        help="updates of the first stage (perception's and the decisions') (default: the "
+        "preset's)",
     )
     b.add_argument("--floor-steps", type=positive, help="bc-pixels updates (default: the preset's)")
     b.add_argument(
@@ -404,7 +379,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         nargs="+",
         default=["end-to-end", "hierarchical", "bc-pixels"],
         help="agents to train: end-to-end, hierarchical (also evaluated under the oracle "
-        "System 2), bc-pixels, bc-keypoints",
+        "System 2), bc-keypoints, hierarchical-keypoints, bc-pixels, bc-state",
     )
     b.add_argument(
         "--language",
@@ -466,10 +441,3 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--num-envs", type=positive, default=2, help="env worker processes")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_bench_language)
-    b = bench.add_parser(
-        "vision-probe", help="can System 1's backbone locate the instructed cube? (metres)"
-    )
-    b.add_argument("--data", required=True, help="a pick-place demo dataset directory")
-    b.add_argument("--out", required=True, help="JSON file for the results")
-    b.add_argument("--steps", type=positive, default=1500, help="regression updates")
-    b.set_defaults(func=cmd_bench_vision_probe)

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 PLANNER_CHOICES: tuple[str, ...] = ("learned", "oracle", "imagined")
-"""``policies.agents.PLANNERS`` spelled out: importing ``policies`` here would load torch for every
+"""``policies.two_systems.PLANNERS`` spelled out: importing ``policies`` here would load torch for every
 command (a test keeps the two equal)."""
 
 

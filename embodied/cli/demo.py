@@ -25,7 +25,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         world_model_episodes=args.world_model_episodes,
         agents=not args.no_agents,
         agent_steps=args.agent_steps,
-        agent_planner_steps=args.agent_planner_steps,
         agent_episodes=args.agent_episodes,
         agent_preset=args.agent_preset,
         baseline_episodes=args.baseline_episodes,
@@ -60,13 +59,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--layered",
         action="store_true",
-        help="also train the pixel-fusion end-to-end and hierarchical agents live (~10 minutes)",
+        help="also train the end-to-end and hierarchical VLA agents live on the demo's demos",
     )
     p.add_argument(
-        "--agent-steps", type=positive, default=1500, help="System 1 updates (--layered)"
-    )
-    p.add_argument(
-        "--agent-planner-steps", type=positive, default=500, help="planner updates (--layered)"
+        "--agent-steps", type=positive, default=1500, help="VLA updates (--layered)"
     )
     p.add_argument(
         "--agent-episodes", type=positive, default=10, help="evaluation episodes per task"

@@ -222,7 +222,7 @@ def _with_subtasks(factory, specs: list[str], run: str):
         if not hasattr(agent, "inject"):
             raise UsageError(
                 f"--subtask speaks in System 2's place: {run} has no System 2 that reads words "
-                "(train one with --kind hierarchical-vla)"
+                "(train one with --kind hierarchical)"
             )
         for step, text in schedule:
             agent.inject(step, text)

@@ -1,4 +1,4 @@
-"""``train world-model``, ``train agent`` (layered agents, baselines + DAgger, seed sweeps) and
+"""``train world-model``, ``train agent`` (imitation of every kind, DAgger, seed sweeps) and
 ``train rl`` (stable-baselines3 from scratch, or residual over a trained agent)."""
 
 from __future__ import annotations
@@ -18,33 +18,20 @@ from policies.bc import BC_KINDS
 
 
 def _training_options(args: argparse.Namespace) -> dict:
-    """The keyword arguments of ``train_bc`` (baselines) or ``train_agent`` (layered agents)
-    from the command line, refusing flags that belong to the other kind."""
-    options = {"preset": args.preset, "steps": args.steps, "device": args.device}
-    if args.kind in BC_KINDS:
-        if args.world_model or args.head or args.planner_steps:
-            raise UsageError("--world-model, --head and --planner-steps are for the layered agents")
-        return options | {
-            "dagger": args.dagger,
-            "dagger_episodes": args.dagger_episodes,
-            "teacher": args.teacher,
-            "dagger_beta": args.dagger_beta,
-        }
-    if args.dagger:
-        raise UsageError("--dagger is for the baselines (--kind bc-state or bc-pixels)")
-    return options | {
-        "head": args.head,
-        "world_model": args.world_model,
-        "planner_steps": args.planner_steps,
+    """The keyword arguments of ``train_bc`` from the command line."""
+    return {
+        "preset": args.preset,
+        "steps": args.steps,
+        "device": args.device,
+        "dagger": args.dagger,
+        "dagger_episodes": args.dagger_episodes,
+        "teacher": args.teacher,
+        "dagger_beta": args.dagger_beta,
     }
 
 
 def _report_line(kind: str, report: dict) -> str:
-    """One line per trained run: every round of a baseline, or System 1 / 2 of a layered agent."""
-    from embodied.training.layered import summary_line
-
-    if kind not in BC_KINDS:
-        return summary_line(report)
+    """One line per round of a trained run (round 0: imitation; then DAgger rounds)."""
     lines = []
     for r, rnd in enumerate(report["rounds"]):
         rollouts = ", ".join(
@@ -61,20 +48,17 @@ def _report_line(kind: str, report: dict) -> str:
 def cmd_train_agent(args: argparse.Namespace) -> int:
     import torch
 
+    from embodied.training.baselines import train_bc
+
     torch.set_num_threads(args.threads)
     options = _training_options(args)
     if args.seeds or args.ray is not None:
         return _train_sweep(args, options)
-    if args.kind in BC_KINDS:
-        from embodied.training.baselines import train_bc as train
-    else:
-        from embodied.training.layered import train_agent as train
-    report = train(
+    report = train_bc(
         args.kind, args.data, args.out, seed=args.seed, progress=not args.quiet, **options
     )
     print(_report_line(args.kind, report))
-    parts = "round_*/" if args.kind in BC_KINDS else "system1/, system2/"
-    print(f"agent written to {Path(args.out) / 'agent.pt'} (train.json, {parts})")
+    print(f"agent written to {Path(args.out) / 'agent.pt'} (train.json, round_*/)")
     return 0
 
 
@@ -244,33 +228,27 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--kind",
         required=True,
-        choices=["end-to-end", "hierarchical", *BC_KINDS],
-        help="which agent",
+        choices=BC_KINDS,
+        help="which agent: end-to-end / hierarchical (the VLA with learned language, "
+        "System 2 speaking words over it), bc-keypoints / hierarchical-keypoints (the same "
+        "perception, parsed language), bc-state (privileged state), bc-pixels",
     )
     t.add_argument(
         "--data", required=True, nargs="+", help="dataset directories written by `collect`"
     )
     t.add_argument("--out", required=True, help="run directory (resumes when it holds checkpoints)")
     t.add_argument(
-        "--world-model",
-        help="world-model run for System 2's imagination check (hierarchical; omit: no check)",
-    )
-    t.add_argument(
         "--preset",
         default="default",
         help="debug, default or large; more per kind (previous-action, history, history-dropout, history-dropout-weighted-rays, ...): an unknown name lists the kind's presets",
-    )
-    t.add_argument(
-        "--head", choices=["discrete", "flow"], help="System 1 action head (default: the preset's)"
     )
     t.add_argument("--seed", type=int, default=0, help="training seed")
     t.add_argument(
         "--seeds", type=int, nargs="+", help="a seed sweep: one run per seed in OUT/seed_<k>"
     )
     add_ray_option(t, "train the --seeds on a Ray cluster, one run per worker")
-    t.add_argument("--steps", type=positive, help="System 1 updates (default: the preset's)")
     t.add_argument(
-        "--planner-steps", type=positive, help="System 2 updates (default: the preset's)"
+        "--steps", type=positive, help="updates of the first stage (default: the preset's)"
     )
     t.add_argument(
         "--dagger",

@@ -22,7 +22,7 @@ from typing import Any
 from embodied.agents import agent_factory_from_run, load_bundle
 from embodied.evaluation.harness import evaluate, write_metrics
 from envs.language import HELDOUT_SPLITS, LANGUAGE_SPLITS, has_split
-from policies.agents import HIERARCHICAL_KINDS
+from policies.two_systems import HIERARCHICAL_KINDS
 from sandbox_common.atomic import write_json_atomic
 
 

@@ -32,8 +32,8 @@ import envs
 from embodied.data.collect import collect_rollouts, expert_teacher
 from embodied.data.dataset import DatasetError, EpisodeDataset, FrameStack
 from embodied.training import keypoints
+from embodied.training.data_split import data_summary, one_layout, split_episodes
 from embodied.training.keypoints import KEYPOINT_KINDS
-from embodied.training.layered import data_summary, one_layout, split_episodes
 from envs.base import IMAGE_PREFIX, OBJECT_STATE, PROPRIO
 from envs.language import SUBTASK_VOCAB
 from envs.task_features import PROPRIO_USED, TaskFeatures, instruction_vector

@@ -40,7 +40,7 @@ from policies.perception import object_state_from_table
 from policies.perception_geometry import camera_rig, cell_labels
 from world_models import Trainer
 
-VLA_KINDS = ("grounded-vla", "hierarchical-vla")
+VLA_KINDS = ("end-to-end", "hierarchical")
 """The kinds whose language is learned (``policies.grounded_vla``)."""
 KEYPOINT_KINDS = ("bc-keypoints", "hierarchical-keypoints", *VLA_KINDS)
 
@@ -124,7 +124,7 @@ def decision_arrays(
     """
     if kind in VLA_KINDS:
         return grounded_vla_training.decision_arrays(
-            demos, tables, history, system2=kind == "hierarchical-vla"
+            demos, tables, history, system2=kind == "hierarchical"
         )
     features, s1, codes, targets = [], [], [], []
     for e, (instruction, kinds) in enumerate(demos.episodes):

@@ -33,7 +33,7 @@ import torch
 import envs
 from embodied.agents import agent_file, load_bundle
 from embodied.evaluation.harness import evaluate
-from embodied.training.layered import AGENT_FILE
+from embodied.training.data_split import AGENT_FILE
 from embodied.training.rl_callbacks import callbacks
 from embodied.training.rl_config import ADDED_SETTINGS, RLConfig
 from embodied.training.rl_demos import seed_replay_buffer

@@ -1,4 +1,4 @@
-"""The ``grounded-vla`` agent: perceives the objects every step, reads the instruction once (at
+"""The ``end-to-end`` agent: perceives the objects every step, reads the instruction once (at
 the episode's first observation, pointing its links at the objects it then sees), and acts with
 the action head on those objects' geometry and its last steps.
 
@@ -23,12 +23,11 @@ from policies.grounded_vla.tokenizer import InstructionError
 from policies.perceived_scene import PerceivedScene
 from policies.state_mlp import executable
 
-
 PROGRESS = len(PROPRIO_USED)
 """Where the link features hold the share of links done."""
 
 
-@AGENTS.register("grounded-vla")
+@AGENTS.register("end-to-end")
 class GroundedVLAAgent:
     """``reset(instruction)``, ``act(obs)``. An instruction with no words, or longer than the
     model's context, raises :class:`InstructionError` at ``reset``. One that names no object of

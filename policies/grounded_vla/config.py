@@ -1,4 +1,4 @@
-"""``grounded-vla``: the config and its presets."""
+"""``end-to-end``: the config and its presets."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from policies.config import POLICIES, POLICY_BUILDERS, TrainConfig, _Serializabl
 from sandbox_common.validation import check_positive, raise_problems
 
 
-@POLICIES.register("grounded-vla")
+@POLICIES.register("end-to-end")
 @dataclass(frozen=True)
 class GroundedVLAConfig(_Serializable):
     """Object perception (heatmaps trained on privileged labels), a language path that reads
@@ -104,7 +104,7 @@ class GroundedVLAConfig(_Serializable):
         return POLICY_BUILDERS.build(self, image_keys, image_size, action_dim)
 
 
-@POLICIES.register("hierarchical-vla")
+@POLICIES.register("hierarchical")
 @dataclass(frozen=True)
 class HierarchicalVLAConfig(GroundedVLAConfig):
     """The grounded VLA as System 1, reading one subtask in words, under a System 2 that reads

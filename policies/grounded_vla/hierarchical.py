@@ -14,22 +14,24 @@ import numpy as np
 
 from policies.agent_registry import AGENTS
 from policies.grounded_vla.agent import GroundedVLAAgent
+from policies.grounded_vla.links import plan_links
 from policies.grounded_vla.model import GroundedVLAPolicy
-from policies.grounded_vla.speaker import motion_tables
+from policies.grounded_vla.speaker import motion_tables, subtask_text
 from policies.grounded_vla.tokenizer import InstructionError
+from policies.grounded_vla.training import link_of_position, plan_subtasks
 
 SYSTEM2, PERSON = "System 2", "you"
 """Who proposed the current subtask (shown in videos)."""
 
 
-@AGENTS.register("hierarchical-vla")
+@AGENTS.register("hierarchical")
 class HierarchicalVLAAgent:
     """``reset(instruction)``, ``act(obs)``; :attr:`subtask` says the current subtask and who
     proposed it."""
 
     def __init__(self, policy: GroundedVLAPolicy, features: Any = None) -> None:
         if policy.decision.speaker is None:
-            raise ValueError("a hierarchical VLA needs a policy with System 2 (hierarchical-vla)")
+            raise ValueError("a hierarchical VLA needs a policy with System 2 (hierarchical)")
         self.policy = policy.eval()
         self.speaker = policy.decision.speaker
         self.system1 = GroundedVLAAgent(policy)
@@ -75,13 +77,54 @@ class HierarchicalVLAAgent:
         self.system1.scene.observe(obs)
         if self.step in self.schedule:
             self._say(self.schedule[self.step], PERSON)
-        elif self.words is None:
-            self._deliberate()
-        elif self.system1.done(obs) or (
+        elif self.words is None or self.system1.done(obs) or (
             self.proposer == SYSTEM2 and self.step - self.spoke_at >= self.decide_every
         ):
             self._deliberate()
         self.step += 1
+        return self.system1.act(obs)
+
+    def embed(self, obs: dict[str, Any]) -> np.ndarray:
+        return self.system1.embed(obs)
+
+    @classmethod
+    def create(cls, policy: GroundedVLAPolicy, features: Any, planner: str):
+        """The agent with its own System 2 (``learned``) or its System 1 under the oracle
+        System 2 (``oracle``: the env's own plan, said in System 2's words)."""
+        return OracleVLAAgent(policy) if planner == "oracle" else cls(policy)
+
+
+class OracleVLAAgent:
+    """System 1 under the oracle System 2: the link the env's plan is on (privileged: it reads
+    ``info["plan"]`` and ``info["subtask_index"]`` through ``observe``), in System 2's words.
+    Against the learned System 2 it tells how much of a failure is planning."""
+
+    def __init__(self, policy: GroundedVLAPolicy) -> None:
+        self.system1 = GroundedVLAAgent(policy)
+        self.words: str | None = None
+
+    def reset(self, instruction: str) -> None:
+        self.instruction = instruction
+        self.system1.scene.reset()
+        self.system1.memory.reset()
+        self.words = None
+
+    def observe(self, info: dict[str, Any]) -> None:
+        labels = list(info["plan"])
+        plan = plan_subtasks(labels)
+        link = link_of_position(plan)[min(int(info["subtask_index"]), len(plan))]
+        words = subtask_text(plan_links(labels)[link])
+        if words != self.words:
+            self.system1.read(words)
+            self.words = words
+
+    @property
+    def subtask(self) -> str:
+        return f"oracle: {self.words}" if self.words else "none"
+
+    def act(self, obs: dict[str, Any]) -> np.ndarray:
+        if self.words is None:
+            raise RuntimeError("the oracle System 2 needs observe(info) before act")
         return self.system1.act(obs)
 
     def embed(self, obs: dict[str, Any]) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The ``grounded-vla`` network: cameras and words in, an action out.
+"""The ``end-to-end`` network: cameras and words in, an action out.
 
 * **Vision tokens**: per-identity heatmaps (:class:`~policies.perception.ObjectPerception`,
   trained on labels projected from the privileged object state: learning by cheating) give the
