@@ -377,10 +377,11 @@ def test_cli_trains_a_baseline_with_dagger_and_evaluates_it(state_demos, tmp_pat
     assert metrics["episodes"] == 2
 
 
-def test_cli_rejects_layered_flags_for_baselines(state_demos, tmp_path, capsys):
-    code = main(["train", "agent", "--kind", "bc-state", "--data", str(state_demos), "--out",
-                 str(tmp_path / "r"), "--head", "flow", "--quiet"])  # fmt: skip
-    assert code == 2 and "layered agents" in capsys.readouterr().err
+def test_cli_rejects_retired_flags_and_state_data_for_pixel_kinds(state_demos, tmp_path, capsys):
+    with pytest.raises(SystemExit):  # --head went with the pixel-fusion family
+        main(["train", "agent", "--kind", "bc-state", "--data", str(state_demos), "--out",
+              str(tmp_path / "r"), "--head", "flow", "--quiet"])  # fmt: skip
+    assert "unrecognized arguments: --head" in capsys.readouterr().err
     code = main(["train", "agent", "--kind", "bc-pixels", "--data", str(state_demos), "--out",
                  str(tmp_path / "r"), "--quiet"])  # fmt: skip
     assert code == 2 and "collect with --obs-mode pixels" in capsys.readouterr().err

@@ -205,8 +205,6 @@ def test_demo_runs_end_to_end_small(tmp_path, capsys):
             "3",
             "--agent-steps",
             "3",
-            "--agent-planner-steps",
-            "2",
             "--agent-episodes",
             "1",
             "--agent-preset",
