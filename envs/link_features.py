@@ -5,7 +5,7 @@ cube to put it on or push it to), in a direction, or alone (reach it). Given the
 features below say where their objects are relative to the hand, where each should go and
 whether it is there yet. How the links are found is another matter: the instruction parser
 (:mod:`envs.task_features`, for the parsed-language agents and training labels) or a learned
-model (the VLA, :mod:`policies.vla`, which never imports the parser).
+model (the VLA, :mod:`policies.grounded_vla`, which never imports the parser).
 
 numpy only; the layout of ``object_state`` is the env's (see ``ManipulationEnv._object_state``).
 """

@@ -156,7 +156,7 @@ def test_system2_thinks_with_a_world_model_of_the_perceived_objects(tmp_path):
     from embodied.agents import agent_factory_from_run
     from embodied.cli.common import PLANNER_CHOICES
     from embodied.evaluation.harness import evaluate
-    from policies.agents import PLANNERS
+    from policies.two_systems import PLANNERS
 
     assert PLANNER_CHOICES == PLANNERS  # the CLI's choices, spelled out to keep torch out of it
 
