@@ -250,6 +250,33 @@ def test_vla_trains_saves_loads_and_acts_like_the_trained_one(vla_run):
     assert result.episodes == 2 and 0.0 <= result.success_rate <= 1.0
 
 
+def test_the_loaded_agent_acts_as_the_trained_one_in_memory(tmp_path):
+    """Save -> load against the network still in memory (not one file loaded twice)."""
+    from embodied.training.baselines import _fit_round, open_datasets
+    from policies.bc_config import bc_preset
+
+    collect("pick-place", 2, tmp_path / "data", seed=300, noise=0.1, progress=False,
+            image_size=32)  # fmt: skip
+    datasets, layout = open_datasets([tmp_path / "data"], "hierarchical")
+    bundle, _ = _fit_round(
+        "hierarchical", bc_preset("hierarchical", "debug"), datasets, layout, tmp_path / "run",
+        seed=0, init=None, progress=False, stop_after=None, tensorboard=False,
+        device=torch.device("cpu"),
+    )  # fmt: skip
+    loaded = load_bundle(tmp_path / "run" / "agent.pt")
+    env = envs.make("pick-place", cameras=CAMERAS, image_size=32)
+    obs, info = env.reset(seed=11)
+    env.close()
+    actions, said = [], []
+    for b in (bundle, loaded):
+        agent = b.make(task="pick-place")
+        agent.reset(info["instruction"])
+        actions.append([agent.act(obs) for _ in range(3)])
+        said.append(agent.subtask)
+    np.testing.assert_array_equal(np.stack(actions[0]), np.stack(actions[1]))
+    assert said[0] == said[1]
+
+
 def test_vla_weights_are_the_trained_ones(vla_run):
     """The loaded agent holds the weights training ended with (not a fresh network)."""
     out, _ = vla_run
