@@ -126,11 +126,6 @@ class BCKeypointsConfig(_Serializable):
     option of the same name; System 1 in the hierarchical agent). Alone it is harmful here: on perceived
     features the policy copies its last action (nominal 95% -> 50-80%); with
     ``previous_action_dropout`` 0.5 nominal success holds (docs/BENCHMARKS.md)."""
-    weighted_rays: bool = False
-    """Perception triangulates with each camera's ray weighted by its precision at the object,
-    (focal length in pixels / distance)^2, instead of alike: near a grasp the wrist camera (a
-    quarter of a centimetre per pixel) leads the front one (a centimetre), and a moved or
-    re-lit front camera's error counts for less (``policies.perception.fuse``)."""
     history: int = 0
     """``bc-state``'s option of the same name: the state policy (System 1 in the hierarchical
     agent) also reads the last ``history`` steps' perceived features (as differences from now)
@@ -247,9 +242,6 @@ BC_PRESETS: dict[str, dict[str, Any]] = {
         "history": BCKeypointsConfig(history=2),
         "history-dropout": BCKeypointsConfig(history=2, previous_action_dropout=0.5),
         "history3-dropout": BCKeypointsConfig(history=3, previous_action_dropout=0.5),
-        "history-dropout-weighted-rays": BCKeypointsConfig(
-            history=2, previous_action_dropout=0.5, weighted_rays=True
-        ),
         "hand-reference": BCKeypointsConfig(hand_reference=True),
         "previous-action-dropout-hand-reference": BCKeypointsConfig(
             previous_action=True, previous_action_dropout=0.5, hand_reference=True
@@ -262,9 +254,6 @@ BC_PRESETS: dict[str, dict[str, Any]] = {
             train=_KEYPOINTS_DEBUG_TRAIN,
         ),
         "default": HierarchicalKeypointsConfig(),
-        "history-dropout-weighted-rays": HierarchicalKeypointsConfig(
-            history=2, previous_action_dropout=0.5, weighted_rays=True
-        ),
         "large": HierarchicalKeypointsConfig(width=32, train=_KEYPOINTS_LARGE_TRAIN),
     },
     "bc-pixels": {

@@ -130,7 +130,7 @@ class BCKeypointsPolicy(nn.Module):
         self.action_dim = action_dim
         cameras = tuple(k[len(IMAGE_PREFIX) :] for k in self.image_keys)
         self.perception = ObjectPerception(
-            cameras, image_size, config.width, config.hand_reference, config.weighted_rays
+            cameras, image_size, config.width, config.hand_reference
         )
         self._build_decision(config, action_dim)
 

@@ -19,12 +19,26 @@ POLICY_BUILDERS = Builders("policy")
 """Config type -> network class; each network registers itself beside its definition."""
 
 
+RETIRED_OPTIONS: dict[str, tuple[Any, str]] = {
+    "weighted_rays": (False, "removed 2026-12-07: measured neutral over three seeds"),
+}
+"""Config fields that were removed: name -> (the value every config now has, why it went). A
+checkpoint that holds that value loads as before; one that used the option is refused."""
+
+
 class _Serializable:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)  # type: ignore[call-overload]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]):
+        data = dict(data)
+        for name, (value, why) in RETIRED_OPTIONS.items():
+            if name in data and data.pop(name) != value:
+                raise ValueError(
+                    f"{cls.__name__}: this checkpoint was trained with the option {name!r}, "
+                    f"{why}; this code cannot rebuild it (retrain without it)"
+                )
         known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(data) - known)
         if unknown:

@@ -230,14 +230,11 @@ class ObjectPerception(nn.Module):
         image_size: int,
         width: int,
         hand_reference: bool = False,
-        weighted_rays: bool = False,
     ) -> None:
         super().__init__()
         self.cameras = tuple(cameras)
         self.image_size = image_size
         self.hand_reference = hand_reference
-        self.weighted_rays = weighted_rays
-        """Triangulate with each camera's ray weighted by its precision (:func:`fuse`)."""
         extra = int(hand_reference)
         self.nets = nn.ModuleDict({c: HeatmapNet(width, extra) for c in self.cameras})
         self.register_buffer("rig", torch.zeros(len(self.cameras), RIG_WIDTH, dtype=torch.float64))
@@ -287,14 +284,7 @@ class ObjectPerception(nn.Module):
         reference: HandReference | None = None,
     ) -> np.ndarray:
         """``(B, NUM_IDENTITIES, 4)``: presence logit and position (numpy, float32)."""
-        return fuse(*self.camera_rays(images, proprio, reference), focal=self.focal_lengths())
-
-    def focal_lengths(self) -> np.ndarray | None:
-        """Each camera's focal length in pixels ``(C,)`` when rays are weighted, else None."""
-        if not self.weighted_rays:
-            return None
-        fovy = self.rig.cpu().numpy()[:, 13]
-        return (self.image_size / 2) / np.tan(np.radians(fovy) / 2)
+        return fuse(*self.camera_rays(images, proprio, reference))
 
     @torch.no_grad()
     def heatmaps(self, images: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
@@ -383,7 +373,7 @@ class ObjectPerception(nn.Module):
         return np.stack(origins), np.stack(directions)
 
 
-def fuse(origins, directions, confs, heights, focal: np.ndarray | None = None) -> np.ndarray:
+def fuse(origins, directions, confs, heights) -> np.ndarray:
     """Per identity: triangulate the rays of the cameras that see it (presence logit > 0). A
     floating object (:data:`FLOATING_KINDS`) that fewer than two cameras see is triangulated from
     every camera's ray, the doubtful ones included, when one camera sees it and the rays agree
@@ -397,21 +387,12 @@ def fuse(origins, directions, confs, heights, focal: np.ndarray | None = None) -
     target to half a pixel yet doubts it is there (logits -5 to 0). A doubtful ray on another
     object can still cross the seeing one, hence the tighter gap. What rests on the table gains
     nothing from it, and triangulating its doubtful rays (at the 3 cm gap) made sort worse
-    (docs/DECISIONS.md).
-
-    With ``focal`` (each camera's focal length in pixels, ``(C,)``), the seeing cameras' rays are
-    weighted by their precision, ``(focal / distance)^2`` at the triangulated point: a pixel of
-    the wrist camera 10 cm from a cube spans 0.25 cm, one of the front camera 72 cm away 1 cm, so
-    the close camera leads the point (:func:`precision_weights`; docs/DECISIONS.md)."""
+    (docs/DECISIONS.md)."""
     position = on_predicted_height(origins, directions, confs, heights)
     seen = confs > 0
     ok = np.zeros(seen.shape[1:], dtype=bool)
     if (seen.sum(0) >= 2).any():  # (each pass is skipped where it could change nothing)
         point, ok = triangulate(origins, directions, seen)
-        if focal is not None:  # the same rays, each weighted by its precision there
-            weights = precision_weights(point, origins, focal, seen)
-            closer, _ = triangulate(origins, directions, seen, weights=weights)
-            point = np.where(ok[..., None], closer, point)
         position[ok] = point[ok]
     floating = seen.any(0) & FLOATING
     if len(confs) >= 2 and (floating & ~ok).any():
@@ -431,15 +412,6 @@ def on_predicted_height(origins, directions, confs, heights) -> np.ndarray:
     z = np.take_along_axis(heights, best, 0)[0]
     t = (z - o[..., 2]) / np.where(np.abs(d[..., 2]) < 1e-6, -1e-6, d[..., 2])
     return o + t[..., None] * d
-
-
-def precision_weights(point, origins, focal: np.ndarray, cams) -> np.ndarray:
-    """``(C, B, K)``: each marked ray's weight, ``(focal / distance)^2`` (pixels per metre at
-    ``point (B, K, 3)``, squared: a ray's inverse variance for a pixel of error), scaled so that
-    the largest per identity is 1; zeros where ``cams`` is False."""
-    distance = np.linalg.norm(point[None] - origins, axis=-1).clip(0.02, None)
-    weights = (np.asarray(focal, np.float64)[:, None, None] / distance) ** 2 * cams
-    return weights / np.maximum(weights.max(0, keepdims=True), 1e-12)
 
 
 def triangulate(

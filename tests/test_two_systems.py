@@ -259,3 +259,12 @@ def test_oracle_system2_follows_the_envs_subtask_on_both_harness_paths():
             assert agent.system1.texts[0] == "none"  # reset, before the first observation
             assert agent.system1.texts[1].startswith("pick(") and agent.system1.acts == 3
             assert agent.subtask == agent.system1.texts[-1]
+
+
+def test_a_retired_option_loads_at_its_default_and_is_refused_otherwise():
+    from policies.bc_config import BCKeypointsConfig
+
+    stored = BCKeypointsConfig().to_dict()
+    assert BCKeypointsConfig.from_dict(stored | {"weighted_rays": False}) == BCKeypointsConfig()
+    with pytest.raises(ValueError, match="option 'weighted_rays', removed 2026-12-07"):
+        BCKeypointsConfig.from_dict(stored | {"weighted_rays": True})

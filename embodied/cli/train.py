@@ -240,7 +240,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--preset",
         default="default",
-        help="debug, default or large; more per kind (previous-action, history, history-dropout, history-dropout-weighted-rays, ...): an unknown name lists the kind's presets",
+        help="debug, default or large; more per kind (previous-action, history, history-dropout, history3-dropout, ...): an unknown name lists the kind's presets",
     )
     t.add_argument("--seed", type=int, default=0, help="training seed")
     t.add_argument(
