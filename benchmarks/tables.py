@@ -47,7 +47,7 @@ def grounding(results: dict) -> str:
 
 def language(results: dict) -> str:
     """An agent's success per task under its training words and each held-out phenomenon, with
-    the Wilson 95% interval, and each held-out split as a share of ``varied``."""
+    the Wilson 95% interval, and each held-out split as a share of the in-distribution success."""
     rows = ["| task | " + " | ".join(SPLIT_NAMES[s] for s in SPLITS) + " |",
             "|---" * (len(SPLITS) + 1) + "|"]  # fmt: skip
     for task in (t for t in TASK_ORDER if t in results["cells"]):
@@ -59,8 +59,8 @@ def language(results: dict) -> str:
                 continue
             c = row[s]
             text = f"{_pct(c['success'])} ({_pct(c['ci95'][0])}-{_pct(c['ci95'][1])})"
-            if "of_varied" in c:
-                text += f" [{c['of_varied']:.2f}]"
+            if "of_in_distribution" in c:
+                text += f" [{c['of_in_distribution']:.2f}]"
             cells.append(text)
         rows.append(f"| {task} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
