@@ -9,6 +9,7 @@ graph).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,7 @@ class GroundedVLAAgent:
         self.tokens: np.ndarray | None = None
         self.links: list[Link] | None = None
         self._perceived = None
+        self.timings: list[float] = []
 
     def reset(self, instruction: str) -> None:
         self.read(instruction)
@@ -93,11 +95,18 @@ class GroundedVLAAgent:
         return self.memory.inputs(self.features(obs))
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
+        start = time.perf_counter()
         with torch.no_grad():
             x = torch.from_numpy(self.decision_input(obs))[None]
             action = executable(self.policy.state(x)[0].numpy())
         self.memory.record(self.features(obs), action)
+        self.timings.append((time.perf_counter() - start) * 1e3)
         return action
+
+    def pop_timings(self) -> dict[str, list[float]]:
+        """System 1's milliseconds per step (perception included) since the last call."""
+        out, self.timings = {"system1": self.timings}, []
+        return out
 
     def embed(self, obs: dict[str, Any]) -> np.ndarray:
         """The action head's last hidden layer: what a residual policy reads."""

@@ -87,6 +87,12 @@ class HierarchicalVLAAgent:
     def embed(self, obs: dict[str, Any]) -> np.ndarray:
         return self.system1.embed(obs)
 
+    def pop_timings(self) -> dict[str, list[float]]:
+        """System 1's milliseconds per step and System 2's per deliberation since the last call."""
+        out = self.system1.pop_timings() | {"system2": self.deliberation_ms}
+        self.deliberation_ms = []
+        return out
+
     @classmethod
     def create(cls, policy: GroundedVLAPolicy, features: Any, planner: str):
         """The agent with its own System 2 (``learned``) or its System 1 under the oracle
@@ -129,3 +135,6 @@ class OracleVLAAgent:
 
     def embed(self, obs: dict[str, Any]) -> np.ndarray:
         return self.system1.embed(obs)
+
+    def pop_timings(self) -> dict[str, list[float]]:
+        return self.system1.pop_timings()
