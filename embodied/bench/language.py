@@ -46,7 +46,7 @@ def bench_language(
                          **{**overrides, "language": split})  # fmt: skip
             cells.setdefault(task, {})[split] = {
                 "success": r.success_rate, "ci95": list(r.ci95), "episodes": r.episodes,
-                "links": r.mean_links_fraction, "act_ms": r.latency_ms.get("act_mean"),
+                "links": r.mean_links_fraction, "latency_ms": r.latency_ms,
             }  # fmt: skip
             write_json_atomic(out, results | {"run": str(run), "kind": bundle.kind})
     for task, row in cells.items():  # in distribution: the better of the two training wordings
