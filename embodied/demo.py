@@ -64,10 +64,9 @@ LAYERED_KINDS = ("end-to-end", "hierarchical")
 """The VLA agents with learned language, trained live on the demo's pixel demos with
 ``layered=True`` (``demo --layered``; the demo's budget is far below the benchmarks')."""
 SHIPPED_AGENTS = Path(__file__).resolve().parent.parent / "assets" / "agents"
-"""Pixel agents the project trained with its own benchmark command (``benchmarks/keypoints.sh``
-at its former default of 4,000 updates; docs/BENCHMARKS.md) and ships, each a run directory
-(``agent.pt``, ``train.json``): the demo evaluates them beside the agents it trains live, so its
-report shows competence in minutes."""
+"""Pixel agents the project trained with its own benchmark commands (docs/BENCHMARKS.md) and
+ships, each a run directory (``agent.pt``, ``train.json``): the demo evaluates them beside the
+agents it trains live, so its report shows competence in minutes."""
 
 
 def shipped_runs(root: Path = SHIPPED_AGENTS) -> list[Path]:
@@ -270,12 +269,14 @@ def run_demo(
             "",
             f"Success over {comparison['episodes']} held-out seeds per task (95% CI) and links "
             f"completed. bc-state is trained live on privileged state ({baseline_episodes} state "
-            f"demos per task, one multi-task network){layered}. Rows named after a task "
-            "(`bc-keypoints-pick-place`: end-to-end, `hierarchical-keypoints-pick-place`: "
-            "System 2 over System 1) are pixel agents on perceived objects that the project "
-            "trained on 1,000 demos with `benchmarks/keypoints.sh` (4,000 updates, its former "
-            "default) and ships in `assets/agents/` "
-            "(evaluated here, not trained). The full report, with plots, latency, training cost "
+            f"demos per task, one multi-task network){layered}. The other rows are pixel agents "
+            "on perceived objects that the project trained and ships in `assets/agents/` "
+            "(evaluated here, not trained): `end-to-end-six-tasks` and "
+            "`hierarchical-six-tasks` read the instruction with learned language (the VLA, one "
+            "network for the six tasks, `benchmarks/vla_multitask.sh`); "
+            "`bc-keypoints-pick-place` (end-to-end) and `hierarchical-keypoints-pick-place` "
+            "read it through the parser (`benchmarks/keypoints.sh`, 1,000 pick-place demos). "
+            "The full report, with plots, latency, training cost "
             "and the same episodes side by side on video: "
             f"[{comparison['report']}]({comparison['report']}). See docs/BENCHMARKS.md for the "
             "full benchmarks.",
