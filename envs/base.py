@@ -489,6 +489,8 @@ class ManipulationEnv(Variation, SubtaskTracking, ObservationsAndRendering, gym.
             "instruction": self.instruction,
             "phenomena": dict(self._phenomena),
             "seed": self._seed,
+            "task": self.task_name,
+            "language": self.config.language,
             "reward_dense": float(dense),
             "reward_sparse": float(success),
             "unstable": bool(unstable),

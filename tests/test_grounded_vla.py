@@ -383,3 +383,22 @@ def test_a_checkpoint_of_the_retired_pixel_fusion_family_says_so(tmp_path):
     )  # fmt: skip
     with pytest.raises(CheckpointError, match="retired pixel-fusion family.*--kind end-to-end"):
         load_agent(path)
+
+
+def test_the_oracle_says_each_link_in_the_episodes_language_split(hierarchical_run):
+    """``eval --planner oracle --set language=heldout-where``: System 1 alone on held-out
+    phrasings of its subtasks; in the templates' language, System 2's own words."""
+    out, _ = hierarchical_run
+    bundle = load_bundle(out)
+    said = {}
+    for split in ("all", "heldout-where"):
+        env = envs.make("pick-place", cameras=CAMERAS, image_size=32, language=split)
+        obs, info = env.reset(seed=4)
+        env.close()
+        agent = bundle.make(task="pick-place", planner="oracle")
+        agent.reset(info["instruction"])
+        agent.observe(info)
+        agent.act(obs)
+        said[split] = agent.subtask.removeprefix("oracle: ")
+    assert said["all"].startswith("put the ") and " on the " in said["all"]
+    assert " is where " in said["heldout-where"]

@@ -12,13 +12,14 @@ from typing import Any
 
 import numpy as np
 
+from envs.instructions import GENERATED_SPLITS, describe
 from policies.agent_registry import AGENTS
 from policies.grounded_vla.agent import GroundedVLAAgent
 from policies.grounded_vla.links import plan_links
 from policies.grounded_vla.model import GroundedVLAPolicy
 from policies.grounded_vla.speaker import motion_tables, subtask_text
 from policies.grounded_vla.tokenizer import InstructionError
-from policies.grounded_vla.training import link_of_position, plan_subtasks
+from policies.grounded_vla.training import link_of_position, link_plans, plan_subtasks
 
 SYSTEM2, PERSON = "System 2", "you"
 """Who proposed the current subtask (shown in videos)."""
@@ -102,8 +103,10 @@ class HierarchicalVLAAgent:
 
 class OracleVLAAgent:
     """System 1 under the oracle System 2: the link the env's plan is on (privileged: it reads
-    ``info["plan"]`` and ``info["subtask_index"]`` through ``observe``), in System 2's words.
-    Against the learned System 2 it tells how much of a failure is planning."""
+    ``info["plan"]`` and ``info["subtask_index"]`` through ``observe``), in System 2's words, or,
+    when the env draws its language from the generator (``--set language=heldout-where``...),
+    in that split's words: System 1 alone on held-out phrasings of subtasks. Against the learned
+    System 2 it tells how much of a failure is planning."""
 
     def __init__(self, policy: GroundedVLAPolicy) -> None:
         self.system1 = GroundedVLAAgent(policy)
@@ -114,15 +117,25 @@ class OracleVLAAgent:
         self.system1.scene.reset()
         self.system1.memory.reset()
         self.words = None
+        self._said: tuple[int, Any] | None = None
 
     def observe(self, info: dict[str, Any]) -> None:
         labels = list(info["plan"])
         plan = plan_subtasks(labels)
-        link = link_of_position(plan)[min(int(info["subtask_index"]), len(plan))]
+        link = int(link_of_position(plan)[min(int(info["subtask_index"]), len(plan))])
+        if (link, info["seed"]) == self._said:
+            return
+        self._said = (link, info["seed"])
         words = subtask_text(plan_links(labels)[link])
-        if words != self.words:
-            self.system1.read(words)
-            self.words = words
+        split = info.get("language")
+        if split in GENERATED_SPLITS:  # say the link in the episode's language split
+            subplan = link_plans(plan)[link]
+            named = sorted({n for s in subplan for n in (s.obj, s.dest) if n and "_" in n})
+            task = "pick-place" if info["task"] == "sort" else info["task"]
+            rng = np.random.default_rng([int(info["seed"]), link])
+            words = describe(task, subplan, named, rng, split)[0]
+        self.system1.read(words)
+        self.words = words
 
     @property
     def subtask(self) -> str:
