@@ -17,8 +17,8 @@ import torch
 
 import envs
 from embodied.agent import ExpertAgent
-from embodied.agents import load_bundle
 from embodied.cli.common import factor_groups
+from embodied.saved_agents import load_bundle
 from envs.task_features import KINDS
 from policies.bundles import env_overrides
 from policies.perceived_scene import frame_inputs

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 import envs
-from embodied.agents import load_bundle
+from embodied.saved_agents import load_bundle
 from envs.task_features import GroundedState
 from policies.bundles import env_overrides
 from policies.imagined_progress import PROGRESS_UNIT, distance_to_goal

@@ -50,7 +50,7 @@ mkdir -p benchmarks/results
 $PY - "$WORK" <<'PY'
 import json, sys
 from pathlib import Path
-from embodied.bench.agents import merge_results
+from embodied.bench.kinds import merge_results
 parts = sorted(Path(sys.argv[1]).glob("multitask-*/results.json"))
 out = Path("benchmarks/results/keypoints-multitask.json")
 out.write_text(json.dumps(merge_results(parts), indent=2) + "\n")

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from embodied.agents import agent_factory_from_run, load_bundle
 from embodied.evaluation.harness import evaluate
+from embodied.saved_agents import agent_factory_from_run, load_bundle
 from embodied.training import keypoints
 from embodied.training.baselines import load_demos, open_datasets
 from embodied.training.data_split import split_episodes

@@ -2,7 +2,7 @@
 cameras' heatmap networks, then decoding peaks, rays and fusion), then System 1's network
 (issue 10's "System 1 <= 2 ms per chunk").
 
-Per run: :func:`embodied.bench.agents.measure_latency` (each part timed alone, in a tight
+Per run: :func:`embodied.bench.kinds.measure_latency` (each part timed alone, in a tight
 loop); the cameras' networks run one after another (how they train) against grouped into one
 network per layer (how perception runs them), interleaved call by call so that both see the same
 machine; and whole agent steps inside episodes, an env step and its rendering between calls
@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 import envs
-from embodied.agents import load_bundle
-from embodied.bench.agents import measure_latency
+from embodied.bench.kinds import measure_latency
+from embodied.saved_agents import load_bundle
 from policies.bundles import env_overrides
 from policies.perceived_scene import frame_inputs
 from sandbox_common.atomic import write_json_atomic

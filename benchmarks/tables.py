@@ -73,7 +73,7 @@ TABLES: dict[str, tuple[str, Callable[[dict], str]]] = {
     "vla-multitask-end-to-end": ("vla-multitask-end-to-end.json", language),
     "vla-multitask-hierarchical": ("vla-multitask-hierarchical.json", language),
 }
-_BLOCK = re.compile(r"(<!-- table: ([a-z0-9-]+) -->\n)(.*?)(<!-- end table -->)", re.S)
+_BLOCK = re.compile(r"(<!-- table: ([a-z0-9-]+) -->\n)(.*?)(<!-- end table -->)", re.DOTALL)
 
 
 def render(text: str) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 import envs
-from embodied.agents import load_bundle
+from embodied.saved_agents import load_bundle
 from envs.task_features import parse_mentions
 from policies import perception as P
 from policies.bundles import env_overrides

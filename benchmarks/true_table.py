@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 import envs
-from embodied.agents import load_bundle
 from embodied.cli.common import factor_groups
+from embodied.saved_agents import load_bundle
 from policies.bc_keypoints import ParsedScene as PerceivedScene
 from policies.bundles import env_overrides
 from policies.hand_reference import HandReference

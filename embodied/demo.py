@@ -90,9 +90,9 @@ def demo_agents(
     hierarchical agent on the pixel demos, with the same update budget); compare them and the
     shipped agents with ``compare`` (hierarchical agents also under the oracle System 2) and
     return its rows."""
-    from embodied.agents import load_bundle
     from embodied.evaluation.compare import compare_runs
     from embodied.media.report import write_report
+    from embodied.saved_agents import load_bundle
     from embodied.training.baselines import train_bc
 
     runs = []

@@ -284,7 +284,7 @@ def _evaluate_block(
         return _run_episodes(expert_factory(noise=spec.noise), task, overrides, seeds)
     import torch
 
-    from embodied.agents import agent_factory_from_run
+    from embodied.saved_agents import agent_factory_from_run
     from embodied.training.data_split import AGENT_FILE
 
     torch.set_num_threads(1)
@@ -357,7 +357,7 @@ def evaluate_ray(
     spec = _AgentSpec(noise=noise, world_model_check=world_model_check, planner=planner)
     checkpoint: bytes | None = None
     if str(run_or_expert) != "expert":
-        from embodied.agents import agent_factory_from_run, agent_file
+        from embodied.saved_agents import agent_factory_from_run, agent_file
 
         path = Path(run_or_expert)
         if not path.exists():

@@ -13,7 +13,7 @@ from typing import Any
 from policies import bc_keypoints, hierarchical_keypoints  # noqa: F401  (register their kinds)
 from policies.agent_registry import AGENTS
 from policies.bc import BC_KINDS, BCBundle
-from policies.grounded_vla import agent as grounded_vla_agent  # noqa: F401
+from policies.grounded_vla import end_to_end as grounded_vla_agent  # noqa: F401
 from policies.grounded_vla import hierarchical as hierarchical_vla_agent  # noqa: F401
 from policies.rl import RL_KINDS, RLBundle
 from policies.two_systems import KIND

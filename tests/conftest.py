@@ -31,7 +31,7 @@ def train_debug_variant(kind, demos, out, monkeypatch, **fields):
 
 def train_with_previous_action(kind, demos, out, monkeypatch):
     """Train ``kind``'s debug preset with ``previous_action`` on; returns the loaded bundle."""
-    from embodied.agents import load_bundle
+    from embodied.saved_agents import load_bundle
     from policies.bc_config import bc_preset
 
     train_debug_variant(kind, demos, out, monkeypatch, previous_action=True)

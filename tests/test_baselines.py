@@ -9,11 +9,11 @@ import pytest
 import torch
 
 import envs
-from embodied.agents import agent_factory_from_run, load_bundle
 from embodied.cli import main
 from embodied.data.collect import collect
 from embodied.data.dataset import EpisodeDataset
 from embodied.evaluation.harness import evaluate
+from embodied.saved_agents import agent_factory_from_run, load_bundle
 from embodied.training.baselines import load_demos, open_datasets, sampler, train_bc
 from envs.scene import CUBE_HALF
 from envs.task_features import (

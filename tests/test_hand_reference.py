@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import envs
-from embodied.agents import load_bundle
 from embodied.data.collect import collect
 from embodied.data.dataset import EpisodeDataset
+from embodied.saved_agents import load_bundle
 from embodied.training.keypoints import episode_rigs
 from policies.bc_config import bc_preset
 from policies.hand_reference import (

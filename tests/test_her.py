@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import envs
-from embodied.agents import load_bundle
 from embodied.cli import main
+from embodied.saved_agents import load_bundle
 from embodied.training.rl import RLConfig, train_rl
 from embodied.training.rl_envs import GoalTaskEnv
 from envs.experts import ScriptedExpert

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import envs
-from embodied.agents import agent_factory_from_run, load_bundle
 from embodied.data.collect import collect
 from embodied.evaluation.harness import evaluate
+from embodied.saved_agents import agent_factory_from_run, load_bundle
 from embodied.training import keypoints
 from embodied.training.baselines import load_demos, open_datasets, train_bc
 from envs.language import COLOR_NAMES, SUBTASK_VOCAB

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-import envs.rendering as rendering
+from envs import rendering
 
 
 def test_user_choice_is_kept(monkeypatch):

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import envs
-from embodied.agents import agent_factory_from_run, load_bundle
 from embodied.cli import main
 from embodied.data.collect import collect
 from embodied.evaluation.harness import evaluate
+from embodied.saved_agents import agent_factory_from_run, load_bundle
 from embodied.training.baselines import train_bc
 from embodied.training.rl import RLConfig, check_finite, train_rl
 from embodied.training.rl_envs import ResidualEnv, TaskStateEnv

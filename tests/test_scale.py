@@ -133,7 +133,7 @@ def test_seed_sweep_with_ray_writes_one_run_per_seed(sweep):
 
 
 def test_evaluate_trained_run_with_ray_equals_the_local_harness(sweep):
-    from embodied.agents import agent_factory_from_run
+    from embodied.saved_agents import agent_factory_from_run
 
     run = sweep[0] / "seed_0"
     factory, overrides = agent_factory_from_run(run, "reach")

@@ -153,9 +153,9 @@ def test_system2_thinks_with_a_world_model_of_the_perceived_objects(tmp_path):
     """A world model started from the shipped hierarchical agent's perception: its System 2
     imagines candidates when it deliberates, or chooses by imagination alone; refused for
     agents and world models that cannot."""
-    from embodied.agents import agent_factory_from_run
     from embodied.cli.common import PLANNER_CHOICES
     from embodied.evaluation.harness import evaluate
+    from embodied.saved_agents import agent_factory_from_run
     from policies.two_systems import PLANNERS
 
     assert PLANNER_CHOICES == PLANNERS  # the CLI's choices, spelled out to keep torch out of it

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from embodied.agents import agent_factory_from_run, load_bundle
 from embodied.evaluation.harness import evaluate
+from embodied.saved_agents import agent_factory_from_run, load_bundle
 from envs.instructions import GENERATED_SPLITS
 from envs.language import has_split
 from sandbox_common.atomic import write_json_atomic

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from embodied.agents import agent_factory_from_run
 from embodied.data.collect import collect
 from embodied.evaluation.harness import evaluate
+from embodied.saved_agents import agent_factory_from_run
 from embodied.training.baselines import AGENT_FILE, train_bc
 from sandbox_common.atomic import write_json_atomic
 

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from embodied.agents import agent_factory_from_run
 from embodied.data.collect import collect
 from embodied.evaluation.harness import expert_factory
 from embodied.evaluation.robustness import (
@@ -34,6 +33,7 @@ from embodied.evaluation.robustness import (
     percent,
     run_agent_suite,
 )
+from embodied.saved_agents import agent_factory_from_run
 from embodied.training.baselines import AGENT_FILE, BC_KINDS, train_bc
 from envs.experts import check_gripper_flip
 from envs.factors import FAMILIES

@@ -154,7 +154,7 @@ def cmd_bench_world_model(args: argparse.Namespace) -> int:
 def cmd_bench_agents(args: argparse.Namespace) -> int:
     import torch
 
-    from embodied.bench.agents import HELDOUT_SPLITS, bench_agents, format_table
+    from embodied.bench.kinds import HELDOUT_SPLITS, bench_agents, format_table
     from policies.bc import BC_KINDS
 
     torch.set_num_threads(1)

@@ -81,8 +81,8 @@ def _collect_agent(args: argparse.Namespace) -> int:
     a world model to learn what the agent's actions do, its failures included."""
     import torch
 
-    from embodied.agents import agent_factory_from_run
     from embodied.data.collect import collect_rollouts, expert_teacher
+    from embodied.saved_agents import agent_factory_from_run
 
     if args.ray is not None or args.workers != 1 or args.noise or args.gripper_flip:
         raise UsageError(

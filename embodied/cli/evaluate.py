@@ -41,7 +41,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     elif Path(args.agent).exists():
         import torch
 
-        from embodied.agents import agent_factory_from_run
+        from embodied.saved_agents import agent_factory_from_run
 
         torch.set_num_threads(1)  # on 2 cores, 2 torch threads collapse next to the env workers
 

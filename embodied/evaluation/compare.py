@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embodied.agents import agent_factory_from_run, load_bundle
 from embodied.evaluation.harness import evaluate, write_metrics
+from embodied.saved_agents import agent_factory_from_run, load_bundle
 from envs.language import HELDOUT_SPLITS, LANGUAGE_SPLITS, has_split
 from policies.two_systems import HIERARCHICAL_KINDS
 from sandbox_common.atomic import write_json_atomic

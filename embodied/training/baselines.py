@@ -344,7 +344,7 @@ class RunTeacher:
     """A trained ``bc-state`` run as a DAgger teacher: labels every state with its raw action."""
 
     def __init__(self, path: str | Path) -> None:
-        from embodied.agents import load_bundle
+        from embodied.saved_agents import load_bundle
 
         bundle = load_bundle(path)
         if bundle.kind != "bc-state":

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 import envs
-from embodied.agents import agent_file, load_bundle
 from embodied.evaluation.harness import evaluate
+from embodied.saved_agents import agent_file, load_bundle
 from embodied.training.data_split import AGENT_FILE
 from embodied.training.rl_callbacks import callbacks
 from embodied.training.rl_config import ADDED_SETTINGS, RLConfig

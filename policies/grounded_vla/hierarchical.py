@@ -14,7 +14,7 @@ import numpy as np
 
 from envs.instructions import GENERATED_SPLITS, describe
 from policies.agent_registry import AGENTS
-from policies.grounded_vla.agent import GroundedVLAAgent
+from policies.grounded_vla.end_to_end import GroundedVLAAgent
 from policies.grounded_vla.links import plan_links
 from policies.grounded_vla.model import GroundedVLAPolicy
 from policies.grounded_vla.speaker import motion_tables, subtask_text

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 import envs
-from embodied.agents import agent_factory_from_run, load_bundle
 from embodied.evaluation.compare import training_cost
 from embodied.evaluation.harness import evaluate
+from embodied.saved_agents import agent_factory_from_run, load_bundle
 from embodied.training.baselines import train_bc
 from embodied.training.data_split import AGENT_FILE
 from envs.language import HELDOUT_SPLITS, has_split
