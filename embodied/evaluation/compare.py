@@ -23,6 +23,19 @@ from embodied.evaluation.harness import evaluate, write_metrics
 from embodied.saved_agents import agent_factory_from_run, load_bundle
 from envs.language import HELDOUT_SPLITS, LANGUAGE_SPLITS, has_split
 from policies.two_systems import HIERARCHICAL_KINDS
+
+READS = {
+    "end-to-end": "learned language",
+    "hierarchical": "learned language",
+    "bc-keypoints": "parsed language",
+    "hierarchical-keypoints": "parsed language",
+    "bc-state": "privileged state, parsed language",
+    "bc-pixels": "parsed language (instruction code), pixels",
+    "rl": "privileged state",
+    "residual": "its base agent's inputs",
+}
+"""What each kind reads of the instruction and the scene, shown beside its row: what learning
+the language costs, against parsing it or reading privileged state."""
 from sandbox_common.atomic import write_json_atomic
 
 
@@ -147,6 +160,7 @@ def compare_runs(
         entry: dict[str, Any] = {
             "name": row.name,
             "kind": row.kind,
+            "reads": READS.get(row.kind, "-"),
             "planner": row.planner,
             "training": row.training,
             "tasks": {},

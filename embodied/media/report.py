@@ -129,10 +129,11 @@ def _tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str
         t = row["training"]
         body.append([
             row["name"], row["kind"] + (" (oracle System 2)" if row["planner"] == "oracle" else ""),
-            str(t.get("demos", "-")), str(t.get("updates", "-")),
+            row.get("reads", "-"), str(t.get("demos", "-")), str(t.get("updates", "-")),
             f"{t['train_seconds'] / 60:.1f} min" if "train_seconds" in t else "-",
         ])  # fmt: skip
-    out.append(("Training cost", ["agent", "kind", "demos", "updates", "wall-clock"], body))
+    out.append(("Training cost", ["agent", "kind", "reads", "demos", "updates", "wall-clock"],
+                body))  # fmt: skip
     return out
 
 
