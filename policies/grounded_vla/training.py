@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from envs.instructions import describe
-from envs.language import SUBTASK_VOCAB, Subtask
+from envs.language import DIRECTIONS, SUBTASK_VOCAB, Subtask
 from policies.grounded_vla.config import GroundedVLAConfig
 from policies.grounded_vla.links import features_of_links, link_targets, plan_links, scene_names
 from policies.grounded_vla.model import TARGET_KEYS
@@ -30,6 +30,9 @@ from policies.history import HistoryShape, with_history
 
 RECORDED_SHARE = 0.25
 """The share of drawn words that are the unit's own (recorded instruction or System 2's words)."""
+COUNTERFACTUAL_SHARE = 0.5
+"""The share of drawn words that say another meaning of the same scene (the language path's
+training only; :func:`counterfactual_plan`)."""
 
 
 def plan_subtasks(labels: list[str]) -> list[Subtask]:
@@ -153,18 +156,51 @@ def _first_table(first: np.ndarray, true_first: np.ndarray, links) -> np.ndarray
     return true_first if any(first[i, 0] <= 0 for i in named) else first
 
 
+def counterfactual_plan(
+    plan: list[Subtask], scene: list[str], rng: np.random.Generator
+) -> list[Subtask]:
+    """``plan`` with its objects swapped for others of the same kind in ``scene`` (a random
+    permutation per kind) and its directions redrawn: a meaning the same scene could have had.
+    Trained on, it takes away the shortcut of recognising a scene and recalling its answer
+    without reading the words (100 pick-place scenes alone: 100% on them, 26% on new ones)."""
+    mapping: dict[str, str] = {}
+    for kind in ("cube", "pad", "target"):
+        names = [n for n in scene if n.endswith("_" + kind)]
+        mapping |= dict(zip(names, rng.permutation(names).tolist()))
+    directions = list(DIRECTIONS)
+    new_direction = {d: directions[int(rng.integers(len(directions)))] for d in directions}
+
+    def swap(name: str | None) -> str | None:
+        if name is None:
+            return None
+        return new_direction[name] if name in DIRECTIONS else mapping.get(name, name)
+
+    return [Subtask(s.verb, swap(s.obj), swap(s.dest)) for s in plan]
+
+
 def draw_words(
-    units: Units, picks: np.ndarray, rng: np.random.Generator, config: GroundedVLAConfig
-) -> list[str]:
-    """Fresh words for each picked unit."""
-    texts = []
-    for u in picks:
-        if rng.random() < RECORDED_SHARE:
+    units: Units, picks: np.ndarray, rng: np.random.Generator, config: GroundedVLAConfig,
+    first_tables: np.ndarray | None = None, counterfactual: bool = True,
+) -> tuple[list[str], dict[int, dict[str, np.ndarray]]]:  # fmt: skip
+    """Fresh words for each picked unit, and the link targets of those (by position in
+    ``picks``) that say a counterfactual meaning (:data:`COUNTERFACTUAL_SHARE` of them, where
+    the task names its objects and ``first_tables`` hold every object the meaning names; none
+    without ``counterfactual``: System 2 must say what the real instruction asks)."""
+    texts, targets = [], {}
+    for i, u in enumerate(picks):
+        plan = units.plans[u]
+        if counterfactual and units.tasks[u] != "sort" and rng.random() < COUNTERFACTUAL_SHARE:
+            other = counterfactual_plan(plan, units.scenes[u], rng)
+            links = plan_links([s.label for s in other])
+            named = [j for link in links for j in (link.obj, link.dest) if j is not None]
+            if first_tables is None or all(first_tables[i][j, 0] > 0 for j in named):
+                plan, targets[i] = other, link_targets(links)
+        if plan is units.plans[u] and rng.random() < RECORDED_SHARE:
             text = units.own[u]
         else:
-            text, _ = describe(units.tasks[u], units.plans[u], units.scenes[u], rng, config.language)
+            text, _ = describe(units.tasks[u], plan, units.scenes[u], rng, config.language)
         texts.append(add_typos(text, rng, config.typo_rate))
-    return texts
+    return texts, targets
 
 
 def decision_sampler(
@@ -190,14 +226,17 @@ def decision_sampler(
             return batch
         eps = draw_episodes(rng, config.language_batch)
         picks = np.array([units_of[e][int(rng.integers(len(units_of[e])))] for e in eps])
-        batch["tokens"] = tokenizer.encode_batch(draw_words(units, picks, rng, config))
         batch["first_table"] = arrays["first_table"][picks]
+        texts, changed = draw_words(units, picks, rng, config, batch["first_table"])
+        batch["tokens"] = tokenizer.encode_batch(texts)
         for key in TARGET_KEYS:
-            batch[f"link_{key}"] = arrays[f"link_{key}"][picks]
+            batch[f"link_{key}"] = arrays[f"link_{key}"][picks].copy()
+            for i, targets in changed.items():
+                batch[f"link_{key}"][i] = targets[key]
         if meanings.episodes is not None:  # System 2: a step of each episode drawn
             steps = (rng.random(len(eps)) * demos.lengths[eps]).astype(np.int64)
             step_rows = episode_start[eps] + steps
-            words = draw_words(meanings.episodes, eps, rng, config)
+            words = draw_words(meanings.episodes, eps, rng, config, counterfactual=False)[0]
             batch["s2_tokens"] = tokenizer.encode_batch(words)
             batch["s2_tables"] = arrays["s2_tables"][step_rows]
             batch["s2_said"] = arrays["said"][arrays["row_unit"][step_rows]]
