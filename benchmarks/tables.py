@@ -66,12 +66,24 @@ def language(results: dict) -> str:
     return "\n".join(rows)
 
 
+def per_task(results: dict) -> str:
+    """One evaluation per task (``eval`` metrics merged by task): success and links done."""
+    rows = ["| task | success (95% CI) | links done |", "|---|---|---|"]
+    for task in (t for t in TASK_ORDER if t in results["tasks"]):
+        m = results["tasks"][task]
+        lo, hi = m["ci95"]
+        rows.append(f"| {task} | {_pct(m['success_rate'])} ({_pct(lo)}-{_pct(hi)}) | "
+                    f"{_pct(m['mean_links_fraction'])} |")  # fmt: skip
+    return "\n".join(rows)
+
+
 TABLES: dict[str, tuple[str, Callable[[dict], str]]] = {
     "language-grounding": ("language-grounding.json", grounding),
     "vla-pick-place-language": ("vla-pick-place-language.json", language),
     "bc-keypoints-pick-place-language": ("bc-keypoints-pick-place-language.json", language),
     "vla-multitask-end-to-end": ("vla-multitask-end-to-end.json", language),
     "vla-multitask-hierarchical": ("vla-multitask-hierarchical.json", language),
+    "vla-multitask-hierarchical-oracle": ("vla-multitask-hierarchical-oracle.json", per_task),
 }
 _BLOCK = re.compile(r"(<!-- table: ([a-z0-9-]+) -->\n)(.*?)(<!-- end table -->)", re.DOTALL)
 
