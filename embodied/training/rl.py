@@ -82,7 +82,9 @@ def _new_model(config: RLConfig, env, seed: int, tensorboard: Path | None, resid
             kwargs["ent_coef"] = float(config.ent_coef) if fixed else config.ent_coef
             kwargs["use_sde"] = config.use_sde
     else:
-        kwargs |= {"batch_size": min(config.batch_size, 64), "n_steps": 1024}
+        # PPO collects n_steps before each update: a budget below 1,024 collects exactly it
+        rollout = min(1024, config.steps)
+        kwargs |= {"batch_size": min(config.batch_size, 64, rollout), "n_steps": rollout}
     policy = "MlpPolicy"
     if config.her:
         from stable_baselines3 import HerReplayBuffer
