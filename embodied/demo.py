@@ -107,8 +107,8 @@ def demo_agents(
     runs += [run for run in shipped_runs() if tasks & set(load_bundle(run).tasks)]
     where = out / "comparison"
     results = compare_runs(
-        runs, where, episodes=episodes, seed=10_000 + seed, video_episodes=1, language=(),
-        num_envs=2, progress=progress,
+        runs, where, tasks=tuple(sorted(tasks)), episodes=episodes, seed=10_000 + seed,
+        video_episodes=1, language=(), num_envs=2, progress=progress,
     )  # fmt: skip
     paths = write_report(results, where)
     rows = {}
