@@ -267,7 +267,7 @@ def _fit_round(
     elif kind == "bc-pixels":
         policy.normalizer.fit(demos.proprio[:, list(PROPRIO_USED)])
     elif kind in KEYPOINT_KINDS:
-        policy.fit_normalizers(arrays[0][0] if kind in keypoints.VLA_KINDS else arrays[0])
+        policy.fit_normalizers(arrays[0])
     else:
         policy.normalizer.fit(demos.features)
     data_info = data_summary(datasets, train_pairs, val_pairs, demos.lengths)

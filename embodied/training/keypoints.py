@@ -195,10 +195,7 @@ def decision_sampler(
 ):
     """``sample(rng) -> batch`` for the decision networks' ``loss``."""
     if kind in VLA_KINDS:
-        arrays, meanings = arrays
-        return grounded_vla_training.decision_sampler(
-            demos, arrays, meanings, config, task_balanced
-        )
+        return grounded_vla_training.decision_sampler(demos, arrays, config, task_balanced)
     episode_of = np.repeat(np.arange(len(demos.lengths)), demos.lengths)
     draw = task_balanced(demos, demos.lengths)
 

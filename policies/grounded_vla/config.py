@@ -55,10 +55,6 @@ class GroundedVLAConfig(_Serializable):
         checkpoint_every=250, shift=0,
     )  # fmt: skip
 
-    @property
-    def previous_action(self) -> bool:
-        return False
-
     def __post_init__(self) -> None:
         if isinstance(self.train, dict):
             object.__setattr__(self, "train", TrainConfig.from_dict(self.train))
@@ -115,10 +111,9 @@ class HierarchicalVLAConfig(GroundedVLAConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.decide_every < 1:
-            raise ValueError(
-                f"invalid {type(self).__name__}: decide_every must be >= 1, got {self.decide_every}"
-            )
+        problems: list[str] = []
+        check_positive(self, ("decide_every",), problems)
+        raise_problems(self, problems)
 
 
 PRESETS: dict[str, Any] = {

@@ -20,7 +20,7 @@ from envs.link_features import PROPRIO_USED, Link
 from policies.agent_registry import AGENTS
 from policies.grounded_vla.links import features_of_links, identity_name
 from policies.grounded_vla.model import GroundedVLAPolicy
-from policies.grounded_vla.tokenizer import InstructionError
+from policies.grounded_vla.tokenizer import require_words
 from policies.perceived_scene import PerceivedScene
 from policies.state_mlp import executable
 
@@ -33,7 +33,7 @@ class GroundedVLAAgent:
     """``reset(instruction)``, ``act(obs)``. An instruction with no words, or longer than the
     model's context, raises :class:`InstructionError` at ``reset``. One that names no object of
     the scene still acts: each link points at the present object it finds most likely
-    (:attr:`grounding` says which, with the pointer's probability)."""
+    (:attr:`grounding` says which)."""
 
     def __init__(self, policy: GroundedVLAPolicy, features: Any = None) -> None:
         self.policy = policy.eval()
@@ -47,6 +47,10 @@ class GroundedVLAAgent:
 
     def reset(self, instruction: str) -> None:
         self.read(instruction)
+        self.begin_episode()
+
+    def begin_episode(self) -> None:
+        """Forget the last episode's scene and steps (the words stay until :meth:`read`)."""
         self.scene.reset()
         self.memory.reset()
 
@@ -54,9 +58,7 @@ class GroundedVLAAgent:
         """Take ``text`` as what to do from the next step on (a new episode's instruction, or a
         hierarchical agent's next subtask): its links are pointed at the objects of the
         episode's first table at the next :meth:`act`. The scene and the past steps stay."""
-        if not text or not text.strip():
-            raise InstructionError("the instruction is empty: say what to do")
-        self.tokens = self.policy.grounder.encode([text])[0]
+        self.tokens = self.policy.grounder.encode([require_words(text)])[0]
         self.instruction = text
         self.links = None
         self._perceived: tuple[Any, np.ndarray] | None = None

@@ -18,7 +18,7 @@ from policies.grounded_vla.end_to_end import GroundedVLAAgent
 from policies.grounded_vla.links import plan_links
 from policies.grounded_vla.model import GroundedVLAPolicy
 from policies.grounded_vla.speaker import motion_tables, subtask_text
-from policies.grounded_vla.tokenizer import InstructionError
+from policies.grounded_vla.tokenizer import require_words
 from policies.grounded_vla.training import link_of_position, link_plans, plan_subtasks
 
 SYSTEM2, PERSON = "System 2", "you"
@@ -44,17 +44,12 @@ class HierarchicalVLAAgent:
     def inject(self, step: int, text: str) -> None:
         """From step ``step`` of every episode, do ``text`` until it is done (a person's
         subtask in place of System 2's)."""
-        if not text.strip():
-            raise InstructionError("an injected subtask is empty: say what to do")
-        self.schedule[int(step)] = text
+        self.schedule[int(step)] = require_words(text, "an injected subtask")
 
     def reset(self, instruction: str) -> None:
-        if not instruction or not instruction.strip():
-            raise InstructionError("the instruction is empty: say what to do")
-        self.tokens = self.speaker.encoder.encode([instruction])[0]
+        self.tokens = self.speaker.encoder.encode([require_words(instruction)])[0]
         self.instruction = instruction
-        self.system1.scene.reset()
-        self.system1.memory.reset()
+        self.system1.begin_episode()
         self.words, self.proposer, self.step, self.spoke_at = None, SYSTEM2, 0, 0
 
     @property
@@ -71,7 +66,8 @@ class HierarchicalVLAAgent:
         scene = self.system1.scene
         words = self.speaker.say(self.tokens, motion_tables(scene.memory, scene.initial))
         self.deliberation_ms.append((time.perf_counter() - start) * 1000)
-        self._say(words or "reach the red target", SYSTEM2)
+        # nothing said (no word before <eos>): keep the subtask, or at first the whole instruction
+        self._say(words or self.words or self.instruction, SYSTEM2)
         self.spoke_at = self.step
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
@@ -114,8 +110,7 @@ class OracleVLAAgent:
 
     def reset(self, instruction: str) -> None:
         self.instruction = instruction
-        self.system1.scene.reset()
-        self.system1.memory.reset()
+        self.system1.begin_episode()
         self.words = None
         self._said: tuple[int, Any] | None = None
 

@@ -63,6 +63,11 @@ def plan_links(labels: list[str]) -> list[Link]:
     return out[:MAX_LINKS]
 
 
+def named_identities(links: list[Link]) -> list[int]:
+    """The identities ``links`` name (objects and destination objects)."""
+    return [i for link in links for i in (link.obj, link.dest) if i is not None]
+
+
 def link_targets(links: list[Link]) -> dict[str, np.ndarray]:
     """The language path's training targets, ``(MAX_LINKS,)`` each: ``present``, ``obj``
     (identity; 0 where absent), ``dest`` (identity or :data:`NO_DEST`), ``direction`` (class in

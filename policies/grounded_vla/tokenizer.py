@@ -35,6 +35,13 @@ class InstructionError(ValueError):
     """An instruction the model cannot read (empty, or longer than its context)."""
 
 
+def require_words(text: str, what: str = "the instruction") -> str:
+    """``text``, or :class:`InstructionError` when it is empty or blank."""
+    if not text or not text.strip():
+        raise InstructionError(f"{what} is empty: say what to do")
+    return text
+
+
 @dataclass(frozen=True)
 class PieceTokenizer:
     """``encode(text) -> (max_words, max_pieces) int64`` bucket ids, 0 for padding."""

@@ -22,7 +22,13 @@ import numpy as np
 from envs.instructions import describe
 from envs.language import DIRECTIONS, SUBTASK_VOCAB, Subtask
 from policies.grounded_vla.config import GroundedVLAConfig
-from policies.grounded_vla.links import features_of_links, link_targets, plan_links, scene_names
+from policies.grounded_vla.links import (
+    features_of_links,
+    link_targets,
+    named_identities,
+    plan_links,
+    scene_names,
+)
 from policies.grounded_vla.model import TARGET_KEYS
 from policies.grounded_vla.speaker import motion_tables, said_ids, subtask_text
 from policies.grounded_vla.tokenizer import PieceTokenizer, add_typos
@@ -98,12 +104,13 @@ class Meanings:
 
 def decision_arrays(
     demos, tables: np.ndarray, history: HistoryShape, system2: bool = False
-) -> tuple[dict[str, np.ndarray], Meanings]:
+) -> dict[str, Any]:
     """``features (N_act, F)``: the action head's input at each step (the plan's links; with
     ``system2``, the link the expert was working on), with the history block; per unit its
     first table (the true one where the given one misses an object the unit names) and link
     targets ``link_<key> (U, M)``; with ``system2``, per step the unit it works on
-    (``row_unit``), System 2's tables and the words it should say (``said (U, MAX_SAID)``)."""
+    (``row_unit``), System 2's tables and the words it should say (``said (U, MAX_SAID)``); and
+    ``meanings`` (:class:`Meanings`), what the sampler draws words from."""
     features, firsts, targets, row_unit, said, s2_tables = [], [], [], [], [], []
     units, episodes = Units(), Units()
     for e, (instruction, _) in enumerate(demos.episodes):
@@ -117,10 +124,14 @@ def decision_arrays(
             parts = list(zip(links, link_plans(plan)))
             pointer = demos.pointer[rows]
             which = link_of_position(plan)[np.minimum(pointer, len(plan))]
-            step_features = np.zeros((len(t), 0), np.float32)
-            for k, (link, subplan) in enumerate(parts):
-                f = features_of_links(t, proprio, t[0], [link])
-                step_features = f if k == 0 else np.where((which == k)[:, None], f, step_features)
+            step_features = None
+            for k, (link, _) in enumerate(parts):  # each step: the link it works on, alone
+                on = which == k
+                if on.any():
+                    f = features_of_links(t[on], proprio[on], t[0], [link])
+                    if step_features is None:
+                        step_features = np.zeros((len(t), f.shape[1]), np.float32)
+                    step_features[on] = f
             features.append(step_features)
             row_unit.append(len(units.tasks) + which)
             s2_tables.append(motion_tables(t, t[0]))
@@ -148,12 +159,12 @@ def decision_arrays(
         out["row_unit"] = np.concatenate(row_unit)
         out["said"] = np.stack(said)
         out["s2_tables"] = np.concatenate(s2_tables)
-    return out, Meanings(units, episodes if system2 else None)
+    out["meanings"] = Meanings(units, episodes if system2 else None)
+    return out
 
 
 def _first_table(first: np.ndarray, true_first: np.ndarray, links) -> np.ndarray:
-    named = [i for link in links for i in (link.obj, link.dest) if i is not None]
-    return true_first if any(first[i, 0] <= 0 for i in named) else first
+    return true_first if any(first[i, 0] <= 0 for i in named_identities(links)) else first
 
 
 def counterfactual_plan(
@@ -192,7 +203,7 @@ def draw_words(
         if counterfactual and units.tasks[u] != "sort" and rng.random() < COUNTERFACTUAL_SHARE:
             other = counterfactual_plan(plan, units.scenes[u], rng)
             links = plan_links([s.label for s in other])
-            named = [j for link in links for j in (link.obj, link.dest) if j is not None]
+            named = named_identities(links)
             if first_tables is None or all(first_tables[i][j, 0] > 0 for j in named):
                 plan, targets[i] = other, link_targets(links)
         if plan is units.plans[u] and rng.random() < RECORDED_SHARE:
@@ -203,16 +214,14 @@ def draw_words(
     return texts, targets
 
 
-def decision_sampler(
-    demos, arrays: dict[str, np.ndarray], meanings: Meanings, config: GroundedVLAConfig,
-    balanced, language: bool = True,
-):  # fmt: skip
+def decision_sampler(demos, arrays: dict[str, Any], config: GroundedVLAConfig, balanced):
     """``sample(rng) -> batch`` of ``state_batch`` steps (every task equally likely:
-    ``balanced(demos, rows_per_episode)``) and, with ``language``, ``language_batch`` freshly
-    worded units (and System 2's steps, for a hierarchical agent)."""
+    ``balanced(demos, rows_per_episode)``) and ``language_batch`` freshly worded units (and
+    System 2's steps, for a hierarchical agent)."""
     draw_rows = balanced(demos, demos.lengths)
     draw_episodes = balanced(demos, np.ones(len(demos.lengths), np.int64))
     tokenizer = PieceTokenizer(config.buckets, config.max_words)
+    meanings: Meanings = arrays["meanings"]
     units = meanings.units
     units_of = [[] for _ in demos.lengths]
     for u, e in enumerate(units.episode):
@@ -222,8 +231,6 @@ def decision_sampler(
     def sample(rng: np.random.Generator) -> dict[str, Any]:
         rows = draw_rows(rng, config.state_batch)
         batch = {"features": arrays["features"][rows], "actions": demos.actions[rows]}
-        if not language:
-            return batch
         eps = draw_episodes(rng, config.language_batch)
         picks = np.array([units_of[e][int(rng.integers(len(units_of[e])))] for e in eps])
         batch["first_table"] = arrays["first_table"][picks]
