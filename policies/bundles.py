@@ -24,6 +24,11 @@ RETIRED = (
     "(policies/grounded_vla): retrain it with `train agent --kind {kind}`"
 )
 """What loading a checkpoint of the retired family says."""
+RETIRED_SYSTEM2 = (
+    "has the retired System 2 that decoded words from the whole instruction at every word "
+    "(it mixed links: chain 44%); this code's System 2 reads the instruction's links once, "
+    "tracks the next one and says it: retrain it with `train agent --kind hierarchical`"
+)
 from world_models.checkpoint import CheckpointError, load_checkpoint
 from world_models.training import load_world_model
 
@@ -55,6 +60,8 @@ def load_agent(path: str | Path) -> BCBundle | RLBundle:
         raise CheckpointError(f"{path}: unknown agent kind {kind!r}; known: {AGENTS.names()}")
     if "system1" in record and "tokenizer" in record:
         raise CheckpointError(f"{path}: this {kind!r} agent " + RETIRED.format(kind=kind))
+    if "decision.speaker.query" in record.get("state", {}):
+        raise CheckpointError(f"{path}: this {kind!r} agent " + RETIRED_SYSTEM2)
     try:
         if kind in RL_KINDS:
             base = _load_bytes(record["base"]) if record["base"] else None

@@ -1,7 +1,8 @@
 """The hierarchical VLA agent: System 2 (:class:`~policies.grounded_vla.speaker.SubtaskSpeaker`)
-says the next subtask in words; System 1 (the grounded VLA) reads those words as it would read
-a person's, and acts. System 2 speaks at the first step, every ``decide_every`` steps and when
-System 1 perceives its subtask done. A person can speak in its place (:meth:`inject`): their
+reads the instruction once (its links, pointed at the objects of the first scene), then tracks
+the next link in the scene and says it in words; System 1 (the grounded VLA) reads those words
+as it would read a person's, and acts. System 2 speaks at the first step, every
+``decide_every`` steps and when System 1 perceives its subtask done. A person can speak in its place (:meth:`inject`): their
 subtask holds until it is done, then System 2 resumes.
 """
 
@@ -15,9 +16,10 @@ import numpy as np
 from envs.instructions import GENERATED_SPLITS, describe
 from policies.agent_registry import AGENTS
 from policies.grounded_vla.end_to_end import GroundedVLAAgent
-from policies.grounded_vla.links import plan_links
+from envs.base import PROPRIO
+from policies.grounded_vla.links import features_of_links, plan_links
 from policies.grounded_vla.model import GroundedVLAPolicy
-from policies.grounded_vla.speaker import motion_tables, subtask_text
+from policies.grounded_vla.speaker import subtask_text
 from policies.grounded_vla.tokenizer import require_words
 from policies.grounded_vla.training import link_of_position, link_plans, plan_subtasks
 
@@ -51,6 +53,10 @@ class HierarchicalVLAAgent:
         self.instruction = instruction
         self.system1.begin_episode()
         self.words, self.proposer, self.step, self.spoke_at = None, SYSTEM2, 0, 0
+        self.plan: list | None = None
+        """System 2's reading of the instruction: its links (after the first step)."""
+        self.link = 0
+        """The link System 2 last said."""
 
     @property
     def subtask(self) -> str:
@@ -61,10 +67,18 @@ class HierarchicalVLAAgent:
             self.system1.read(words)
             self.words, self.proposer = words, who
 
-    def _deliberate(self) -> None:
+    def _deliberate(self, obs: dict[str, Any]) -> None:
+        """Read the instruction (first time), pick the next link, say it."""
         start = time.perf_counter()
         scene = self.system1.scene
-        words = self.speaker.say(self.tokens, motion_tables(scene.memory, scene.initial))
+        if self.plan is None:
+            self.plan = self.speaker.read(self.tokens, scene.initial)
+        proprio = np.asarray(obs[PROPRIO], np.float32)[None]
+        features = features_of_links(
+            scene.memory[None], proprio, scene.initial, self.plan, "instruction"
+        )[0]
+        self.link = min(self.speaker.next_link(features), len(self.plan) - 1)
+        words = self.speaker.say(self.plan[self.link])
         self.deliberation_ms.append((time.perf_counter() - start) * 1000)
         # nothing said (no word before <eos>): keep the subtask, or at first the whole instruction
         self._say(words or self.words or self.instruction, SYSTEM2)
@@ -77,7 +91,7 @@ class HierarchicalVLAAgent:
         elif self.words is None or self.system1.done(obs) or (
             self.proposer == SYSTEM2 and self.step - self.spoke_at >= self.decide_every
         ):
-            self._deliberate()
+            self._deliberate(obs)
         self.step += 1
         return self.system1.act(obs)
 

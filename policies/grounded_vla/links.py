@@ -109,10 +109,15 @@ def table_states(tables: np.ndarray, proprio: np.ndarray) -> np.ndarray:
 
 
 def features_of_links(
-    tables: np.ndarray, proprio: np.ndarray, initial_table: np.ndarray, links: list[Link]
+    tables: np.ndarray,
+    proprio: np.ndarray,
+    initial_table: np.ndarray,
+    links: list[Link],
+    slot_order: str = "active",
 ) -> np.ndarray:
     """``(T, STATE_DIM)`` link features of an episode's tables ``(T, K, 4)`` (the first table
-    ``initial_table``, where pushes are measured from), active link first."""
+    ``initial_table``, where pushes are measured from), active link first (or in the
+    instruction's order: ``slot_order="instruction"``)."""
     states = table_states(tables, proprio)
     initial = table_states(initial_table[None], np.atleast_2d(proprio)[:1])[0]
-    return link_features(IDENTITY_KINDS, proprio, states, initial, links)
+    return link_features(IDENTITY_KINDS, proprio, states, initial, links, slot_order)

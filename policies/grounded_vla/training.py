@@ -8,8 +8,9 @@ which reads one subtask). Every update draws fresh words for its units from the 
 (:func:`envs.instructions.describe`, the config's ``language`` split; a quarter of the time the
 unit's own words: the demo's recorded instruction, or the subtask as System 2 says it), with
 misspellings (``typo_rate``), so the language path meets thousands of phrasings of each scene
-while the action head learns from the same demos. System 2 learns, at every step, to say the
-link the expert was working on from a fresh wording of the whole instruction.
+while the action head learns from the same demos. System 2 learns to read fresh wordings of
+the whole instruction (counterfactual meanings included), to track the link the expert was
+working on at every step, and to say a link in words (the demos' links and random ones).
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ from policies.grounded_vla.links import (
     plan_links,
     scene_names,
 )
-from policies.grounded_vla.model import TARGET_KEYS
-from policies.grounded_vla.speaker import motion_tables, said_ids, subtask_text
+from policies.grounded_vla.grounder import TARGET_KEYS
+from policies.grounded_vla.speaker import link_code, random_link, said_ids, subtask_text
 from policies.grounded_vla.tokenizer import PieceTokenizer, add_typos
 from policies.history import HistoryShape, with_history
 
+RANDOM_LINK_SHARE = 0.5
+"""The share of the links System 2's speaker learns to say that are random (any identities)."""
 RECORDED_SHARE = 0.25
 """The share of drawn words that are the unit's own (recorded instruction or System 2's words)."""
 COUNTERFACTUAL_SHARE = 0.5
@@ -108,10 +111,14 @@ def decision_arrays(
     """``features (N_act, F)``: the action head's input at each step (the plan's links; with
     ``system2``, the link the expert was working on), with the history block; per unit its
     first table (the true one where the given one misses an object the unit names) and link
-    targets ``link_<key> (U, M)``; with ``system2``, per step the unit it works on
-    (``row_unit``), System 2's tables and the words it should say (``said (U, MAX_SAID)``); and
+    targets ``link_<key> (U, M)``; with ``system2``, System 2's arrays (``s2_``: per step the
+    plan's links in the instruction's order and the link the expert works on; per episode the
+    first table and the plan's link targets; per unit its link's code and words); and
     ``meanings`` (:class:`Meanings`), what the sampler draws words from."""
-    features, firsts, targets, row_unit, said, s2_tables = [], [], [], [], [], []
+    features, firsts, targets = [], [], []
+    s2: dict[str, list] = {
+        k: [] for k in ("features", "which", "first", "targets", "codes", "said")
+    }
     units, episodes = Units(), Units()
     for e, (instruction, _) in enumerate(demos.episodes):
         rows = slice(demos.obs_start[e], demos.obs_start[e] + demos.lengths[e])
@@ -133,13 +140,16 @@ def decision_arrays(
                         step_features = np.zeros((len(t), f.shape[1]), np.float32)
                     step_features[on] = f
             features.append(step_features)
-            row_unit.append(len(units.tasks) + which)
-            s2_tables.append(motion_tables(t, t[0]))
+            s2["features"].append(features_of_links(t, proprio, t[0], links, "instruction"))
+            s2["which"].append(which)
+            s2["first"].append(_first_table(t[0], demos.tables[rows.start], links))
+            s2["targets"].append(link_targets(links))
             for link, subplan in parts:
                 # sort says its links as pick-place does ("put the red cube on the red pad")
                 units.add("pick-place" if task == "sort" else task, subplan, scene,
                           subtask_text(link), e)  # fmt: skip
-                said.append(said_ids(subtask_text(link)))
+                s2["codes"].append(link_code(link))
+                s2["said"].append(said_ids(subtask_text(link)))
                 firsts.append(_first_table(t[0], demos.tables[rows.start], [link]))
                 targets.append(link_targets([link]))
         else:
@@ -156,9 +166,13 @@ def decision_arrays(
     for key in TARGET_KEYS:
         out[f"link_{key}"] = np.stack([t[key] for t in targets])
     if system2:
-        out["row_unit"] = np.concatenate(row_unit)
-        out["said"] = np.stack(said)
-        out["s2_tables"] = np.concatenate(s2_tables)
+        out["s2_features"] = np.concatenate(s2["features"]).astype(np.float32)
+        out["s2_which"] = np.concatenate(s2["which"])
+        out["s2_first_table"] = np.stack(s2["first"]).astype(np.float32)
+        for key in TARGET_KEYS:
+            out[f"s2_link_{key}"] = np.stack([t[key] for t in s2["targets"]])
+        out["s2_codes"] = np.stack(s2["codes"])
+        out["s2_said"] = np.stack(s2["said"])
     out["meanings"] = Meanings(units, episodes if system2 else None)
     return out
 
@@ -226,7 +240,6 @@ def decision_sampler(demos, arrays: dict[str, Any], config: GroundedVLAConfig, b
     units_of = [[] for _ in demos.lengths]
     for u, e in enumerate(units.episode):
         units_of[e].append(u)
-    episode_start = np.concatenate([[0], np.cumsum(demos.lengths)[:-1]])
 
     def sample(rng: np.random.Generator) -> dict[str, Any]:
         rows = draw_rows(rng, config.state_batch)
@@ -240,13 +253,29 @@ def decision_sampler(demos, arrays: dict[str, Any], config: GroundedVLAConfig, b
             batch[f"link_{key}"] = arrays[f"link_{key}"][picks].copy()
             for i, targets in changed.items():
                 batch[f"link_{key}"][i] = targets[key]
-        if meanings.episodes is not None:  # System 2: a step of each episode drawn
-            steps = (rng.random(len(eps)) * demos.lengths[eps]).astype(np.int64)
-            step_rows = episode_start[eps] + steps
-            words = draw_words(meanings.episodes, eps, rng, config, counterfactual=False)[0]
-            batch["s2_tokens"] = tokenizer.encode_batch(words)
-            batch["s2_tables"] = arrays["s2_tables"][step_rows]
-            batch["s2_said"] = arrays["said"][arrays["row_unit"][step_rows]]
+        if meanings.episodes is not None:
+            batch |= _system2_batch(arrays, meanings.episodes, eps, rows, picks, rng, config,
+                                    tokenizer)  # fmt: skip
         return batch
 
     return sample
+
+
+def _system2_batch(arrays, episodes: Units, eps, rows, picks, rng, config, tokenizer):
+    """System 2's part of a batch: fresh wordings of the episodes' whole instructions (and
+    counterfactual meanings) for its reader, the steps ``rows`` for its tracker, the units'
+    links ``picks`` (a share of them random links) for its speaker."""
+    first = arrays["s2_first_table"][eps]
+    words, changed = draw_words(episodes, eps, rng, config, first)
+    out = {"s2_tokens": tokenizer.encode_batch(words), "s2_first_table": first}
+    for key in TARGET_KEYS:
+        out[f"s2_link_{key}"] = arrays[f"s2_link_{key}"][eps].copy()
+        for i, targets in changed.items():
+            out[f"s2_link_{key}"][i] = targets[key]
+    out["s2_features"] = arrays["s2_features"][rows]
+    out["s2_which"] = arrays["s2_which"][rows]
+    codes, said = arrays["s2_codes"][picks].copy(), arrays["s2_said"][picks].copy()
+    for i in np.flatnonzero(rng.random(len(picks)) < RANDOM_LINK_SHARE):
+        link = random_link(rng)
+        codes[i], said[i] = link_code(link), said_ids(subtask_text(link))
+    return out | {"s2_codes": codes, "s2_said": said}
