@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from embodied.bench.headline import PARTS as HEADLINE_PARTS
 from embodied.cli.common import (
     UsageError,
     check_task,
@@ -230,6 +231,25 @@ def cmd_bench_language(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_headline(args: argparse.Namespace) -> int:
+    import torch
+
+    from embodied.bench.headline import bench_headline
+
+    torch.set_num_threads(1)
+    if not args.runs and not args.shipped:
+        raise SystemExit("bench headline: give --runs DIR, --shipped, or both")
+    bench_headline(
+        args.out, runs=args.runs, seeds=tuple(args.seeds), shipped=args.shipped,
+        parts=tuple(args.parts), episodes=args.episodes,
+        language_episodes=args.language_episodes or args.episodes,
+        suite_episodes=args.suite_episodes, num_envs=args.num_envs,
+        log=(lambda _: None) if args.quiet else print,
+    )  # fmt: skip
+    print((Path(args.out) / "headline.md").read_text())
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add this group's verbs to the top-level parser."""
     p = sub.add_parser("bench", help="benchmarks")
@@ -370,8 +390,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     b.add_argument(
         "--steps",
         type=positive,
-        help="updates of the first stage (perception's and the decisions') (default: the "
-        "preset's)",
+        help="updates of the first stage (perception's and the decisions') (default: the preset's)",
     )
     b.add_argument("--floor-steps", type=positive, help="bc-pixels updates (default: the preset's)")
     b.add_argument(
@@ -441,3 +460,35 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--num-envs", type=positive, default=2, help="env worker processes")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_bench_language)
+    b = bench.add_parser(
+        "headline",
+        help="every agent row on every task over training seeds: success with intervals, chain "
+        "links, held-out language, the middle and events suites, cost, latency (resumed)",
+    )
+    b.add_argument("--out", required=True, help="directory for headline.json/.md/.png")
+    b.add_argument("--runs", help="runs laid out as RUNS/KIND/TASK/seed_K (TASK: six-tasks too)")
+    b.add_argument(
+        "--shipped",
+        action="store_true",
+        help="add the agents in assets/agents as seed 0 where RUNS has none",
+    )
+    b.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
+    b.add_argument(
+        "--parts",
+        nargs="+",
+        default=list(HEADLINE_PARTS),
+        choices=HEADLINE_PARTS,
+        help="what to measure per cell",
+    )
+    b.add_argument("--episodes", type=positive, default=50, help="episodes per nominal cell")
+    b.add_argument(
+        "--language-episodes",
+        type=positive,
+        help="episodes per held-out language split (default: --episodes)",
+    )
+    b.add_argument(
+        "--suite-episodes", type=positive, default=20, help="episodes per robustness-suite cell"
+    )
+    b.add_argument("--num-envs", type=positive, default=2, help="env worker processes")
+    b.add_argument("--quiet", action="store_true", help="no progress lines")
+    b.set_defaults(func=cmd_bench_headline)
