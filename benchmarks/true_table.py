@@ -4,19 +4,13 @@ episodes with each kind of object table (``--tables``):
 * ``perceived``: the agent as it is;
 * ``true``: its perceived table replaced by the true one, read off ``obs["object_state"]`` (so
   through the same observation delay, dropped frames and object-state noise that bc-state reads;
-  the cameras are still rendered, and ignored);
-* ``actual-cameras``: its own perception, with rays cast through each episode's *actual* cameras
-  (read from the randomised model) instead of the nominal rig: what a perfect camera
-  self-calibration would give. A hand reference's correction is switched off (the actual cameras
-  leave nothing to correct). Meant for agents whose heatmaps learnt actual-camera labels
-  (``--preset ...-hand-reference``); a nominal-label network has learnt to guess the nominal
-  projection instead.
+  the cameras are still rendered, and ignored).
 
 The agent's decision networks, memory, presence vote and instruction binding are untouched.
 Writes ``--out`` (JSON).
 
     python benchmarks/true_table.py --runs RUN [RUN ...] --task pick-place --factors all=0.5 \\
-        --seed 100 --episodes 60 [--tables perceived,true,actual-cameras] --out F.json
+        --seed 100 --episodes 60 [--tables perceived,true] --out F.json
 """
 
 from __future__ import annotations
@@ -32,8 +26,6 @@ from embodied.cli.common import factor_groups
 from embodied.saved_agents import load_bundle
 from policies.bc_keypoints import ParsedScene as PerceivedScene
 from policies.bundles import env_overrides
-from policies.hand_reference import HandReference
-from policies.perception_geometry import camera_rig
 from sandbox_common.atomic import write_json_atomic
 from sandbox_common.paths import portable_path
 
@@ -52,22 +44,7 @@ def see_the_truth(scene: PerceivedScene, env) -> None:
     scene.observe = observe
 
 
-class NoCorrection(HandReference):
-    """A hand reference that corrects nothing (the offsets it hands back are zeros)."""
-
-    def update(self, offsets: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        return np.zeros_like(offsets)
-
-
-def see_through_actual_cameras(scene: PerceivedScene, env) -> None:
-    """Make ``scene``'s perception cast its rays through ``env``'s cameras as they are now."""
-    perception = scene.perception
-    rig = camera_rig(env, perception.cameras)
-    perception.rig.copy_(torch.from_numpy(rig).to(perception.rig.dtype))
-    scene.reference = NoCorrection()
-
-
-TABLES = ("perceived", "true", "actual-cameras")
+TABLES = ("perceived", "true")
 
 
 def success_rate(
@@ -84,8 +61,6 @@ def success_rate(
             agent.reset(info["instruction"])
             if table == "true":
                 see_the_truth(scene, env.unwrapped)
-            elif table == "actual-cameras":
-                see_through_actual_cameras(scene, env.unwrapped)
             done = False
             while not done:
                 obs, _, terminated, truncated, info = env.step(agent.act(obs))

@@ -43,21 +43,14 @@ def observe(agent: Any, info: dict[str, Any]) -> None:
 class ExpertAgent:
     """The scripted expert as an ``Agent``. It reads privileged state, so it is bound to one env."""
 
-    def __init__(
-        self,
-        env: ManipulationEnv,
-        noise: float = 0.0,
-        seed: int | None = None,
-        gripper_flip: float = 0.0,
-    ) -> None:
-        self.expert = ScriptedExpert(env, noise=noise, seed=seed, gripper_flip=gripper_flip)
+    def __init__(self, env: ManipulationEnv, noise: float = 0.0, seed: int | None = None) -> None:
+        self.expert = ScriptedExpert(env, noise=noise, seed=seed)
         self._subtask = "none"
         self.last_clean_action: np.ndarray | None = None
 
     def reset(self, instruction: str) -> None:
         self._subtask = "none"
         self.last_clean_action = None
-        self.expert.reset()
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         step = self.expert.act(obs)

@@ -36,12 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 import envs
-from embodied.data.collect import (
-    finish_collection,
-    gripper_flip_meta,
-    open_collection,
-    record_episode,
-)
+from embodied.data.collect import finish_collection, open_collection, record_episode
 from embodied.data.dataset import write_episode
 from embodied.evaluation.harness import (
     EvalResult,
@@ -51,7 +46,6 @@ from embodied.evaluation.harness import (
     expert_factory,
 )
 from embodied.rollout import Rollout, run_episode
-from envs.experts import check_gripper_flip
 from sandbox_common.errors import InputError
 
 LOCAL = "local"
@@ -144,13 +138,12 @@ def _record_block(
     seed: int,
     noise: float,
     indices: list[int],
-    gripper_flip: float = 0.0,
 ) -> list[tuple[int, dict[str, np.ndarray], dict[str, Any]]]:
     """(Remote) record episodes ``indices`` (seeds ``seed + i``) in one env; return their arrays
     and metadata instead of writing them."""
     env = envs.make(task, **overrides)
     try:
-        return [(i, *record_episode(env, seed + i, noise, gripper_flip)) for i in indices]
+        return [(i, *record_episode(env, seed + i, noise)) for i in indices]
     finally:
         env.close()
 
@@ -175,7 +168,6 @@ def collect_ray(
     address: str | None = None,
     block: int | None = None,
     progress: bool = True,
-    gripper_flip: float = 0.0,
     **overrides: Any,
 ) -> dict[str, Any]:
     """:func:`embodied.data.collect.collect` on Ray: the same files, ``meta.json`` and summary.
@@ -190,11 +182,8 @@ def collect_ray(
         raise ValueError(f"noise must be >= 0, got {noise}")
     if block is not None and block < 1:
         raise ValueError(f"block must be >= 1, got {block}")
-    check_gripper_flip(gripper_flip)
     import_ray()  # say so before touching the directory
-    _, root, done, todo = open_collection(
-        task, out, episodes, seed, noise, overrides, gripper_flip_meta(gripper_flip)
-    )
+    _, root, done, todo = open_collection(task, out, episodes, seed, noise, overrides)
 
     start = time.perf_counter()
     if todo:
@@ -210,9 +199,7 @@ def collect_ray(
                 disable=not progress,
             )
             jobs = contiguous_blocks(todo, size)
-            submit = lambda indices: remote.remote(
-                task, overrides, seed, noise, indices, gripper_flip
-            )
+            submit = lambda indices: remote.remote(task, overrides, seed, noise, indices)
             try:
                 for _, records in _as_completed(ray, submit, jobs, 2 * cpus):
                     for index, arrays, meta in records:
@@ -222,9 +209,7 @@ def collect_ray(
             finally:
                 bar.close()
 
-    return finish_collection(
-        root, task, done, episodes, seed, noise, len(todo), start, gripper_flip
-    )
+    return finish_collection(root, task, done, episodes, seed, noise, len(todo), start)
 
 
 # ---------------------------------------------------------------- evaluation

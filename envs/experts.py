@@ -15,11 +15,8 @@ The laws are funnels, not gates (docs/DECISIONS.md, "Imitable experts"):
   rises before it crosses the table, without a phase switch.
 
 It recovers after a drop: the env rolls ``place`` back to ``pick`` and the expert picks again.
-Optional Gaussian action noise makes the demos diverse, and optional gripper flips (the executed
-gripper command inverted for a few steps) put the demos in the states a learner's own grasp
-mistakes lead to (closed on nothing, a cube dropped mid-carry), labelled with the way out;
-:meth:`ScriptedExpert.act` returns the clean action, the executed action and the subtask label
-it is executing.
+Optional Gaussian action noise makes the demos diverse; :meth:`ScriptedExpert.act` returns the
+clean action, the executed action and the subtask label it is executing.
 """
 
 from __future__ import annotations
@@ -59,15 +56,6 @@ RELEASE_Z = 0.008
 """... and its bottom at most this high above the destination's top (m)."""
 RISE_FIRST = 0.03
 """Horizontal motion stops when the hand is this far below its travel height (m)."""
-FLIP_STEPS = (3, 8)
-"""A gripper flip inverts the executed gripper command for this many steps (drawn, inclusive):
-long enough for the fingers to shut on nothing or let a held cube go."""
-
-
-def check_gripper_flip(gripper_flip: float) -> None:
-    """A gripper-flip rate is a per-step probability in [0, 1)."""
-    if not 0.0 <= gripper_flip < 1.0:
-        raise ValueError(f"gripper_flip is a per-step probability in [0, 1), got {gripper_flip}")
 
 
 def closest_equivalent(
@@ -102,27 +90,13 @@ class ExpertStep:
 class ScriptedExpert:
     """Funnel-shaped feedback laws over the env's privileged state."""
 
-    def __init__(
-        self,
-        env: ManipulationEnv,
-        noise: float = 0.0,
-        seed: int | None = None,
-        gripper_flip: float = 0.0,
-    ) -> None:
+    def __init__(self, env: ManipulationEnv, noise: float = 0.0, seed: int | None = None) -> None:
         if noise < 0:
             raise ValueError(f"expert noise must be >= 0, got {noise}")
-        check_gripper_flip(gripper_flip)
         self.env = env
         self.noise = noise
-        self.gripper_flip = gripper_flip
         self.rng = np.random.default_rng(seed)
         self.gain = 1.0 / POS_STEP
-        self.flip_left = 0
-        """Steps left of the gripper flip in progress (0: none)."""
-
-    def reset(self) -> None:
-        """Forget a gripper flip in progress (a new episode)."""
-        self.flip_left = 0
 
     def act(self, obs: dict | None = None) -> ExpertStep:
         action, label = self.label()
@@ -130,12 +104,6 @@ class ScriptedExpert:
         if self.noise > 0:
             executed[:4] += self.rng.normal(0.0, self.noise, size=4)
             executed = np.clip(executed, -1.0, 1.0)
-        if self.gripper_flip > 0:  # no draw at 0: demos without flips stay bit-identical
-            if self.flip_left == 0 and self.rng.random() < self.gripper_flip:
-                self.flip_left = int(self.rng.integers(FLIP_STEPS[0], FLIP_STEPS[1] + 1))
-            if self.flip_left > 0:
-                executed[4] = -1.0 if action[4] > 0 else 1.0
-                self.flip_left -= 1
         return ExpertStep(action=action, executed=executed.astype(np.float32), subtask=label)
 
     def label(self) -> tuple[np.ndarray, str]:

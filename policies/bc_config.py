@@ -53,7 +53,7 @@ class BCStateConfig(_Serializable):
     previous_action_dropout: float = 0.0
     """In training, the share of samples whose previous action (or whole history) is zeroed, as
     at an episode's start, so the policy cannot lean on it alone (imitation's copycat problem)."""
-    train: TrainConfig = TrainConfig(
+    train: TrainConfig = TrainConfig(  # noqa: RUF009 (frozen: a shared default is safe)
         learning_rate=1e-3, batch_size=256, steps=4000, warmup=100, eval_every=500,
         checkpoint_every=500, shift=0,
     )  # fmt: skip
@@ -84,7 +84,7 @@ class BCPixelsConfig(_Serializable):
     """Actions predicted per inference."""
     execute: int = 4
     """Actions of each chunk executed before the next inference."""
-    train: TrainConfig = TrainConfig(
+    train: TrainConfig = TrainConfig(  # noqa: RUF009 (frozen: a shared default is safe)
         learning_rate=1e-3, batch_size=64, steps=20000, warmup=500, eval_every=1000,
         checkpoint_every=500, shift=4,
     )  # fmt: skip
@@ -132,12 +132,7 @@ class BCKeypointsConfig(_Serializable):
     and actions."""
     previous_action_dropout: float = 0.0
     """``bc-state``'s option of the same name, for the state policy's training."""
-    hand_reference: bool = False
-    """Perception also finds the hand, learns on each training episode's actual cameras, and
-    cancels a camera's error near the hand with the hand's offset (``policies.hand_reference``):
-    for cameras that moved or zoomed (the ``camera_pose`` and ``camera_fov`` factors). Measured
-    to cost nominal success (93% -> 83% on DR pick-place; docs/BENCHMARKS.md): off by default."""
-    train: TrainConfig = TrainConfig(
+    train: TrainConfig = TrainConfig(  # noqa: RUF009 (frozen: a shared default is safe)
         learning_rate=2e-3, batch_size=32, steps=8000, warmup=200, eval_every=500,
         checkpoint_every=250, shift=0,
     )  # fmt: skip
@@ -242,10 +237,6 @@ BC_PRESETS: dict[str, dict[str, Any]] = {
         "history": BCKeypointsConfig(history=2),
         "history-dropout": BCKeypointsConfig(history=2, previous_action_dropout=0.5),
         "history3-dropout": BCKeypointsConfig(history=3, previous_action_dropout=0.5),
-        "hand-reference": BCKeypointsConfig(hand_reference=True),
-        "previous-action-dropout-hand-reference": BCKeypointsConfig(
-            previous_action=True, previous_action_dropout=0.5, hand_reference=True
-        ),
         "large": BCKeypointsConfig(width=32, train=_KEYPOINTS_LARGE_TRAIN),
     },
     "hierarchical-keypoints": {

@@ -129,9 +129,7 @@ class BCKeypointsPolicy(nn.Module):
         self.image_size = image_size
         self.action_dim = action_dim
         cameras = tuple(k[len(IMAGE_PREFIX) :] for k in self.image_keys)
-        self.perception = ObjectPerception(
-            cameras, image_size, config.width, config.hand_reference
-        )
+        self.perception = ObjectPerception(cameras, image_size, config.width)
         self._build_decision(config, action_dim)
 
     def _build_decision(self, config: BCKeypointsConfig, action_dim: int) -> None:

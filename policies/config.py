@@ -21,6 +21,13 @@ POLICY_BUILDERS = Builders("policy")
 
 RETIRED_OPTIONS: dict[str, tuple[Any, str]] = {
     "weighted_rays": (False, "removed 2026-12-07: measured neutral over three seeds"),
+    "hand_reference": (
+        False,
+        (
+            "retired 2026-12-08: it cost nominal success (93% -> 83%) and did not lift the "
+            "all-factors cell"
+        ),
+    ),
 }
 """Config fields that were removed: name -> (the value every config now has, why it went). A
 checkpoint that holds that value loads as before; one that used the option is refused."""

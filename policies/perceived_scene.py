@@ -12,7 +12,6 @@ import numpy as np
 import torch
 
 from envs.base import IMAGE_PREFIX, PROPRIO
-from policies.hand_reference import HandReference
 from policies.perception import CELL_LABELS, ObjectPerception  # noqa: F401
 
 PRESENCE_CLIP = 5.0
@@ -108,7 +107,6 @@ class PerceivedScene:
     def reset(self) -> None:
         self.memory: np.ndarray | None = None
         self.presence = PresenceVote()
-        self.reference = HandReference()
         self.initial: np.ndarray | None = None
         self.initial_yaw = 0.0
         self._last: dict[str, Any] | None = None
@@ -119,7 +117,7 @@ class PerceivedScene:
             return self.memory
         images, proprio = frame_inputs(self.perception, obs)
         with torch.no_grad():
-            table = self.perception(images, proprio, self.reference)[0]
+            table = self.perception(images, proprio)[0]
         return self.take(obs, table)
 
     def take(self, obs: dict[str, Any], table: np.ndarray) -> np.ndarray:
@@ -150,7 +148,7 @@ def perceived_tables(
     """``(T, K, 4)``: the tables an agent holds at each of an episode's ``T`` frames (``images``
     per camera name), step by step as it acts: what it sees, and where it last saw the rest."""
     images = {c: torch.from_numpy(v) for c, v in images.items()}
-    tables = perception(images, proprio, HandReference())
+    tables = perception(images, proprio)
     memory, remembered = None, []
     for table in tables:
         memory = remember(table, memory)

@@ -34,7 +34,6 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from envs.language import COLOR_NAMES
 from envs.link_features import KINDS, object_slices, object_state_dim
-from policies.hand_reference import HandReference, hand_offsets, reference_weight
 from policies.perception_geometry import camera_poses, rays
 
 NUM_IDENTITIES = len(COLOR_NAMES) * len(KINDS)
@@ -51,9 +50,9 @@ right ones came within 5 mm on reach's held-out first frames, misplaced ones 16-
 SAME_PLACE_PX = 2.0
 """Two identities of one kind peaking this close (pixels) in one camera are one object."""
 FLOATING_KINDS: tuple[str, ...] = ("target",)
-CELL_LABELS = ("cells", "seen", "hand_cells", "hand_seen")
-"""Perception's label keys in a training batch (``<key>/<camera>``)."""
 """Kinds that float in the air: no table under them to fix a single ray's depth."""
+CELL_LABELS = ("cells", "seen")
+"""Perception's label keys in a training batch (``<key>/<camera>``)."""
 
 
 def identity(color: str, kind: str) -> int:
@@ -119,11 +118,11 @@ register_optimizer_step_post_hook(_count_optimizer_step)
 
 
 class HeatmapNet(nn.Module):
-    """``(B, H, W, 3) uint8 -> heatmaps (B, NUM_IDENTITIES + extra, H/2, W/2), heights (B, 1,
-    H/2, W/2)``: a stride-2 conv then dilated 3x3 convs (receptive field ~40 px) at half
-    resolution. ``extra`` maps follow the identities' (the hand's, with a hand reference)."""
+    """``(B, H, W, 3) uint8 -> heatmaps (B, NUM_IDENTITIES, H/2, W/2), heights (B, 1, H/2,
+    W/2)``: a stride-2 conv then dilated 3x3 convs (receptive field ~40 px) at half
+    resolution."""
 
-    def __init__(self, width: int, extra: int = 0) -> None:
+    def __init__(self, width: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
             nn.Conv2d(3, width, 4, 2, 1), nn.ReLU(),
@@ -131,7 +130,7 @@ class HeatmapNet(nn.Module):
             nn.Conv2d(width, 2 * width, 3, 1, 2, dilation=2), nn.ReLU(),
             nn.Conv2d(2 * width, width, 3, 1, 4, dilation=4), nn.ReLU(),
         )  # fmt: skip
-        self.heat = nn.Conv2d(width, NUM_IDENTITIES + extra, 1)
+        self.heat = nn.Conv2d(width, NUM_IDENTITIES, 1)
         self.height = nn.Conv2d(width, 1, 1)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,8 +153,7 @@ def _bilinear(cells: torch.Tensor, grid: int) -> torch.Tensor:
 
 def heatmap_loss(heat, height, cells, seen, heights) -> tuple[torch.Tensor, dict[str, float]]:
     """Softmax cross-entropy of each seen identity's cells against its bilinear position, a
-    presence logit (the map's maximum) for every identity, and the height at the true cell
-    (none when ``height`` is None: the hand's map)."""
+    presence logit (the map's maximum) for every identity, and the height at the true cell."""
     b, k, grid, _ = heat.shape
     logits = heat.reshape(b, k, grid * grid)
     target = _bilinear(cells, grid)
@@ -164,8 +162,6 @@ def heatmap_loss(heat, height, cells, seen, heights) -> tuple[torch.Tensor, dict
     ce = (-(target * F.log_softmax(logits, -1)).sum(-1) * mask).sum() / n
     presence = F.binary_cross_entropy_with_logits(logits.max(-1).values, mask)
     info = {"heatmap_ce": float(ce.detach()), "presence": float(presence.detach())}
-    if height is None:
-        return ce + presence, info
     at = torch.einsum("bkg,bg->bk", target, height.view(b, grid * grid))
     z = (((at - heights / HEIGHT_SCALE) ** 2) * mask).sum() / n
     return ce + presence + 5.0 * z, info | {"height": float(z.detach())}
@@ -220,23 +216,13 @@ _OFFSETS = np.arange(-1, 2)
 
 
 class ObjectPerception(nn.Module):
-    """Cameras -> a table of identities: presence logit and world position ``(B, K, 4)``. With
-    ``hand_reference`` the networks also find the hand, and each object's pixel takes the hand's
-    offset from its nominal projection near the hand (:mod:`policies.hand_reference`)."""
+    """Cameras -> a table of identities: presence logit and world position ``(B, K, 4)``."""
 
-    def __init__(
-        self,
-        cameras: tuple[str, ...],
-        image_size: int,
-        width: int,
-        hand_reference: bool = False,
-    ) -> None:
+    def __init__(self, cameras: tuple[str, ...], image_size: int, width: int) -> None:
         super().__init__()
         self.cameras = tuple(cameras)
         self.image_size = image_size
-        self.hand_reference = hand_reference
-        extra = int(hand_reference)
-        self.nets = nn.ModuleDict({c: HeatmapNet(width, extra) for c in self.cameras})
+        self.nets = nn.ModuleDict({c: HeatmapNet(width) for c in self.cameras})
         self.register_buffer("rig", torch.zeros(len(self.cameras), RIG_WIDTH, dtype=torch.float64))
 
     def loss(self, images: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]):
@@ -244,18 +230,10 @@ class ObjectPerception(nn.Module):
         for cam in self.cameras:
             heat, height = self.nets[cam](images[cam])
             part, parts = heatmap_loss(
-                heat[:, :NUM_IDENTITIES], height, labels[f"cells/{cam}"], labels[f"seen/{cam}"],
-                labels["heights"],
-            )  # fmt: skip
+                heat, height, labels[f"cells/{cam}"], labels[f"seen/{cam}"], labels["heights"]
+            )
             total = total + part
             info.update({f"{cam}_{k}": v for k, v in parts.items()})
-            if self.hand_reference:  # the hand: its cells and whether it is in view
-                hand, hand_info = heatmap_loss(
-                    heat[:, NUM_IDENTITIES:], None, labels[f"hand_cells/{cam}"],
-                    labels[f"hand_seen/{cam}"], None,
-                )  # fmt: skip
-                total = total + hand
-                info.update({f"{cam}_hand_{k}": v for k, v in hand_info.items()})
         return total, info
 
     def batch_loss(self, batch: dict[str, Any], device: torch.device):
@@ -277,14 +255,9 @@ class ObjectPerception(nn.Module):
         return loss, info
 
     @torch.no_grad()
-    def forward(
-        self,
-        images: dict[str, torch.Tensor],
-        proprio: np.ndarray,
-        reference: HandReference | None = None,
-    ) -> np.ndarray:
+    def forward(self, images: dict[str, torch.Tensor], proprio: np.ndarray) -> np.ndarray:
         """``(B, NUM_IDENTITIES, 4)``: presence logit and position (numpy, float32)."""
-        return fuse(*self.camera_rays(images, proprio, reference))
+        return fuse(*self.camera_rays(images, proprio))
 
     @torch.no_grad()
     def heatmaps(self, images: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
@@ -300,8 +273,7 @@ class ObjectPerception(nn.Module):
             x = F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, groups).relu_()
         x = F.conv2d(x, head_weight, head_bias, groups=groups)
         maps = x.view(x.shape[0], groups, -1, *x.shape[2:]).transpose(0, 1).cpu().numpy()
-        heat = NUM_IDENTITIES + int(self.hand_reference)
-        return maps[:, :, :heat], maps[:, :, heat:]
+        return maps[:, :, :NUM_IDENTITIES], maps[:, :, NUM_IDENTITIES:]
 
     def _grouped_layers(self) -> list[tuple[torch.Tensor, torch.Tensor, nn.Conv2d | None]]:
         """The cameras' networks as grouped convolutions ``(weight, bias, conv)``, the heads (heat
@@ -330,37 +302,19 @@ class ObjectPerception(nn.Module):
         return self._grouped
 
     @torch.no_grad()
-    def camera_rays(
-        self,
-        images: dict[str, torch.Tensor],
-        proprio: np.ndarray,
-        reference: HandReference | None = None,
-    ):
+    def camera_rays(self, images: dict[str, torch.Tensor], proprio: np.ndarray):
         """Per camera ``(C, B, K, ...)``: each identity's ray (origin, unit direction), presence
-        logit and predicted height, what :func:`fuse` turns into a table. With a hand reference,
-        ``reference`` (one episode's, its frames in order) smooths the hand's offsets; without
-        it, each frame's own offset corrects that frame."""
+        logit and predicted height, what :func:`fuse` turns into a table."""
         heat, height = self.heatmaps(images)
         c, b = heat.shape[:2]
         conf, u, v, z = (
             a.reshape(c, b, -1).astype(np.float64)
             for a in decode(heat.reshape(c * b, *heat.shape[2:]), height.reshape(c * b, *height.shape[2:]))
         )  # fmt: skip
-        if self.hand_reference:  # the hand's peak, then the identities'
-            hand = (conf[..., NUM_IDENTITIES], u[..., NUM_IDENTITIES], v[..., NUM_IDENTITIES])
-            conf, u, v, z = (a[..., :NUM_IDENTITIES] for a in (conf, u, v, z))
         conf = one_per_place(conf.reshape(c * b, -1), u.reshape(c * b, -1), v.reshape(c * b, -1))
         conf = conf.reshape(c, b, -1)
         rig = self.rig.cpu().numpy()
         origins, directions = self._rays(rig, u, v, proprio)
-        if self.hand_reference:
-            offsets, valid = hand_offsets(*hand, rig, proprio, self.image_size)  # (C, B, 2)
-            if reference is not None:  # one episode's frames, in order: smoothed
-                offsets = reference.update(offsets, valid)
-            first = fuse(origins, directions, conf, z)
-            weight = reference_weight(first[..., 1:4].astype(np.float64), proprio)[None]
-            u, v = u - weight * offsets[..., :1], v - weight * offsets[..., 1:]
-            origins, directions = self._rays(rig, u, v, proprio)
         return origins, directions, conf, z
 
     def _rays(self, rig: np.ndarray, u: np.ndarray, v: np.ndarray, proprio: np.ndarray):

@@ -169,20 +169,17 @@ def test_parallel_collection_matches_serial(tmp_path):
         np.testing.assert_array_equal(a.obs["object_state"], b.obs["object_state"])
 
 
-def test_gripper_flips_are_recorded_and_must_match_on_resume(tmp_path):
-    collect("reach", 1, tmp_path / "a", seed=0, progress=False, gripper_flip=0.1, obs_mode="state")
-    assert read_json(tmp_path / "a" / "meta.json")["gripper_flip"] == 0.1
-    assert load_episode(tmp_path / "a" / "episode_000000.npz").meta["gripper_flip"] == 0.1
-    assert read_json(tmp_path / "a" / "summary.json")["gripper_flip"] == 0.1
-    with pytest.raises(DatasetError, match="gripper_flip: on disk 0.1, asked 0.0"):
-        collect("reach", 2, tmp_path / "a", seed=0, progress=False, obs_mode="state")
-    collect("reach", 1, tmp_path / "b", seed=0, progress=False, obs_mode="state")
-    assert "gripper_flip" not in read_json(tmp_path / "b" / "meta.json")  # as before the option
-    with pytest.raises(DatasetError, match="gripper_flip: on disk None, asked 0.2"):
-        collect(
-            "reach", 2, tmp_path / "b", seed=0, progress=False, gripper_flip=0.2, obs_mode="state"
-        )
-    with pytest.raises(ValueError, match=r"gripper_flip is a per-step probability in \[0, 1\)"):
-        collect(
-            "reach", 1, tmp_path / "c", seed=0, progress=False, gripper_flip=1.0, obs_mode="state"
-        )
+def test_a_collection_made_with_the_retired_gripper_flips_is_not_resumed(tmp_path):
+    """`collect --gripper-flip` (retired) wrote its rate to meta.json when set: such a
+    collection still loads but cannot be extended; a rate of 0 is what every collection has."""
+    root = tmp_path / "a"
+    collect("reach", 1, root, seed=0, progress=False, obs_mode="state")
+    meta = read_json(root / "meta.json")
+    assert "gripper_flip" not in meta
+    (root / "meta.json").write_text(json.dumps(meta | {"gripper_flip": 0.0}))
+    assert collect("reach", 2, root, seed=0, progress=False, obs_mode="state")["episodes"] == 2
+    (root / "meta.json").write_text(json.dumps(meta | {"gripper_flip": 0.1}))
+    retired = "gripper_flip: on disk 0.1, made with collect --gripper-flip, retired 2026-12-08"
+    with pytest.raises(DatasetError, match=retired):
+        collect("reach", 3, root, seed=0, progress=False, obs_mode="state")
+    assert len(EpisodeDataset(root)) == 2  # its episodes still load

@@ -310,28 +310,3 @@ def test_sort_plan_goes_left_to_right():
         firsts.add(env.body_of(picks[0]))
     assert len(firsts) > 1  # the order follows the layout, not the body names
     env.close()
-
-
-def test_gripper_flips_invert_the_executed_gripper_and_keep_the_label_clean():
-    """A flip inverts the executed gripper command for 3-8 steps; the label is the clean action;
-    the expert still finishes (it recovers from what the flips did); rate 0 draws nothing."""
-    env = envs.make("pick-place", obs_mode="state")
-    env.reset(seed=0)
-    expert = ScriptedExpert(env, noise=0.1, seed=0, gripper_flip=0.05)
-    flipped, done, info = 0, False, {}
-    while not done:
-        step = expert.act()
-        if np.sign(step.executed[4]) != np.sign(step.action[4]):
-            flipped += 1
-        np.testing.assert_array_equal(step.executed[:4], np.clip(step.executed[:4], -1, 1))
-        _, _, terminated, truncated, info = env.step(step.executed)
-        done = terminated or truncated
-    assert flipped >= 3 and info["success"]
-    env.reset(seed=4)
-    plain = ScriptedExpert(env, noise=0.1, seed=4)
-    quiet = ScriptedExpert(env, noise=0.1, seed=4, gripper_flip=0.0)
-    for _ in range(5):
-        np.testing.assert_array_equal(plain.act().executed, quiet.act().executed)
-    with pytest.raises(ValueError, match=r"gripper_flip is a per-step probability in \[0, 1\)"):
-        ScriptedExpert(env, gripper_flip=-0.1)
-    env.close()

@@ -160,37 +160,21 @@ def test_a_residual_started_quiet_explores_within_its_log_std(algo):
     env.close()
 
 
-def test_actor_delay_trains_the_critic_alone_until_the_delay(tmp_path):
-    from stable_baselines3 import SAC
-
-    from embodied.training.rl import _new_model
-
-    def params(module):
-        return [p.detach().clone() for p in module.parameters()]
-
-    config = RLConfig(**{**TINY, "actor_delay": 80})
-    fresh = _new_model(config, TaskStateEnv(envs.make("reach", obs_mode="state")), seed=0,
-                       tensorboard=None, residual=False)  # fmt: skip
-    train_rl("reach", tmp_path / "r", config, progress=False, tensorboard=False, stop_after=60)
-    frozen = SAC.load(tmp_path / "r" / "sb3" / "model.zip", device="cpu")
-    assert all(torch.equal(a, b) for a, b in zip(params(fresh.actor), params(frozen.actor)))
-    assert not all(torch.equal(a, b) for a, b in zip(params(fresh.critic), params(frozen.critic)))
-    train_rl("reach", tmp_path / "r", config, progress=False, tensorboard=False)  # resumes
-    moved = SAC.load(tmp_path / "r" / "sb3" / "model.zip", device="cpu")
-    assert not all(torch.equal(a, b) for a, b in zip(params(fresh.actor), params(moved.actor)))
-    with pytest.raises(ValueError, match="actor_delay must be >= 0 and is for sac / td3"):
-        RLConfig(algo="ppo", actor_delay=10)
-
-
 def test_a_run_written_before_a_setting_existed_resumes_only_where_it_did_the_same(tmp_path):
     run = tmp_path / "r"
     config = RLConfig(**TINY)
     train_rl("reach", run, config, progress=False, tensorboard=False, stop_after=60)
     state = json.loads((run / "train.json").read_text())
-    del state["config"]["actor_delay"]  # older runs had no delay: the same as 0
+    del state["config"]["use_sde"]  # older runs had no gSDE: the same as off
+    state["config"]["actor_delay"] = 0  # retired at 0, what every run does now
     (run / "train.json").write_text(json.dumps(state))
     assert train_rl("reach", run, config, progress=False, tensorboard=False)["env_steps"] == 120
     state = json.loads((run / "train.json").read_text())
+    assert "actor_delay" not in state["config"]
+    delayed = {**state["config"], "actor_delay": 80}  # a run that used the retired option
+    (run / "train.json").write_text(json.dumps(state | {"config": delayed}))
+    with pytest.raises(ValueError, match="option 'actor_delay' .*retired 2026-12-08"):
+        train_rl("reach", run, config, progress=False, tensorboard=False)
     del state["config"]["ent_coef"]  # older runs learned it from 1, not from 0.01
     (run / "train.json").write_text(json.dumps(state))
     with pytest.raises(ValueError, match="other settings"):
@@ -258,12 +242,8 @@ def test_every_bench_rl_variant_is_a_valid_config_of_its_kind():
 
     for name, variant in VARIANTS.items():
         config = replace(RLConfig(), **variant.get("config", {}))  # validated on construction
-        residual_only = config.privileged_critic or config.demo_episodes or config.actor_delay
+        residual_only = config.privileged_critic or config.demo_episodes
         assert variant.get("residual", False) or not residual_only, name
-        if name.endswith("-warm") or "-warm-" in name:
-            assert config.actor_delay > 0 and config.residual_log_std is not None, name
-        if "bound0.1" in name:
-            assert config.residual_scale == 0.1 and config.residual_gripper_scale == 2.0, name
 
 
 def test_shaped_reward_pays_for_finishing_not_for_hovering():

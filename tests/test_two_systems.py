@@ -187,7 +187,7 @@ def test_system2_steps_back_only_after_the_previous_subtask_looks_undone_in_a_ro
 
 def test_system2_replans_when_a_subtask_does_not_progress():
     config = PlanRules(decide_every=2, patience=6)
-    agent, planner, _ = _hierarchical(config)
+    agent, _planner, _ = _hierarchical(config)
     obs = {"proprio": np.zeros(19, np.float32)}
     for _ in range(10):
         agent.act(obs)
@@ -261,10 +261,53 @@ def test_oracle_system2_follows_the_envs_subtask_on_both_harness_paths():
             assert agent.subtask == agent.system1.texts[-1]
 
 
-def test_a_retired_option_loads_at_its_default_and_is_refused_otherwise():
-    from policies.bc_config import BCKeypointsConfig
+@pytest.mark.parametrize(
+    ("option", "date"),
+    [("weighted_rays", "removed 2026-12-07"), ("hand_reference", "retired 2026-12-08")],
+)
+def test_a_retired_option_loads_at_its_default_and_is_refused_otherwise(option, date):
+    from policies.bc_config import BCKeypointsConfig, HierarchicalKeypointsConfig
 
-    stored = BCKeypointsConfig().to_dict()
-    assert BCKeypointsConfig.from_dict(stored | {"weighted_rays": False}) == BCKeypointsConfig()
-    with pytest.raises(ValueError, match="option 'weighted_rays', removed 2026-12-07"):
-        BCKeypointsConfig.from_dict(stored | {"weighted_rays": True})
+    for config in (BCKeypointsConfig, HierarchicalKeypointsConfig):
+        stored = config().to_dict()
+        assert option not in stored
+        assert config.from_dict(stored | {option: False}) == config()
+        with pytest.raises(ValueError, match=f"option '{option}', {date}"):
+            config.from_dict(stored | {option: True})
+
+
+def test_a_checkpoint_saved_with_the_retired_hand_reference_off_acts_as_before(tmp_path):
+    """A bc-keypoints checkpoint written while ``hand_reference`` existed (its config holds
+    ``hand_reference: false``) loads and acts as the same agent without the key; one trained with
+    the hand reference on is refused, naming the option."""
+    import envs
+    from embodied.demo import SHIPPED_AGENTS
+    from policies.bundles import env_overrides, load_agent
+    from policies.two_systems import KIND
+    from world_models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+    shipped = SHIPPED_AGENTS / "bc-keypoints-pick-place" / "agent.pt"
+    record = load_checkpoint(shipped, KIND)
+    header = ("format_version", "kind", "code_version")  # save_checkpoint writes them again
+    payload = {k: v for k, v in record.items() if k not in header}
+    for value in (False, True):
+        config = {**record["config"], "hand_reference": value}
+        save_checkpoint(tmp_path / f"{value}.pt", KIND, payload | {"config": config})
+    with pytest.raises(CheckpointError, match="option 'hand_reference', retired 2026-12-08"):
+        load_agent(tmp_path / "True.pt")
+    actions = []
+    for path in (shipped, tmp_path / "False.pt"):
+        bundle = load_agent(path)
+        env = envs.make("pick-place", **env_overrides(bundle))
+        try:
+            obs, info = env.reset(seed=3)
+            agent = bundle.make(task="pick-place")
+            agent.reset(info["instruction"])
+            rows = []
+            for _ in range(3):
+                rows.append(agent.act(obs))
+                obs, *_ = env.step(rows[-1])
+            actions.append(np.stack(rows))
+        finally:
+            env.close()
+    np.testing.assert_array_equal(*actions)

@@ -11,9 +11,7 @@ bound at 2 (``residual-privileged-demos-gripper2``: the correction can open and 
 and that with a quiet start (``-quiet``: the actor's log-std starts at -2, so its exploration does
 not open and shut the gripper), that reading its previous action too
 (``residual-privileged-demos-previous-action-gripper2-quiet``: the recipe that adapts a pixel
-agent to a camera lag), with the critic learning alone for the first 10,000 steps
-(``-quiet-warm``), and with the moves bounded at 0.1 besides (``-quiet-warm-bound0.1``: the
-gripper keeps its bound of 2, the moves change little); ``scratch`` (state, the shaped reward),
+agent to a camera lag); ``scratch`` (state, the shaped reward),
 ``scratch-dense`` / ``scratch-sparse`` (the task's own rewards) and ``her`` (sparse goal reward
 with hindsight experience replay on the goal-conditioned view).
 
@@ -37,8 +35,6 @@ DEMO_EPISODES = 100
 """Expert-guided episodes in the buffer of the ``-demos`` residual variants."""
 QUIET_LOG_STD = -2.0
 """The ``-quiet`` variant's starting log-std of the residual actor (a std of 0.14 before tanh)."""
-WARM_STEPS = 10_000
-"""The ``-warm`` variants' env steps of critic-only learning before the actor moves."""
 _QUIET = {
     "privileged_critic": True,
     "demo_episodes": DEMO_EPISODES,
@@ -74,14 +70,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "residual-privileged-demos-previous-action-gripper2-quiet": {
         "residual": True,
         "config": {**_QUIET, "residual_previous_action": True},
-    },
-    "residual-privileged-demos-gripper2-quiet-warm": {
-        "residual": True,
-        "config": {**_QUIET, "actor_delay": WARM_STEPS},
-    },
-    "residual-privileged-demos-gripper2-quiet-warm-bound0.1": {
-        "residual": True,
-        "config": {**_QUIET, "actor_delay": WARM_STEPS, "residual_scale": 0.1},
     },
     "scratch": {"reward": "shaped"},
     "scratch-dense": {"reward": "dense"},

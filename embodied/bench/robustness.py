@@ -35,7 +35,6 @@ from embodied.evaluation.robustness import (
 )
 from embodied.saved_agents import agent_factory_from_run
 from embodied.training.baselines import AGENT_FILE, BC_KINDS, train_bc
-from envs.experts import check_gripper_flip
 from envs.factors import FAMILIES
 from envs.language import LANGUAGE_SPLITS
 from policies.bc_config import bc_preset
@@ -79,7 +78,7 @@ def _aggregate(reports: list[dict[str, Any]]) -> dict[str, Any]:
             "recovery_rate": _mean([r.get("recovery_rate") for r in rs]),
             "follow_rate": _mean([r.get("follow_rate") for r in rs]),
             "seeds": len(rs),
-        }  # fmt: skip
+        }
         for (f, n, m), rs in cells.items()
     ]
     summaries = [r["summary"] for r in reports]
@@ -122,19 +121,15 @@ def bench_robustness(
     language: str = "train",
     workers: int = 1,
     num_envs: int = 1,
-    gripper_flip: float = 0.0,
 ) -> dict[str, Any]:
     """Nominal vs domain-randomised training of ``kind`` on ``task``, each through ``suite`` (and
     the world events); returns and writes ``OUT/robustness.json``. ``randomize`` defaults to
-    :func:`default_randomize`; ``workers`` collect the demos, ``num_envs`` run each suite;
-    ``gripper_flip`` is the demos' expert's per-step chance of a gripper flip (both collections;
-    :func:`embodied.data.collect.collect`)."""
+    :func:`default_randomize`; ``workers`` collect the demos, ``num_envs`` run each suite."""
     if kind not in BC_KINDS:
         raise ValueError(
             f"unknown kind {kind!r}; bench robustness trains one of {', '.join(BC_KINDS)}"
         )
     bc_preset(kind, preset)  # an unknown preset fails here, before any demo is collected
-    check_gripper_flip(gripper_flip)
     if language not in LANGUAGE_SPLITS:
         raise ValueError(f"language must be one of {LANGUAGE_SPLITS}, got {language!r}")
     randomize = tuple(randomize) if randomize else default_randomize(kind)
@@ -173,8 +168,8 @@ def bench_robustness(
             run = out / "runs" / f"{variant}-s{seed}"
             if not (run / AGENT_FILE).exists():  # a finished run needs neither demos nor training
                 collect(task, demos, data, seed=DEMO_SEED + 1000 * seed, noise=NOISE,
-                        workers=workers, progress=progress, gripper_flip=gripper_flip,
-                        language=language, **obs, **dr)  # fmt: skip
+                        workers=workers, progress=progress, language=language, **obs,
+                        **dr)  # fmt: skip
                 train_bc(kind, [data], run, preset=preset, seed=seed, progress=progress,
                          tensorboard=False)  # fmt: skip
             make, overrides = agent_factory_from_run(run, task)
@@ -188,7 +183,6 @@ def bench_robustness(
         "randomize": list(randomize),
         "magnitude": magnitude,
         "joint": joint,
-        "gripper_flip": gripper_flip,
         "language": language,
         "suite": suite,
         "episodes_per_cell": episodes,
@@ -208,11 +202,16 @@ def markdown(result: dict[str, Any]) -> str:
     """The table: per factor x magnitude, success of the expert and the mean of each training."""
     agents = ("expert", "nominal", "dr")
     lines = [
-        f"# Robustness of {result['kind']} on {result['task']}: nominal vs domain-randomised "
-        f"training ({', '.join(result['randomize'])})",
+        (
+            f"# Robustness of {result['kind']} on {result['task']}: nominal vs "
+            f"domain-randomised training ({', '.join(result['randomize'])})"
+        ),
         "",
-        f"{result['demos']} demos per agent, seeds {result['seeds']}, {result['episodes_per_cell']} "
-        f"episodes per cell (seeds {result['eval_seed']}+), suite `{result['suite']}`.",
+        (
+            f"{result['demos']} demos per agent, seeds {result['seeds']}, "
+            f"{result['episodes_per_cell']} episodes per cell (seeds {result['eval_seed']}+), "
+            f"suite `{result['suite']}`."
+        ),
         "",
         "| family | factor | magnitude | expert | nominal-trained | DR-trained | drop nominal | drop DR |",
         "|---|---|---|---|---|---|---|---|",
@@ -221,7 +220,7 @@ def markdown(result: dict[str, Any]) -> str:
         a: {(r["family"], r["factor"], r["magnitude"]): r for r in result[a]["rows"]}
         for a in agents
     }
-    for key, row in index["nominal"].items():
+    for key in index["nominal"]:
         cells = [index[a].get(key, {}) for a in agents]
         value = "recovery_rate" if key[0] == "event" else "success_rate"
         lines.append(

@@ -15,7 +15,6 @@ from embodied.cli.common import (
     int_list,
     non_negative_float,
     positive,
-    probability,
     task_list,
 )
 from embodied.cli.train import BC_KINDS
@@ -60,7 +59,6 @@ def cmd_bench_robustness(args: argparse.Namespace) -> int:
         language=args.language,
         workers=args.workers,
         num_envs=args.num_envs,
-        gripper_flip=args.gripper_flip,
     )
     print((Path(args.out) / "robustness.md").read_text())
     return 0
@@ -327,13 +325,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=0.0,
         help="share of DR episodes with one magnitude for every factor, in [0, 1] (default 0)",
-    )
-    b.add_argument(
-        "--gripper-flip",
-        type=probability,
-        default=0.0,
-        help="the demos' expert inverts its gripper for 3-8 steps at this per-step chance "
-        "(both collections; see `collect --gripper-flip`)",
     )
     b.add_argument("--suite", default="all", help="robustness suite (see `suites`)")
     b.add_argument("--episodes", type=positive, default=20, help="episodes per suite cell")

@@ -122,17 +122,6 @@ def non_negative_float(value: str) -> float:
     return number
 
 
-def probability(value: str) -> float:
-    """A per-step chance: a number in [0, 1)."""
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value!r}") from None
-    if not 0.0 <= number < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value!r}")
-    return number
-
-
 def add_env_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--obs-mode", choices=("pixels", "state"), help="observation mode (default: pixels)"

@@ -16,7 +16,6 @@ from embodied.cli.common import (
     env_overrides,
     non_negative_float,
     positive,
-    probability,
 )
 
 
@@ -69,7 +68,6 @@ def cmd_collect(args: argparse.Namespace) -> int:
         seed=args.seed,
         noise=args.noise,
         progress=not args.quiet,
-        gripper_flip=args.gripper_flip,
         **env_overrides(args),
     )
     print(json.dumps(summary, indent=2))
@@ -84,10 +82,8 @@ def _collect_agent(args: argparse.Namespace) -> int:
     from embodied.data.collect import collect_rollouts, expert_teacher
     from embodied.saved_agents import agent_factory_from_run
 
-    if args.ray is not None or args.workers != 1 or args.noise or args.gripper_flip:
-        raise UsageError(
-            "--agent collects in this process: drop --ray, --workers, --noise and --gripper-flip"
-        )
+    if args.ray is not None or args.workers != 1 or args.noise:
+        raise UsageError("--agent collects in this process: drop --ray, --workers and --noise")
     if not Path(args.agent).exists():
         raise UsageError(f"--agent {args.agent!r}: no such run directory")
     torch.set_num_threads(1)
@@ -200,13 +196,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         type=non_negative_float,
         default=0.0,
         help="std of Gaussian noise on executed actions",
-    )
-    p.add_argument(
-        "--gripper-flip",
-        type=probability,
-        default=0.0,
-        help="per-step chance that the expert's executed gripper command is inverted for 3-8 "
-        "steps (labels stay clean): demos of recovering from a missed grasp or a drop",
     )
     p.add_argument("--workers", type=positive, default=1, help="parallel collection processes")
     add_ray_option(p, "collect on a Ray cluster (same files as a local run)")

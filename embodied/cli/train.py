@@ -137,7 +137,6 @@ def cmd_train_rl(args: argparse.Namespace) -> int:
         given = {
             "residual_scale": args.residual_scale,
             "ent_coef": args.ent_coef,
-            "actor_delay": args.actor_delay,
             "residual_gripper_scale": args.residual_gripper_scale,
             "residual_log_std": args.residual_log_std,
             "residual_previous_action": args.residual_previous_action or None,
@@ -323,12 +322,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--ent-coef",
         help="SAC's entropy coefficient: auto (learned from 1), auto_X (learned from X) or a "
         "fixed number (default auto_0.01)",
-    )
-    t.add_argument(
-        "--actor-delay",
-        type=int,
-        help="sac/td3: env steps in which only the critic learns (a residual acts as its base "
-        "meanwhile; default 0)",
     )
     t.add_argument(
         "--reward",

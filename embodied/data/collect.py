@@ -30,7 +30,7 @@ from embodied.data.dataset import (
 )
 from embodied.rollout import run_episode
 from envs.base import INSTRUCTION, ManipulationEnv
-from envs.experts import ScriptedExpert, check_gripper_flip
+from envs.experts import ScriptedExpert
 from envs.language import subtask_id
 from sandbox_common.atomic import write_json_atomic
 
@@ -130,17 +130,12 @@ def _record(
 
 
 def record_episode(
-    env: ManipulationEnv, seed: int, noise: float, gripper_flip: float = 0.0
+    env: ManipulationEnv, seed: int, noise: float
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Run the expert for one episode; return the arrays and metadata of an episode file."""
-    agent = ExpertAgent(env, noise=noise, seed=seed, gripper_flip=gripper_flip)
+    agent = ExpertAgent(env, noise=noise, seed=seed)
     arrays, meta = _record(env, agent, seed, EpisodeRecorder(own_clean_action, agent), [])
-    return arrays, meta | {"noise": noise} | gripper_flip_meta(gripper_flip)
-
-
-def gripper_flip_meta(gripper_flip: float) -> dict[str, float]:
-    """The gripper-flip rate as metadata (absent when 0, as in collections made before it)."""
-    return {"gripper_flip": gripper_flip} if gripper_flip else {}
+    return arrays, meta | {"noise": noise}
 
 
 # ---------------------------------------------------------------- worker processes
@@ -153,10 +148,10 @@ def _worker_init(task: str, overrides: dict[str, Any]) -> None:
     _worker_env = envs.make(task, **overrides)
 
 
-def _worker_run(job: tuple[Path, int, int, float, float]) -> dict[str, Any]:
-    root, index, seed, noise, gripper_flip = job
+def _worker_run(job: tuple[Path, int, int, float]) -> dict[str, Any]:
+    root, index, seed, noise = job
     assert _worker_env is not None
-    arrays, meta = record_episode(_worker_env, seed, noise, gripper_flip)
+    arrays, meta = record_episode(_worker_env, seed, noise)
     write_episode(root, index, arrays, meta)
     return {"index": index} | meta
 
@@ -182,9 +177,10 @@ def _dataset_meta(
 
 RESUME_KEYS = ("format_version", "task", "env_version", "env_config", "seed", "noise", "obs_keys")
 """Fields of ``meta.json`` that must match for a collection to resume."""
-OPTIONAL_RESUME_KEYS = {"gripper_flip": 0.0}
-"""Fields written only when not at their default (collections made before them lack them); they
-must match too."""
+RETIRED_META = {"gripper_flip": (0.0, "collect --gripper-flip, retired 2026-12-08")}
+"""Fields of ``meta.json`` that retired options wrote when set: name -> (the value every
+collection now has, the option). A collection made with the option cannot be resumed (its
+episodes stay readable)."""
 
 
 def _check_same_collection(
@@ -196,10 +192,10 @@ def _check_same_collection(
         for k in (*RESUME_KEYS, *extra_keys)
         if _jsonable(have.get(k)) != _jsonable(wanted[k])
     ]
-    diffs += [  # settings written only when not at their default
-        f"{k}: on disk {have.get(k, default)!r}, asked {wanted.get(k, default)!r}"
-        for k, default in OPTIONAL_RESUME_KEYS.items()
-        if k not in extra_keys and have.get(k, default) != wanted.get(k, default)
+    diffs += [
+        f"{k}: on disk {have[k]!r}, made with {option}, which this code no longer has"
+        for k, (default, option) in RETIRED_META.items()
+        if have.get(k, default) != default
     ]
     if diffs:
         raise DatasetError(
@@ -282,15 +278,13 @@ def finish_collection(
     noise: float,
     newly: int,
     start: float,
-    gripper_flip: float = 0.0,
 ) -> dict[str, Any]:
     """Write and return ``summary.json`` of a finished collection."""
     metas = [done[i] for i in range(count)]
-    summary = (
-        _summary(task, metas, seed, noise)
-        | gripper_flip_meta(gripper_flip)
-        | {"newly_collected": newly, "seconds": round(time.perf_counter() - start, 2)}
-    )
+    summary = _summary(task, metas, seed, noise) | {
+        "newly_collected": newly,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
     write_json_atomic(root / SUMMARY_FILE, summary)
     return summary
 
@@ -303,15 +297,12 @@ def collect(
     noise: float = 0.0,
     workers: int = 1,
     progress: bool = True,
-    gripper_flip: float = 0.0,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Write ``episodes`` expert episodes of ``task`` to ``out``; resume if ``out`` holds a partial run.
 
     Episode ``i`` uses seed ``seed + i``, so a resumed or parallel collection writes exactly the
-    files an uninterrupted serial one would. ``gripper_flip`` is the expert's per-step chance of
-    inverting its executed gripper command for a few steps (:class:`envs.experts.ScriptedExpert`;
-    the labels stay clean). Returns the summary (also in ``out/summary.json``).
+    files an uninterrupted serial one would. Returns the summary (also in ``out/summary.json``).
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
@@ -319,20 +310,17 @@ def collect(
         raise ValueError(f"noise must be >= 0, got {noise}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    check_gripper_flip(gripper_flip)
-    config, root, done, todo = open_collection(
-        task, out, episodes, seed, noise, overrides, gripper_flip_meta(gripper_flip)
-    )
+    config, root, done, todo = open_collection(task, out, episodes, seed, noise, overrides)
     start = time.perf_counter()
     bar = tqdm(
         total=episodes, initial=len(done), desc=f"collect {task}", unit="ep", disable=not progress
     )
-    jobs = [(root, i, seed + i, noise, gripper_flip) for i in todo]
+    jobs = [(root, i, seed + i, noise) for i in todo]
     if workers == 1 or len(jobs) <= 1:
         env = config.build()
         try:
-            for root_, index, ep_seed, ep_noise, ep_flip in jobs:
-                arrays, meta = record_episode(env, ep_seed, ep_noise, ep_flip)
+            for root_, index, ep_seed, ep_noise in jobs:
+                arrays, meta = record_episode(env, ep_seed, ep_noise)
                 write_episode(root_, index, arrays, meta)
                 done[index] = meta
                 bar.update(1)
@@ -345,9 +333,7 @@ def collect(
                 done[result.pop("index")] = result
                 bar.update(1)
     bar.close()
-    return finish_collection(
-        root, task, done, episodes, seed, noise, len(todo), start, gripper_flip
-    )
+    return finish_collection(root, task, done, episodes, seed, noise, len(todo), start)
 
 
 def collect_rollouts(

@@ -110,8 +110,6 @@ class Demos:
     """Keypoint kinds: ``(N_obs, K, 4)`` where each object identity is (perception's labels)."""
     cells: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
     """Keypoint kinds: per camera, each identity's true heatmap cell and whether it is in view."""
-    hand_cells: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
-    """A hand reference's labels: per camera, the hand's heatmap cell and whether it is in view."""
     subtask_ids: np.ndarray | None = None
     """Keypoint kinds: ``(N_act,)`` the subtask executed at each step (SUBTASK_VOCAB index)."""
     pointer: np.ndarray | None = None
@@ -239,11 +237,8 @@ def _fit_round(
             env.close()
         policy.perception.rig.copy_(torch.from_numpy(rig))
         arrays = []  # the decision networks first learn on the true tables
-        for part, pairs in ((demos, train_pairs), (val, val_pairs)):
-            rigs = None  # a hand reference learns on each episode's actual cameras
-            if getattr(config, "hand_reference", False):
-                rigs = keypoints.episode_rigs(datasets, pairs, policy.perception.cameras, rig)
-            keypoints.label_cells(part, rig, rigs)
+        for part in (demos, val):
+            keypoints.label_cells(part, rig)
             arrays.append(
                 keypoints.decision_arrays(
                     kind,
@@ -251,7 +246,7 @@ def _fit_round(
                     part.tables,
                     slot_order=keypoints.slot_order_of(config),
                     history=history_shape(config),
-                )  # fmt: skip
+                )
             )
         train_sample, val_sample = (
             keypoints.sampler(kind, part, a, config.train.batch_size, config.state_batch, config)

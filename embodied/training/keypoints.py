@@ -32,12 +32,11 @@ from envs.language import SUBTASK_VOCAB
 from envs.task_features import TaskFeatures
 from policies.bc_keypoints import hand_yaw, perceived_tables, slot_identities, table_features
 from policies.grounded_vla import training as grounded_vla_training
-from policies.hand_reference import hand_table
 from policies.hierarchical_keypoints import subtask_features
 from policies.history import NO_HISTORY, HistoryShape, history_shape, with_history
 from policies.object_planner import CODE_DIM, candidates
 from policies.perception import object_state_from_table
-from policies.perception_geometry import camera_rig, cell_labels
+from policies.perception_geometry import cell_labels
 from world_models import Trainer
 
 VLA_KINDS = ("end-to-end", "hierarchical")
@@ -51,55 +50,11 @@ def slot_order_of(config) -> str:
     return getattr(config, "planner_slots", "active")
 
 
-CAMERA_FACTORS = ("camera_pose", "camera_fov")
-"""The factors of variation that move a camera away from the nominal rig."""
-
-
-def label_cells(demos, rig: np.ndarray, rigs: np.ndarray | None = None) -> None:
-    """Fill ``demos.cells`` from the cameras' geometry ``rig``; with ``rigs (E, C, RIG_WIDTH)``,
-    each episode's own cameras (:func:`episode_rigs`), and ``demos.hand_cells``, where the hand
-    (proprioception's position) falls in them (a hand reference's labels)."""
+def label_cells(demos, rig: np.ndarray) -> None:
+    """Fill ``demos.cells`` from the cameras' geometry ``rig``."""
     keys = sorted(demos.images)
     size = int(demos.images[keys[0]].shape[1])
-    if rigs is None:
-        demos.cells = dict(zip(keys, cell_labels(demos.tables, rig, demos.proprio, size)))
-        return
-    objects, hands = [], []
-    for e in range(len(demos.lengths)):
-        rows = slice(demos.obs_start[e], demos.obs_start[e] + demos.lengths[e] + 1)
-        proprio = demos.proprio[rows]
-        objects.append(cell_labels(demos.tables[rows], rigs[e], proprio, size))
-        hands.append(cell_labels(hand_table(proprio), rigs[e], proprio, size))
-    demos.cells, demos.hand_cells = (
-        {k: tuple(np.concatenate([ep[i][j] for ep in parts]) for j in (0, 1))
-         for i, k in enumerate(keys)}
-        for parts in (objects, hands)
-    )  # fmt: skip
-
-
-def episode_rigs(datasets, pairs, cameras: tuple[str, ...], nominal: np.ndarray) -> np.ndarray:
-    """``(E, C, RIG_WIDTH)``: the cameras of each episode ``pairs`` names (dataset, episode): a
-    camera factor recorded in its metadata is replayed at its seed (the same draw, so the same
-    camera), the others keep the ``nominal`` rig."""
-    import envs
-
-    out = np.repeat(np.asarray(nominal)[None], len(pairs), 0)
-    made: dict[str, Any] = {}
-    try:
-        for n, (d, e) in enumerate(pairs):
-            meta = datasets[d].meta_of(e)
-            factors = meta.get("factors") or {}
-            if not any(factors.get(f, 0.0) for f in CAMERA_FACTORS):
-                continue
-            task = meta["task"]
-            if task not in made:
-                made[task] = envs.make(task, obs_mode="state")
-            made[task].reset(seed=int(meta["seed"]), options={"factors": factors})
-            out[n] = camera_rig(made[task], cameras)
-    finally:
-        for env in made.values():
-            env.close()
-    return out
+    demos.cells = dict(zip(keys, cell_labels(demos.tables, rig, demos.proprio, size)))
 
 
 def _episode_rows(demos, e: int) -> slice:
@@ -231,11 +186,10 @@ def sampler(
     def sample(rng: np.random.Generator) -> dict[str, np.ndarray]:
         frames = draw(rng, batch_size)
         batch = {f"obs/{k}": v[frames] for k, v in demos.images.items()}
-        for prefix, labels in (("", demos.cells), ("hand_", demos.hand_cells or {})):
-            for k, (cells, seen) in labels.items():
-                cam = k[len(IMAGE_PREFIX) :]
-                batch[f"{prefix}cells/{cam}"] = cells[frames]
-                batch[f"{prefix}seen/{cam}"] = seen[frames]
+        for k, (cells, seen) in demos.cells.items():
+            cam = k[len(IMAGE_PREFIX) :]
+            batch[f"cells/{cam}"] = cells[frames]
+            batch[f"seen/{cam}"] = seen[frames]
         batch["table"], batch["proprio"] = demos.tables[frames], demos.proprio[frames]
         return batch | decision(rng)
 

@@ -35,7 +35,7 @@ from embodied.evaluation.harness import evaluate
 from embodied.saved_agents import agent_file, load_bundle
 from embodied.training.data_split import AGENT_FILE
 from embodied.training.rl_callbacks import callbacks
-from embodied.training.rl_config import ADDED_SETTINGS, RLConfig
+from embodied.training.rl_config import ADDED_SETTINGS, RLConfig, without_retired
 from embodied.training.rl_demos import seed_replay_buffer
 from embodied.training.rl_envs import (
     GoalTaskEnv,
@@ -261,7 +261,10 @@ def train_rl(
     state_path = out / "train.json"
     report: dict[str, Any] = json.loads(state_path.read_text()) if state_path.exists() else {}
     wanted = json.loads(json.dumps(asdict(config)))
-    written = {**ADDED_SETTINGS, **report.get("config", wanted)}
+    try:
+        written = {**ADDED_SETTINGS, **without_retired(report.get("config", wanted))}
+    except ValueError as exc:
+        raise ValueError(f"{out}: {exc}") from None
     if {**written, "steps": wanted["steps"]} != wanted:  # a larger --steps extends a run
         raise ValueError(
             f"{out} holds a run with other settings ({report['config']}); use a new --out"
@@ -362,7 +365,7 @@ def train_rl(
         )
         write_json_atomic(state_path, report)
 
-    Progress, Periodic, ActorDelay = callbacks()
+    Progress, Periodic = callbacks()
     remaining = config.steps - model.num_timesteps
     if stop_after is not None:
         remaining = min(remaining, stop_after - model.num_timesteps)
@@ -377,7 +380,6 @@ def train_rl(
                     Periodic(min(1_000, config.checkpoint_every), check_finite),
                     Periodic(config.eval_every, evaluation),
                     Periodic(config.checkpoint_every, checkpoint),
-                    *([ActorDelay(config.actor_delay)] if config.actor_delay else []),
                 ],
                 reset_num_timesteps=not resumed,
                 tb_log_name="sb3",

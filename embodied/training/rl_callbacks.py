@@ -1,5 +1,5 @@
-"""The stable-baselines3 callbacks of ``train rl``: a progress bar, a periodic call (evaluation,
-checkpoint, NaN guard) and a delayed actor. Built inside :func:`callbacks` so that importing
+"""The stable-baselines3 callbacks of ``train rl``: a progress bar and a periodic call
+(evaluation, checkpoint, NaN guard). Built inside :func:`callbacks` so that importing
 this module does not import SB3."""
 
 from __future__ import annotations
@@ -39,26 +39,4 @@ def callbacks():
                 self.fn(self.model)
             return True
 
-    class ActorDelay(BaseCallback):
-        """Freeze the actor until env step ``until``: its loss still backpropagates (into the
-        critic's gradients, which the critic's optimiser zeroes first), its step changes
-        nothing."""
-
-        def __init__(self, until: int) -> None:
-            super().__init__()
-            self.until = until
-
-        def _freeze(self, frozen: bool) -> None:
-            self.frozen = frozen
-            for p in self.model.actor.parameters():
-                p.requires_grad_(not frozen)
-
-        def _on_training_start(self) -> None:
-            self._freeze(self.num_timesteps < self.until)
-
-        def _on_step(self) -> bool:
-            if self.frozen and self.num_timesteps >= self.until:
-                self._freeze(False)
-            return True
-
-    return Progress, Periodic, ActorDelay
+    return Progress, Periodic

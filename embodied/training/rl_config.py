@@ -1,5 +1,6 @@
-"""``RLConfig``: what ``train rl`` runs, validated on construction, and the settings added after
-runs were written (so that an older run's ``train.json`` resumes under what it did)."""
+"""``RLConfig``: what ``train rl`` runs, validated on construction, the settings added after
+runs were written (so that an older run's ``train.json`` resumes under what it did) and the
+settings retired since (a run that used one is refused)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from sandbox_common.validation import check_positive, raise_problems
 ADDED_SETTINGS = {
     "ent_coef": "auto",
     "use_sde": False,
-    "actor_delay": 0,
     "her": False,
     "her_goals": 4,
     "privileged_critic": False,
@@ -24,6 +24,26 @@ ADDED_SETTINGS = {
 }
 """``RLConfig`` fields added after runs were written, with what those runs did: a run's
 ``train.json`` without them resumes under a config that sets them so."""
+
+RETIRED_SETTINGS = {
+    "actor_delay": (0, "retired 2026-12-08: it delayed a strong base's drift, did not stop it"),
+}
+"""``RLConfig`` fields that were removed: name -> (what every run now does, why it went). A
+run's ``train.json`` that holds that value resumes as before; one that used the option is
+refused (:func:`without_retired`)."""
+
+
+def without_retired(written: dict) -> dict:
+    """A run's written config without the retired settings it left at their value; raises
+    naming the option when it used one."""
+    written = dict(written)
+    for name, (value, why) in RETIRED_SETTINGS.items():
+        if name in written and written.pop(name) != value:
+            raise ValueError(
+                f"this run was trained with the option {name!r} (train rl --"
+                f"{name.replace('_', '-')}), {why}; this code cannot resume it (use a new --out)"
+            )
+    return written
 
 
 @dataclass(frozen=True)
@@ -59,10 +79,6 @@ class RLConfig:
     fixed number."""
     use_sde: bool = False
     """SAC: state-dependent exploration noise (gSDE), correlated over steps."""
-    actor_delay: int = 0
-    """SAC / TD3: env steps during which only the critic learns (the actor is frozen; a
-    residual acts as its base meanwhile), so the actor's first updates follow a critic that
-    has seen the base policy's outcomes rather than a random one."""
     her: bool = False
     """SAC / TD3 from scratch with hindsight experience replay on the goal-conditioned view of
     a one-goal task (:class:`~embodied.training.rl_envs.GoalTaskEnv`)."""
@@ -89,11 +105,6 @@ class RLConfig:
         positive = ("steps", "batch_size", "buffer_size", "eval_every", "eval_episodes",
                     "checkpoint_every")  # fmt: skip
         check_positive(self, positive, problems)
-        if self.actor_delay < 0 or (self.actor_delay and self.algo == "ppo"):
-            problems.append(
-                f"actor_delay must be >= 0 and is for sac / td3, got {self.actor_delay} "
-                f"with {self.algo}"
-            )
         if self.demo_episodes < 0 or (self.demo_episodes and self.algo == "ppo"):
             problems.append(
                 f"demo_episodes must be >= 0 and is for sac / td3, got {self.demo_episodes} "
