@@ -97,8 +97,6 @@ class GroundedVLAConfig(_Serializable):
         raise_problems(self, problems)
 
     def build(self, image_keys: tuple[str, ...], image_size: int, action_dim: int = 5):
-        from policies.grounded_vla import model  # noqa: F401  (registers the builder)
-
         return POLICY_BUILDERS.build(self, image_keys, image_size, action_dim)
 
 

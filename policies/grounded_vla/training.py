@@ -30,7 +30,7 @@ from policies.grounded_vla.links import (
     plan_links,
     scene_names,
 )
-from policies.grounded_vla.grounder import TARGET_KEYS
+from policies.grounded_vla.model import TARGET_KEYS  # (the import registers the builder)
 from policies.grounded_vla.speaker import link_code, random_link, said_ids, subtask_text
 from policies.grounded_vla.tokenizer import PieceTokenizer, add_typos
 from policies.history import HistoryShape, with_history
