@@ -28,7 +28,9 @@ from envs.task_features import (
     instruction_vector,
     parse_mentions,
 )
+from policies.bc import BC_KINDS
 from policies.bc_config import HierarchicalKeypointsConfig, bc_preset
+from policies.bundles import env_overrides
 from tests.conftest import check_remembers_previous_action, train_with_previous_action
 from world_models.checkpoint import CheckpointError, load_checkpoint
 
@@ -48,10 +50,8 @@ def pixel_demos(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def state_run(tmp_path_factory, state_demos):
-    out = tmp_path_factory.mktemp("runs") / "bc-state"
-    train_bc("bc-state", [state_demos], out, preset="debug", progress=False, tensorboard=False)
-    return out
+def state_run(trained_bc):
+    return trained_bc("bc-state").out
 
 
 # ---------------------------------------------------------------------- features
@@ -209,22 +209,36 @@ def test_bc_pixels_reads_the_instruction_from_the_first_layer(pixel_demos):
 # ---------------------------------------------------------------------- agents and checkpoints
 
 
-def test_bc_state_run_loads_and_acts_identically(state_run):
-    bundle = load_bundle(state_run)
-    again = load_bundle(state_run / "agent.pt")
-    env = envs.make("pick-place", obs_mode="state")
+@pytest.mark.parametrize("kind", BC_KINDS)
+def test_the_saved_agent_is_the_one_training_left_in_memory(trained_bc, kind):
+    """Save -> load against the agent still in memory (not one file loaded twice): the same
+    tensors and the same actions (and subtasks) step by step from a seeded reset; and not a
+    fresh network of the same config seeded as training was (what a save of the start holds)."""
+    run = trained_bc(kind)
+    assert run.report["rounds"][0]["steps"] == bc_preset(kind, "debug").train.steps
+    loaded = load_bundle(run.out)
+    assert loaded.kind == run.bundle.kind == kind
+    trained, state = run.bundle.policy.state_dict(), loaded.policy.state_dict()
+    assert trained.keys() == state.keys()
+    differ = [k for k in trained if not torch.equal(trained[k], state[k])]
+    assert not differ, f"saved otherwise than trained: {differ}"
+    torch.manual_seed(run.bundle.info["seed"])  # as _fit_round does before it builds the policy
+    shape = () if kind == "bc-state" else (loaded.policy.image_keys, loaded.policy.image_size)
+    fresh = dict(bc_preset(kind, "debug").build(*shape).named_parameters())
+    unchanged = [k for k, p in loaded.policy.named_parameters() if torch.equal(p, fresh[k])]
+    assert fresh and not unchanged, f"never trained: {unchanged}"
+    env = envs.make("pick-place", **env_overrides(loaded))
     obs, info = env.reset(seed=3)
-    agents = [bundle.make(task="pick-place"), again.make(task="pick-place")]
+    agents = [run.bundle.make(task="pick-place"), loaded.make(task="pick-place")]
     for agent in agents:
         agent.reset(info["instruction"])
-    for _ in range(5):
+    for _ in range(4):
         a, b = (agent.act(obs) for agent in agents)
         np.testing.assert_array_equal(a, b)
-        assert a.shape == (5,) and a[4] in (-1.0, 1.0) and np.all(np.abs(a) <= 1)
+        assert agents[0].subtask == agents[1].subtask
+        assert a.shape == (5,) and np.all(np.abs(a) <= 1) and a[4] in (-1.0, 1.0)
         obs, *_ = env.step(a)
     env.close()
-    report = json.loads((state_run / "train.json").read_text())
-    assert report["rounds"][0]["steps"] == bc_preset("bc-state", "debug").train.steps
 
 
 def test_history_block_sees_only_its_own_episode_and_matches_acting():

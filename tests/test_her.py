@@ -10,10 +10,11 @@ import pytest
 import envs
 from embodied.cli import main
 from embodied.saved_agents import load_bundle
-from embodied.training.rl import RLConfig, train_rl
+from embodied.training.rl import RLConfig, train_rl, train_rl_agent
 from embodied.training.rl_envs import GoalTaskEnv
 from envs.experts import ScriptedExpert
 from envs.goal_view import GoalView, goal_reached
+from tests.conftest import check_rl_run_holds_the_trained_model
 
 TINY = {"steps": 120, "eval_every": 60, "eval_episodes": 1, "checkpoint_every": 60,
         "learning_starts": 30, "batch_size": 16, "net_arch": (32, 32), "her": True}  # fmt: skip
@@ -78,25 +79,16 @@ def test_the_goal_env_passes_check_env_and_pays_its_goal_test():
     env.close()
 
 
-def test_sac_with_her_trains_resumes_saves_loads_and_acts_the_same(tmp_path):
+def test_sac_with_her_trains_resumes_saves_and_loads_the_trained_policy(tmp_path):
     run = tmp_path / "her"
     config = RLConfig(**TINY)
     partial = train_rl("reach", run, config, progress=False, tensorboard=False, stop_after=60)
     assert partial == {"stopped_at": 60}
-    report = train_rl("reach", run, config, progress=False, tensorboard=False)
+    report, model = train_rl_agent("reach", run, config, progress=False, tensorboard=False)
     assert report["resumed"] and report["env_steps"] == 120 and report["reward"] == "goal"
     bundle = load_bundle(run)
     assert bundle.kind == "rl" and bundle.view == "goal"
-    env = envs.make("reach", obs_mode="state")
-    obs, info = env.reset(seed=2)
-    a, b = bundle.make(task="reach"), load_bundle(run).make(task="reach")
-    for agent in (a, b):
-        agent.reset(info["instruction"])
-    for _ in range(5):
-        x, y = a.act(obs), b.act(obs)
-        assert np.array_equal(x, y) and x.shape == (5,)
-        obs, *_ = env.step(x)
-    env.close()
+    check_rl_run_holds_the_trained_model(run, "reach", model, seed=2, steps=5)
     with pytest.raises(ValueError, match="her is for sac / td3"):
         RLConfig(algo="ppo", her=True)
     with pytest.raises(ValueError, match="HER trains from scratch"):

@@ -14,8 +14,9 @@ from embodied.data.collect import collect
 from embodied.evaluation.harness import evaluate
 from embodied.saved_agents import agent_factory_from_run, load_bundle
 from embodied.training.baselines import train_bc
-from embodied.training.rl import RLConfig, check_finite, train_rl
+from embodied.training.rl import RLConfig, check_finite, train_rl, train_rl_agent
 from embodied.training.rl_envs import ResidualEnv, TaskStateEnv
+from tests.conftest import check_rl_run_holds_the_trained_model
 
 TINY = {"steps": 120, "eval_every": 60, "eval_episodes": 1, "checkpoint_every": 60,
         "learning_starts": 30, "batch_size": 16, "net_arch": (32, 32)}  # fmt: skip
@@ -30,32 +31,15 @@ def base_run(tmp_path_factory):
     return run
 
 
-def _same_actions(run, task, seed=3, steps=6):
-    overrides = dict(load_bundle(run).env)
-    overrides["cameras"] = tuple(overrides.get("cameras", ("front", "wrist")))
-    env = envs.make(task, **overrides)
-    obs, info = env.reset(seed=seed)
-    a, b = load_bundle(run).make(seed=1, task=task), load_bundle(run).make(seed=1, task=task)
-    a.reset(info["instruction"])
-    b.reset(info["instruction"])
-    actions = []
-    for _ in range(steps):
-        x, y = a.act(obs), b.act(obs)
-        assert np.array_equal(x, y) and x.shape == (5,) and np.all(np.abs(x) <= 1)
-        actions.append(x)
-        obs, *_ = env.step(x)
-    env.close()
-    return np.array(actions)
-
-
 def test_sac_from_scratch_on_state_trains_saves_loads_and_evaluates(tmp_path):
     run = tmp_path / "sac"
-    report = train_rl("reach", run, RLConfig(**TINY), progress=False, tensorboard=False)
+    report, model = train_rl_agent("reach", run, RLConfig(**TINY), progress=False,
+                                   tensorboard=False)  # fmt: skip
     assert report["kind"] == "rl" and report["env_steps"] == 120
     assert [e["env_steps"] for e in report["evals"]] == [0, 60, 120]
     assert (run / "agent.pt").exists() and (run / "best_agent.pt").exists()
     assert (run / "sb3" / "model.zip").exists() and (run / "sb3" / "replay_buffer.pkl").exists()
-    _same_actions(run, "reach")
+    check_rl_run_holds_the_trained_model(run, "reach", model)
     make, overrides = agent_factory_from_run(run, "reach")
     result = evaluate(make, "reach", 2, seed=0, max_steps=10, **overrides)
     assert result.episodes == 2
@@ -91,11 +75,12 @@ def test_residual_over_a_pixel_agent_is_bounded_resumes_and_reloads(base_run, tm
     partial = train_rl("pick-place", run, config, init=base_run, progress=False,
                        tensorboard=False, stop_after=60)  # fmt: skip
     assert partial == {"stopped_at": 60} and not (run / "agent.pt").exists()
-    report = train_rl("pick-place", run, config, init=base_run, progress=False, tensorboard=False)
+    report, model = train_rl_agent("pick-place", run, config, init=base_run, progress=False,
+                                   tensorboard=False)  # fmt: skip
     assert report["resumed"] and report["env_steps"] == 120 and report["kind"] == "residual"
     bundle = load_bundle(run)
     assert bundle.kind == "residual" and bundle.base.kind == "bc-pixels"
-    _same_actions(run, "pick-place")
+    check_rl_run_holds_the_trained_model(run, "pick-place", model)
     with pytest.raises(ValueError, match="other settings"):
         train_rl("pick-place", run, RLConfig(**{**TINY, "gamma": 0.9}), init=base_run,
                  progress=False)  # fmt: skip
@@ -270,13 +255,14 @@ def test_rl_in_the_dream_env_evaluates_in_the_simulator_with_the_return_gap(tmp_
     train_world_model(data, wm, preset_name="debug", seed=0, steps=4, progress=False)
     run = tmp_path / "dream"
     config = RLConfig(**{**TINY, "dream_horizon": 8, "dream_starts": 4})
-    report = train_rl("reach", run, config, dream=wm, progress=False, tensorboard=False)
+    report, model = train_rl_agent("reach", run, config, dream=wm, progress=False,
+                                   tensorboard=False)  # fmt: skip
     assert report["kind"] == "dream" and report["env_steps"] == 120
     last = report["evals"][-1]
     assert {"imagined_return", "imagined_success", "mean_return", "success_rate"} <= set(last)
     bundle = load_bundle(run)
     assert bundle.kind == "dream" and bundle.world_model is not None
-    _same_actions(run, "reach")
+    check_rl_run_holds_the_trained_model(run, "reach", model)
     with pytest.raises(ValueError, match="choose one"):
         train_rl("reach", tmp_path / "x", config, dream=wm, init=run, progress=False)
 
@@ -288,7 +274,8 @@ def test_an_asymmetric_critic_reads_privileged_state_the_actor_never_sees(base_r
     config = RLConfig(**{**TINY, "privileged_critic": True})
     train_rl("pick-place", run, config, init=base_run, progress=False, tensorboard=False,
              stop_after=60)  # fmt: skip
-    report = train_rl("pick-place", run, config, init=base_run, progress=False, tensorboard=False)
+    report, model = train_rl_agent("pick-place", run, config, init=base_run, progress=False,
+                                   tensorboard=False)  # fmt: skip
     assert report["resumed"] and report["env_steps"] == 120
     bundle = load_bundle(run)
     policy = bundle.policy
@@ -299,7 +286,7 @@ def test_an_asymmetric_critic_reads_privileged_state_the_actor_never_sees(base_r
     assert torch.equal(policy.actor(x, deterministic=True), policy.actor(y, deterministic=True))
     action = torch.zeros(4, 5)
     assert not torch.equal(policy.critic(x, action)[0], policy.critic(y, action)[0])
-    _same_actions(run, "pick-place")  # acting needs no privileged state
+    check_rl_run_holds_the_trained_model(run, "pick-place", model)  # no privileged state
     with pytest.raises(ValueError, match="privileged_critic is for sac"):
         RLConfig(algo="td3", privileged_critic=True)
     with pytest.raises(ValueError, match="a privileged critic is for a residual"):
@@ -356,9 +343,10 @@ def test_a_gripper_bound_of_two_lets_the_residual_open_and_close_the_gripper(bas
         RLConfig(residual_gripper_scale=3.0)
     run = tmp_path / "grip"
     config = RLConfig(**{**TINY, "residual_gripper_scale": 2.0})
-    train_rl("pick-place", run, config, init=base_run, progress=False, tensorboard=False)
+    _, model = train_rl_agent("pick-place", run, config, init=base_run, progress=False,
+                              tensorboard=False)  # fmt: skip
     assert load_bundle(run).scale == (0.3, 0.3, 0.3, 0.3, 2.0)
-    _same_actions(run, "pick-place")
+    check_rl_run_holds_the_trained_model(run, "pick-place", model)
 
 
 def test_a_deployment_condition_acts_in_training_and_every_evaluation(tmp_path, monkeypatch):
@@ -406,9 +394,10 @@ def test_a_residual_reading_its_previous_action_sees_what_it_executed(base_run, 
 
     run = tmp_path / "prev"
     config = RLConfig(**{**TINY, "residual_previous_action": True})
-    train_rl("pick-place", run, config, init=base_run, progress=False, tensorboard=False)
+    _, model = train_rl_agent("pick-place", run, config, init=base_run, progress=False,
+                              tensorboard=False)  # fmt: skip
     assert load_bundle(run).previous_action and load_bundle(run).make(seed=0).previous_action
-    _same_actions(run, "pick-place")
+    check_rl_run_holds_the_trained_model(run, "pick-place", model)
     with pytest.raises(ValueError, match="previous action are for a residual"):
         train_rl("reach", tmp_path / "x", config, progress=False)
 
@@ -436,8 +425,8 @@ def test_the_lag_recipe_puts_the_previous_action_in_the_actor_and_the_true_state
     recipe = VARIANTS["residual-privileged-demos-previous-action-gripper2-quiet"]["config"]
     config = RLConfig(**{**TINY, **recipe, "demo_episodes": 1})
     run = tmp_path / "lag-recipe"
-    report = train_rl("pick-place", run, config, init=base_run, progress=False,
-                      tensorboard=False, factors={"observation_delay": 1.0})  # fmt: skip
+    report, model = train_rl_agent("pick-place", run, config, init=base_run, progress=False,
+                                   tensorboard=False, factors={"observation_delay": 1.0})  # fmt: skip
     assert report["demos"]["episodes"] == 1 and report["factors"] == {"observation_delay": 1.0}
     bundle = load_bundle(run)
     assert bundle.previous_action and bundle.critic_dim == STATE_DIM
@@ -454,4 +443,4 @@ def test_the_lag_recipe_puts_the_previous_action_in_the_actor_and_the_true_state
     y = x.clone()
     y[:, policy.actor_dim - 5 : policy.actor_dim] += 1.0  # another previous action: it must
     assert not torch.equal(policy.actor(x, deterministic=True), policy.actor(y, deterministic=True))
-    _same_actions(run, "pick-place")
+    check_rl_run_holds_the_trained_model(run, "pick-place", model)

@@ -359,7 +359,13 @@ class RunTeacher:
         return np.clip(self._agent.raw_action(obs), -1.0, 1.0).astype(np.float32)
 
 
-def train_bc(
+def train_bc(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Train (or resume) a baseline: :func:`train_bc_agent`'s report alone (``RUN/train.json``,
+    or ``{"stopped_at": STEP, "round": R}`` when ``stop_after`` stopped it)."""
+    return train_bc_agent(*args, **kwargs)[0]
+
+
+def train_bc_agent(
     kind: str,
     data: list[str | Path],
     out: str | Path,
@@ -374,8 +380,10 @@ def train_bc(
     stop_after: int | None = None,
     tensorboard: bool = True,
     device: str = "cpu",
-) -> dict[str, Any]:
-    """Train (or resume) a baseline and ``dagger`` DAgger rounds; returns ``RUN/train.json``."""
+) -> tuple[dict[str, Any], BCBundle | None]:
+    """Train (or resume) a baseline and ``dagger`` DAgger rounds; returns ``RUN/train.json``
+    and the last round's agent as training left it in memory (the one ``RUN/agent.pt`` holds;
+    None when ``stop_after`` stopped the training)."""
     if kind not in BC_KINDS:
         raise KeyError(f"unknown baseline {kind!r}; known: {', '.join(BC_KINDS)}")
     if not 0.0 <= dagger_beta <= 1.0:
@@ -405,7 +413,7 @@ def train_bc(
     )  # fmt: skip
     report["rounds"].append(round_report)
     if bundle is None:
-        return {"stopped_at": round_report["steps"], "round": 0}
+        return {"stopped_at": round_report["steps"], "round": 0}, None
     base = list(datasets)
     for r in range(1, dagger + 1):
         round_dir = out / f"round_{r}"
@@ -440,9 +448,9 @@ def train_bc(
         round_report["rollouts"] = rollouts
         report["rounds"].append(round_report)
         if bundle is None:
-            return {"stopped_at": round_report["steps"], "round": r}
+            return {"stopped_at": round_report["steps"], "round": r}, None
     final = (out / f"round_{dagger}" / AGENT_FILE).read_bytes()
     atomic_write(out / AGENT_FILE, lambda fh: fh.write(final))
     report["seconds_this_call"] = round(time.perf_counter() - start, 1)
     write_json_atomic(out / "train.json", report)
-    return report
+    return report, bundle

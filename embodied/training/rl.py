@@ -155,7 +155,13 @@ def _save_model(model, sb3: Path, off_policy: bool) -> None:
     os.replace(tmp, sb3 / "model.zip")
 
 
-def train_rl(
+def train_rl(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Train (or resume) an RL agent: :func:`train_rl_agent`'s report alone (``RUN/train.json``'s
+    content, or ``{"stopped_at": ENV_STEPS}`` when ``stop_after`` stopped it)."""
+    return train_rl_agent(*args, **kwargs)[0]
+
+
+def train_rl_agent(
     task: str,
     out: str | Path,
     config: RLConfig | None = None,
@@ -171,8 +177,10 @@ def train_rl(
     randomize_magnitude: float = 1.0,
     randomize_joint: float = 0.0,
     factors: dict[str, float] | None = None,
-) -> dict[str, Any]:
-    """Train (or resume) an RL agent on ``task``; returns ``RUN/train.json``'s content.
+) -> tuple[dict[str, Any], Any]:
+    """Train (or resume) an RL agent on ``task``; returns ``RUN/train.json``'s content and the
+    stable-baselines3 model as training left it in memory (its policy is the one
+    ``RUN/agent.pt`` holds once the budget is spent).
 
     ``reward``: ``shaped`` (the default: success + potential-based shaping by the task's dense
     progress; see :mod:`embodied.training.rl_envs`), ``dense`` or ``sparse`` (the task's own).
@@ -392,9 +400,9 @@ def train_rl(
     report["env_steps"] = int(model.num_timesteps)
     if model.num_timesteps < config.steps:
         write_json_atomic(state_path, report)
-        return {"stopped_at": int(model.num_timesteps)}
+        return {"stopped_at": int(model.num_timesteps)}, model
     if not report["evals"] or report["evals"][-1]["env_steps"] != model.num_timesteps:
         evaluation(model)
     agent_bundle(model).save(out / AGENT_FILE)
     write_json_atomic(state_path, report)
-    return report
+    return report, model
