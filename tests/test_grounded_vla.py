@@ -446,3 +446,20 @@ def test_counterfactual_meanings_keep_the_scene_and_the_grammar(task):
             seen.add(tuple(map(str, other)))
         choices = any(sum(n.endswith("_" + k) for n in names) > 1 for k in ("cube", "pad", "target"))
         assert len(seen) > 1 or not choices  # the meanings change where the scene allows
+
+
+def test_bench_language_measures_each_split_and_refuses_another_agents_results(
+    vla_run, hierarchical_run, tmp_path
+):
+    from embodied.bench.language import bench_language
+
+    out = tmp_path / "language.json"
+    results = bench_language(vla_run[0], out, episodes=1, tasks=["pick-place"], num_envs=1)
+    cells = results["cells"]["pick-place"]
+    assert {"all", "varied", "heldout-passive", "heldout-synonym"} <= set(cells)
+    assert all("of_in_distribution" in c for s, c in cells.items() if s.startswith("heldout-")
+               and results["cells"]["pick-place"]["varied"]["success"])  # fmt: skip
+    again = bench_language(vla_run[0], out, episodes=1, tasks=["pick-place"], num_envs=1)
+    assert again["cells"] == results["cells"]  # resumed: nothing measured twice
+    with pytest.raises(ValueError, match="measured on another agent"):
+        bench_language(hierarchical_run[0], out, episodes=1, tasks=["pick-place"], num_envs=1)

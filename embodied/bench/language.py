@@ -8,6 +8,7 @@ the results file and skipped when it is run again.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,12 @@ from sandbox_common.atomic import write_json_atomic
 
 IN_DISTRIBUTION = ("all", "varied")
 """The env's own template wording and the generator's training phenomena."""
+
+
+def agent_digest(run: str | Path) -> str:
+    """A short digest of a run's ``agent.pt``: which agent a results file measured."""
+    path = Path(run) / "agent.pt" if Path(run).is_dir() else Path(run)
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def splits_of(task: str) -> list[str]:
@@ -35,6 +42,13 @@ def bench_language(
     and ``varied``)."""
     out = Path(out)
     results = json.loads(out.read_text()) if out.exists() else {}
+    digest = agent_digest(run)
+    if results.get("agent_digest", digest) != digest:
+        raise ValueError(
+            f"{out} holds cells measured on another agent (checkpoint digest "
+            f"{results['agent_digest']}, {run} is {digest}): remove it or give another --out"
+        )
+    results["agent_digest"] = digest
     cells = results.setdefault("cells", {})
     bundle = load_bundle(run)
     for task in tasks or list(bundle.tasks):
