@@ -8,8 +8,9 @@
 #                                     for reach, push, pick-place and stack and one six-task
 #                                     network, then every cell: nominal (50 episodes), held-out
 #                                     language, the middle and events suites (20 per cell)
-#   benchmarks/headline.sh --quick    the shipped agents (assets/agents) only, one seed, 10
-#                                     episodes per cell, nominal and held-out language
+#   benchmarks/headline.sh --quick    the shipped agents (assets/agents) and a bc-state row
+#                                     trained here on 200 state demos per task (a few minutes),
+#                                     one seed, 10 episodes per cell, nominal and held-out language
 #   benchmarks/headline.sh --ray      training fans out over a Ray cluster (train agent --ray)
 #
 # Resumable: collection, training and every measured cell resume after a kill. Writes
@@ -30,9 +31,17 @@ for arg in "$@"; do
 done
 START=$(date +%s)
 if [ "$QUICK" = 1 ]; then
-  $PY -m embodied bench headline --shipped --seeds 0 --out "$WORK-quick" --episodes 10 \
-    --language-episodes 5 --parts nominal language
-  OUT="$WORK-quick"
+  STATE=()
+  for TASK in reach push pick-place stack sort chain; do
+    $PY -m embodied collect --task "$TASK" --episodes 200 --seed 100000 --noise 0.1 --workers 2 \
+      --obs-mode state --set language=train --out "$WORK-quick/data/$TASK" --quiet > /dev/null
+    STATE+=("$WORK-quick/data/$TASK")
+  done
+  $PY -m embodied train agent --kind bc-state --data "${STATE[@]}" --seeds 0 \
+    --out "$WORK-quick/runs/bc-state/six-tasks" --threads 1 --quiet
+  $PY -m embodied bench headline --runs "$WORK-quick/runs" --shipped --seeds 0 \
+    --out "$WORK-quick/headline" --episodes 10 --language-episodes 5 --parts nominal language
+  OUT="$WORK-quick/headline"
 else
   KINDS="${KINDS:-end-to-end hierarchical bc-keypoints hierarchical-keypoints bc-state}"
   SIX=()

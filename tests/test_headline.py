@@ -24,6 +24,7 @@ def runs(tmp_path_factory):
 
 
 def test_headline_measures_each_cell_once_and_writes_table_and_figure(runs, tmp_path):
+    tmp_path = tmp_path / "new"  # a directory that does not exist yet
     said = []
     results = bench_headline(tmp_path, runs=runs, seeds=(0, 1), parts=("nominal", "language"),
                              episodes=2, language_episodes=1, num_envs=1, log=said.append)  # fmt: skip

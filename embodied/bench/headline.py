@@ -128,6 +128,7 @@ def bench_headline(
     """Measure every cell's ``parts`` and write ``OUT/headline.json``, ``headline.md`` and
     ``headline.png``; returns the results (module docstring)."""
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     path = out / "headline.json"
     settings = {"episodes": episodes, "language_episodes": language_episodes,
                 "suite_episodes": suite_episodes, "num_envs": num_envs}  # fmt: skip
