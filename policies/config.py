@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from sandbox_common.registry import Builders, Registry
-from sandbox_common.validation import check_positive
+from sandbox_common.validation import check_positive, without_retired
 
 POLICIES: Registry = Registry("policy")
 """Name (the agent kind) -> frozen config class whose ``build(...)`` makes the network."""
@@ -39,13 +39,11 @@ class _Serializable:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]):
-        data = dict(data)
-        for name, (value, why) in RETIRED_OPTIONS.items():
-            if name in data and data.pop(name) != value:
-                raise ValueError(
-                    f"{cls.__name__}: this checkpoint was trained with the option {name!r}, "
-                    f"{why}; this code cannot rebuild it (retrain without it)"
-                )
+        data = without_retired(
+            data, RETIRED_OPTIONS,
+            f"{cls.__name__}: this checkpoint was trained with the option {{name!r}}",
+            "this code cannot rebuild it (retrain without it)",
+        )  # fmt: skip
         known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(data) - known)
         if unknown:

@@ -10,6 +10,7 @@ import numpy as np
 
 from policies.rl import ALGOS, GRIPPER_SCALE_MAX
 from sandbox_common.validation import check_positive, raise_problems
+from sandbox_common.validation import without_retired as drop_retired
 
 ADDED_SETTINGS = {
     "ent_coef": "auto",
@@ -36,14 +37,11 @@ refused (:func:`without_retired`)."""
 def without_retired(written: dict) -> dict:
     """A run's written config without the retired settings it left at their value; raises
     naming the option when it used one."""
-    written = dict(written)
-    for name, (value, why) in RETIRED_SETTINGS.items():
-        if name in written and written.pop(name) != value:
-            raise ValueError(
-                f"this run was trained with the option {name!r} (train rl --"
-                f"{name.replace('_', '-')}), {why}; this code cannot resume it (use a new --out)"
-            )
-    return written
+    return drop_retired(
+        written, RETIRED_SETTINGS,
+        "this run was trained with the option {name!r} (train rl --{flag})",
+        "this code cannot resume it (use a new --out)",
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
