@@ -77,7 +77,15 @@ def per_task(results: dict) -> str:
     return "\n".join(rows)
 
 
+def headline(results: dict) -> str:
+    """``bench headline``'s table (:func:`embodied.bench.headline.markdown`)."""
+    from embodied.bench.headline import markdown
+
+    return markdown(results).rstrip("\n")
+
+
 TABLES: dict[str, tuple[str, Callable[[dict], str]]] = {
+    "headline-quick": ("headline-quick.json", headline),
     "language-grounding": ("language-grounding.json", grounding),
     "vla-pick-place-language": ("vla-pick-place-language.json", language),
     "bc-keypoints-pick-place-language": ("bc-keypoints-pick-place-language.json", language),

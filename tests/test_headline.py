@@ -37,7 +37,8 @@ def test_headline_measures_each_cell_once_and_writes_table_and_figure(runs, tmp_
     table = (tmp_path / "headline.md").read_text()
     assert "| bc-state | privileged state |" in table and (tmp_path / "headline.png").exists()
     stored = json.loads((tmp_path / "headline.json").read_text())
-    assert stored["cells"]["bc-state|reach|reach|0"]["train_seconds"] > 0
+    written = json.loads((runs / "bc-state" / "reach" / "seed_0" / "train.json").read_text())
+    assert stored["cells"]["bc-state|reach|reach|0"]["train_seconds"] == written["seconds_this_call"]
     again = []  # resumed: nothing measured twice
     bench_headline(tmp_path, runs=runs, seeds=(0, 1), parts=("nominal", "language"), episodes=2,
                    language_episodes=1, num_envs=1, log=again.append)  # fmt: skip
@@ -61,5 +62,7 @@ def test_headline_says_whether_hierarchical_beats_end_to_end_beyond_the_seed_spr
     said = verdicts(rows)
     assert said["stack"].startswith("hierarchical beyond") and "+12 pts" in said["stack"]
     assert said["push"] == "within the seeds' spread"
+    one = summarize(cell(e2e, "chain", [0.8]) | cell(hier, "chain", [0.85]))
+    assert verdicts(one)["chain"] == "within the 95% intervals (one seed)"
     text = markdown({"rows": rows, "settings": {"episodes": 50, "suite_episodes": 20}})
     assert "| hierarchical VLA | learned language |" in text and "85 [80-90]" in text

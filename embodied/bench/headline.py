@@ -223,12 +223,17 @@ def verdicts(rows: dict[str, Any]) -> dict[str, str]:
         o = task_column(rows, ROWS[2].name, task)
         if not (e and h and "success" in e and "success" in h):
             continue
-        if h["spread"][0] > e["spread"][1]:
-            verdict = "hierarchical beyond the seeds' spread"
-        elif e["spread"][0] > h["spread"][1]:
-            verdict = "end-to-end beyond the seeds' spread"
+        if min(len(e["seeds"]), len(h["seeds"])) > 1:  # the seeds' spread
+            (e_lo, e_hi), (h_lo, h_hi), what = e["spread"], h["spread"], "the seeds' spread"
+        else:  # one seed: its Wilson interval
+            (e_lo, e_hi), (h_lo, h_hi) = e["ci95"][0], h["ci95"][0]
+            what = "the 95% intervals (one seed)"
+        if h_lo > e_hi:
+            verdict = f"hierarchical beyond {what}"
+        elif e_lo > h_hi:
+            verdict = f"end-to-end beyond {what}"
         else:
-            verdict = "within the seeds' spread"
+            verdict = f"within {what}"
         if o and "success" in o:
             verdict += f"; the oracle System 2 adds {100 * (o['success'] - h['success']):+.0f} pts"
         out[task] = verdict

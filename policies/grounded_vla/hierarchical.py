@@ -85,7 +85,9 @@ class HierarchicalVLAAgent:
         self.spoke_at = self.step
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
-        self.system1.scene.observe(obs)
+        start = time.perf_counter()
+        self.system1.scene.observe(obs)  # System 2 sees the scene System 1 then acts on
+        perceive_ms = (time.perf_counter() - start) * 1e3
         if self.step in self.schedule:
             self._say(self.schedule[self.step], PERSON)
         elif self.words is None or self.system1.done(obs) or (
@@ -93,7 +95,9 @@ class HierarchicalVLAAgent:
         ):
             self._deliberate(obs)
         self.step += 1
-        return self.system1.act(obs)
+        action = self.system1.act(obs)
+        self.system1.timings[-1] += perceive_ms  # System 1's step includes perceiving the frame
+        return action
 
     def embed(self, obs: dict[str, Any]) -> np.ndarray:
         return self.system1.embed(obs)
