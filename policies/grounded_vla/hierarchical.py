@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from envs.base import PROPRIO
 from envs.instructions import GENERATED_SPLITS, describe
 from policies.agent_registry import AGENTS
 from policies.grounded_vla.end_to_end import GroundedVLAAgent
-from envs.base import PROPRIO
 from policies.grounded_vla.links import features_of_links, plan_links
 from policies.grounded_vla.model import GroundedVLAPolicy
 from policies.grounded_vla.speaker import subtask_text
