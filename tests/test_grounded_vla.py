@@ -463,3 +463,23 @@ def test_bench_language_measures_each_split_and_refuses_another_agents_results(
     assert again["cells"] == results["cells"]  # resumed: nothing measured twice
     with pytest.raises(ValueError, match="measured on another agent"):
         bench_language(hierarchical_run[0], out, episodes=1, tasks=["pick-place"], num_envs=1)
+
+
+def test_the_shipped_system2_says_each_chains_first_link_in_any_wording():
+    """The shipped hierarchical VLA's System 2, on held-out seeds in the generator's wordings,
+    says the link the chain starts with (its own words name the objects the env's plan names)."""
+    from embodied.demo import SHIPPED_AGENTS
+    from policies.grounded_vla.speaker import subtask_text
+
+    make, overrides = agent_factory_from_run(SHIPPED_AGENTS / "hierarchical-six-tasks", "chain")
+    right = []
+    for seed in range(6):
+        env = envs.make("chain", **{**overrides, "language": "varied"})
+        obs, info = env.reset(seed=seed)
+        agent = make(env, seed)
+        agent.reset(info["instruction"])
+        agent.act(obs)
+        env.close()
+        right.append(agent.words == subtask_text(plan_links(list(info["plan"]))[0]))
+        assert agent.subtask.startswith("System 2: ")
+    assert sum(right) >= 5, right
