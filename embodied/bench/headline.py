@@ -284,10 +284,16 @@ def markdown(results: dict[str, Any]) -> str:
         lines += ["", *(f"- **{task}**: {text}" for task, text in verdict.items())]
     s = results["settings"]
     note = (f"Success in % over {s['episodes']} episodes per seed (held-out seeds from "
-            f"{EVAL_SEED}), mean over training seeds [lowest-highest]; suites "
-            f"{s['suite_episodes']} episodes per cell.")  # fmt: skip
+            f"{EVAL_SEED}), mean over training seeds [lowest-highest].")  # fmt: skip
+    if any(c.get(k) for c in _columns(rows) for k in ("middle_drop", "events_recovery")):
+        note += f" Suites: {s['suite_episodes']} episodes per cell."
     lines += ["", note]
     return "\n".join(lines) + "\n"
+
+
+def _columns(rows: dict[str, Any]):
+    """Every (row, network, task) summary."""
+    return (c for networks in rows.values() for tasks in networks.values() for c in tasks.values())
 
 
 def figure(results: dict[str, Any], path: Path) -> Path:
