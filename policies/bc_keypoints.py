@@ -207,9 +207,7 @@ class BCKeypointsAgent:
         return self.memory.inputs(self.features(obs))
 
     def raw_action(self, obs: dict[str, Any]) -> np.ndarray:
-        with torch.no_grad():
-            x = torch.from_numpy(self.decision_input(obs))[None]
-            return self.policy.state(x)[0].numpy()
+        return self.policy.state.act_on(self.decision_input(obs))
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         action = executable(self.raw_action(obs))
@@ -219,9 +217,7 @@ class BCKeypointsAgent:
     def embed(self, obs: dict[str, Any]) -> np.ndarray:
         """The state policy's last hidden layer on the perceived features: what a residual
         policy reads."""
-        with torch.no_grad():
-            x = torch.from_numpy(self.decision_input(obs))[None]
-            return self.policy.state.embed(x)[0].numpy()
+        return self.policy.state.embed_one(self.decision_input(obs))
 
     @property
     def subtask(self) -> str:

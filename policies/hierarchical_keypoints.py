@@ -241,10 +241,7 @@ class KeypointSystem1:
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         start = time.perf_counter()
         now = self.inputs(obs)[0]
-        with torch.no_grad():
-            action = executable(
-                self.policy(torch.from_numpy(self.memory.inputs(now))[None])[0].numpy()
-            )
+        action = executable(self.policy.act_on(self.memory.inputs(now)))
         self.memory.record(now, action)
         self.timings.append(_elapsed_ms(start))
         self.chunks_predicted += 1
@@ -256,9 +253,7 @@ class KeypointSystem1:
         return self.memory.last_action
 
     def embed(self, obs: dict[str, Any]) -> np.ndarray:
-        x = self.memory.inputs(self.inputs(obs)[0])
-        with torch.no_grad():
-            return self.policy.embed(torch.from_numpy(x)[None])[0].numpy()
+        return self.policy.embed_one(self.memory.inputs(self.inputs(obs)[0]))
 
 
 class ScenePlanner:

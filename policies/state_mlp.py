@@ -77,6 +77,16 @@ class BCStatePolicy(nn.Module):
         """The last hidden layer ``(B, hidden[-1])``: what a residual policy reads."""
         return self.net[:-1](self.normalizer(features))
 
+    @torch.no_grad()
+    def act_on(self, inputs: np.ndarray) -> np.ndarray:
+        """The raw action ``(A,)`` for one step's inputs ``(input_dim,)``."""
+        return self(torch.from_numpy(inputs)[None])[0].numpy()
+
+    @torch.no_grad()
+    def embed_one(self, inputs: np.ndarray) -> np.ndarray:
+        """:meth:`embed` of one step's inputs ``(input_dim,)``."""
+        return self.embed(torch.from_numpy(inputs)[None])[0].numpy()
+
     def loss(self, batch: dict[str, Any], generator: torch.Generator | None = None):
         """``batch``: ``features (B, F)``, ``actions (B, A)``; mean squared error."""
         device = self.normalizer.mean.device

@@ -13,7 +13,6 @@ import time
 from typing import Any
 
 import numpy as np
-import torch
 
 from envs.base import PROPRIO
 from envs.link_features import PROPRIO_USED, Link
@@ -98,9 +97,7 @@ class GroundedVLAAgent:
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         start = time.perf_counter()
-        with torch.no_grad():
-            x = torch.from_numpy(self.decision_input(obs))[None]
-            action = executable(self.policy.state(x)[0].numpy())
+        action = executable(self.policy.state.act_on(self.decision_input(obs)))
         self.memory.record(self.features(obs), action)
         self.timings.append((time.perf_counter() - start) * 1e3)
         return action
@@ -112,9 +109,7 @@ class GroundedVLAAgent:
 
     def embed(self, obs: dict[str, Any]) -> np.ndarray:
         """The action head's last hidden layer: what a residual policy reads."""
-        with torch.no_grad():
-            x = torch.from_numpy(self.decision_input(obs))[None]
-            return self.policy.state.embed(x)[0].numpy()
+        return self.policy.state.embed_one(self.decision_input(obs))
 
     @property
     def subtask(self) -> str:
