@@ -49,14 +49,12 @@ class HierarchicalVLAAgent:
         self.schedule[int(step)] = require_words(text, "an injected subtask")
 
     def reset(self, instruction: str) -> None:
-        self.tokens = self.speaker.encoder.encode([require_words(instruction)])[0]
+        self.tokens = self.speaker.reader.encode([require_words(instruction)])[0]
         self.instruction = instruction
         self.system1.begin_episode()
         self.words, self.proposer, self.step, self.spoke_at = None, SYSTEM2, 0, 0
         self.plan: list | None = None
         """System 2's reading of the instruction: its links (after the first step)."""
-        self.link = 0
-        """The link System 2 last said."""
 
     @property
     def subtask(self) -> str:
@@ -77,8 +75,8 @@ class HierarchicalVLAAgent:
         features = features_of_links(
             scene.memory[None], proprio, scene.initial, self.plan, "instruction"
         )[0]
-        self.link = min(self.speaker.next_link(features), len(self.plan) - 1)
-        words = self.speaker.say(self.plan[self.link])
+        link = min(self.speaker.next_link(features), len(self.plan) - 1)
+        words = self.speaker.say(self.plan[link])
         self.deliberation_ms.append((time.perf_counter() - start) * 1000)
         # nothing said (no word before <eos>): keep the subtask, or at first the whole instruction
         self._say(words or self.words or self.instruction, SYSTEM2)

@@ -154,10 +154,6 @@ class SubtaskSpeaker(nn.Module):
         self.tracker = LinkTracker()
         self.speaker = LinkSpeaker(config.d_model)
 
-    @property
-    def encoder(self):
-        return self.reader.encoder
-
     def loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         """``batch``: the reader's (``s2_tokens``, ``s2_first_table``, ``s2_link_<key>``), the
         tracker's (``s2_features (B, STATE_DIM)``, ``s2_which (B,)``) and the speaker's
