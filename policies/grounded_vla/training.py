@@ -163,17 +163,31 @@ def decision_arrays(
         ),
         "first_table": np.stack(firsts).astype(np.float32),
     }
-    for key in TARGET_KEYS:
-        out[f"link_{key}"] = np.stack([t[key] for t in targets])
+    out |= _stacked_targets("link_", targets)
     if system2:
         out["s2_features"] = np.concatenate(s2["features"]).astype(np.float32)
         out["s2_which"] = np.concatenate(s2["which"])
         out["s2_first_table"] = np.stack(s2["first"]).astype(np.float32)
-        for key in TARGET_KEYS:
-            out[f"s2_link_{key}"] = np.stack([t[key] for t in s2["targets"]])
+        out |= _stacked_targets("s2_link_", s2["targets"])
         out["s2_codes"] = np.stack(s2["codes"])
         out["s2_said"] = np.stack(s2["said"])
     out["meanings"] = Meanings(units, episodes if system2 else None)
+    return out
+
+
+def _stacked_targets(prefix: str, targets: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per-unit link targets stacked per key: ``{prefix + key: (U, M)}``."""
+    return {f"{prefix}{key}": np.stack([t[key] for t in targets]) for key in TARGET_KEYS}
+
+
+def _picked_targets(arrays, prefix: str, picks, changed: dict[int, dict[str, np.ndarray]]):
+    """The picked units' link targets, those that now say a counterfactual meaning (``changed``,
+    by position in ``picks``) replaced by its targets."""
+    out = {}
+    for key in TARGET_KEYS:
+        out[prefix + key] = arrays[prefix + key][picks].copy()
+        for i, targets in changed.items():
+            out[prefix + key][i] = targets[key]
     return out
 
 
@@ -249,10 +263,7 @@ def decision_sampler(demos, arrays: dict[str, Any], config: GroundedVLAConfig, b
         batch["first_table"] = arrays["first_table"][picks]
         texts, changed = draw_words(units, picks, rng, config, batch["first_table"])
         batch["tokens"] = tokenizer.encode_batch(texts)
-        for key in TARGET_KEYS:
-            batch[f"link_{key}"] = arrays[f"link_{key}"][picks].copy()
-            for i, targets in changed.items():
-                batch[f"link_{key}"][i] = targets[key]
+        batch |= _picked_targets(arrays, "link_", picks, changed)
         if meanings.episodes is not None:
             batch |= _system2_batch(arrays, meanings.episodes, eps, rows, picks, rng, config,
                                     tokenizer)  # fmt: skip
@@ -268,10 +279,7 @@ def _system2_batch(arrays, episodes: Units, eps, rows, picks, rng, config, token
     first = arrays["s2_first_table"][eps]
     words, changed = draw_words(episodes, eps, rng, config, first)
     out = {"s2_tokens": tokenizer.encode_batch(words), "s2_first_table": first}
-    for key in TARGET_KEYS:
-        out[f"s2_link_{key}"] = arrays[f"s2_link_{key}"][eps].copy()
-        for i, targets in changed.items():
-            out[f"s2_link_{key}"][i] = targets[key]
+    out |= _picked_targets(arrays, "s2_link_", eps, changed)
     out["s2_features"] = arrays["s2_features"][rows]
     out["s2_which"] = arrays["s2_which"][rows]
     codes, said = arrays["s2_codes"][picks].copy(), arrays["s2_said"][picks].copy()
